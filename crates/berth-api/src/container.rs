@@ -1,0 +1,303 @@
+//! The `Container` kind: one or more identical replicas of a Docker container.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a container (and its replicas).
+///
+/// Field semantics follow Kubernetes' `Container` where Kubernetes has the field, else Docker's.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "berth.dev",
+    version = "v1alpha1",
+    kind = "Container",
+    namespaced,
+    shortname = "bc"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerSpec {
+    /// Image reference, e.g. `nginx:1.27` or `registry.local:5000/app@sha256:…`.
+    pub image: String,
+    /// Replaces the image's ENTRYPOINT (same meaning as Kubernetes' `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's CMD (same meaning as Kubernetes' `args`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Environment variables, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Working directory (absolute path); default: the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// User as `name`, `uid`, or `uid:gid`; default: the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Hostname inside the container; default: the engine's (a container ID prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Ports; only those with a `hostPort` are published on the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ContainerPort>,
+    /// Named volumes, host paths and tmpfs mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    /// Networks to attach to (berth `Network` objects of the same namespace). Empty: the engine's
+    /// default `bridge` network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkAttachment>,
+    /// Files copied into the container after it is created and before it first starts.
+    /// Their content is part of the spec hash: editing one recreates the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<File>,
+    /// Number of identical containers; default 1. Engine names carry the replica index (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Fixed engine container name; only allowed with `replicas` ≤ 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// When berth starts an exited container again; default `Always`
+    /// (same meaning as Kubernetes' `restartPolicy`).
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// When berth pulls the image; default `IfNotPresent` (same meaning as Kubernetes' `imagePullPolicy`).
+    #[serde(default)]
+    pub pull_policy: PullPolicy,
+    /// Labels set on the engine container (keys under `berth.dev/` are reserved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// CPU and memory limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Signal sent to stop the container, e.g. `SIGTERM` (default: the image's, else SIGTERM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL; default 10 (Docker's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period_seconds: Option<u32>,
+    /// Linux capabilities to add, e.g. `NET_ADMIN`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Linux capabilities to drop, e.g. `ALL`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// Mount the root filesystem read-only; default false. Cannot be combined with `files`.
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    /// Run an init process (tini) as PID 1 (`docker run --init`); default false.
+    #[serde(default)]
+    pub init: bool,
+    /// Extra `/etc/hosts` entries as `hostname:ip` (`docker run --add-host`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+}
+
+impl ContainerSpec {
+    /// `replicas` after defaulting (1).
+    pub fn replica_count(&self) -> u32 {
+        self.replicas.unwrap_or(1)
+    }
+}
+
+/// One environment variable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Value; default empty.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// A container port, optionally published on the host (Kubernetes' `ContainerPort`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerPort {
+    /// Port inside the container, 1–65535.
+    pub container_port: u16,
+    /// Port on the host, 1–65535; absent: the port is not published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    /// Host address to bind; default all addresses.
+    #[serde(default, rename = "hostIP", skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// `TCP` (default) or `UDP`; lower case is accepted too.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// Transport protocol of a port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Protocol {
+    /// TCP (default).
+    #[default]
+    #[serde(alias = "tcp")]
+    TCP,
+    /// UDP.
+    #[serde(alias = "udp")]
+    UDP,
+}
+
+impl Protocol {
+    /// Lower-case name as the engine writes it (`tcp`, `udp`).
+    pub fn engine_name(self) -> &'static str {
+        match self {
+            Protocol::TCP => "tcp",
+            Protocol::UDP => "udp",
+        }
+    }
+}
+
+/// One mount: exactly one of `volume`, `hostPath`, `tmpfs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Mount {
+    /// Absolute path inside the container.
+    pub mount_path: String,
+    /// Mount read-only; default false.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Name of a berth `Volume` object in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// A host directory or file (Kubernetes' `hostPath` volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPathMount>,
+    /// A tmpfs (memory-backed) mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<TmpfsMount>,
+}
+
+/// A bind mount of a host path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostPathMount {
+    /// Absolute path on the host.
+    pub path: String,
+    /// What must be at `path` (same meaning as Kubernetes' `hostPath.type`); default: no check.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub path_type: Option<HostPathType>,
+}
+
+/// Check made on a host path before the container is created (Kubernetes' `HostPathType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum HostPathType {
+    /// Must be an existing directory.
+    Directory,
+    /// Created (mode 0755) if absent.
+    DirectoryOrCreate,
+    /// Must be an existing file.
+    File,
+    /// Created empty (mode 0644) if absent.
+    FileOrCreate,
+    /// Must be an existing UNIX socket.
+    Socket,
+}
+
+/// A tmpfs mount.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TmpfsMount {
+    /// Size limit as a Kubernetes quantity (`64Mi`); default: the engine's (half the RAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<String>,
+}
+
+/// Attachment to a berth `Network`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkAttachment {
+    /// Name of a berth `Network` object in the same namespace.
+    pub name: String,
+    /// Extra DNS names of this container on that network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Fixed IPv4 address (needs an `ipam` subnet on the network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+}
+
+/// A file copied into the container before it starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct File {
+    /// Absolute path inside the container; parent directories are created.
+    pub path: String,
+    /// Content (UTF-8 text).
+    pub content: String,
+    /// Permission bits as an octal string, e.g. `"0644"` (default) or `"0755"`. A string, so that
+    /// YAML 1.1 and 1.2 readers agree on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Owner user ID; default 0.
+    #[serde(default)]
+    pub uid: u32,
+    /// Owner group ID; default 0.
+    #[serde(default)]
+    pub gid: u32,
+}
+
+impl File {
+    /// Permission bits after defaulting (`0o644`); `None` when `mode` is not octal ≤ 0o7777.
+    pub fn mode_bits(&self) -> Option<u32> {
+        match &self.mode {
+            None => Some(0o644),
+            Some(m) => {
+                let digits = m.strip_prefix("0o").unwrap_or(m);
+                if digits.is_empty() || digits.len() > 5 {
+                    return None;
+                }
+                u32::from_str_radix(digits, 8).ok().filter(|v| *v <= 0o7777)
+            }
+        }
+    }
+}
+
+/// Restart policy (same meaning as Kubernetes' `restartPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RestartPolicy {
+    /// Start the container again whenever it is not running (default).
+    #[default]
+    Always,
+    /// Start it again only when it exited with a non-zero code.
+    OnFailure,
+    /// Never start it again once it exited.
+    Never,
+}
+
+/// Image pull policy (same meaning as Kubernetes' `imagePullPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    /// Pull before every create.
+    Always,
+    /// Pull only when the image is not present (default).
+    #[default]
+    IfNotPresent,
+    /// Never pull; a missing image is an error.
+    Never,
+}
+
+/// Resource limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// Upper bounds.
+    #[serde(default)]
+    pub limits: ResourceLimits,
+}
+
+/// CPU and memory upper bounds, in Kubernetes quantity syntax.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceLimits {
+    /// CPUs, e.g. `500m` (half a CPU) or `2`; sent to the engine as `NanoCpus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Memory, e.g. `256Mi` or `1G`; sent to the engine as bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}

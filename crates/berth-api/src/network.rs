@@ -1,0 +1,68 @@
+//! The `Network` kind: a Docker network declared by name.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a Docker network. Changing any field recreates the network and every
+/// container attached to it (Docker networks are immutable).
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "berth.dev",
+    version = "v1alpha1",
+    kind = "Network",
+    namespaced,
+    shortname = "bnet"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Network driver; default `bridge` (same as `docker network create --driver`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Restrict external access to the network (`--internal`); default false.
+    #[serde(default)]
+    pub internal: bool,
+    /// Allow manually started containers to attach (`--attachable`); default false.
+    #[serde(default)]
+    pub attachable: bool,
+    /// Enable IPv6 (`--ipv6`); default false.
+    #[serde(default, rename = "enableIPv6")]
+    pub enable_ipv6: bool,
+    /// IP address management; default: the engine picks a subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+    /// Driver options (`--opt key=value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// Labels set on the engine network (keys under `berth.dev/` are reserved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// IP address management of a network (same shape as Docker Compose's `ipam`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ipam {
+    /// IPAM driver; default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Address pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<IpamConfig>,
+}
+
+/// One address pool of a network.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpamConfig {
+    /// Subnet in CIDR notation, e.g. `10.88.0.0/24`.
+    pub subnet: String,
+    /// Gateway address inside the subnet, e.g. `10.88.0.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// Sub-range (CIDR) from which container addresses are allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+}

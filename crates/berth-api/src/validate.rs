@@ -1,0 +1,373 @@
+//! Validation of single objects (no cross-object checks; those live in `berth-core`).
+//!
+//! Every error names the field by its path as written in YAML (`spec.ports[1].hostPort`), so that
+//! a source can turn the path into a file position.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    ContainerSpec, ManifestMetadata, NetworkSpec, VolumeSpec, quantity,
+};
+
+/// One invalid field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field as written in YAML, e.g. `spec.mounts[0].mountPath`.
+    pub path: String,
+    /// What was expected.
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// True for a DNS-1123 label: 1–63 of `[a-z0-9-]`, starting and ending alphanumeric.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// True for a DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// True for a name the engine accepts for a container: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn is_engine_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
+/// Checks `metadata`: name is a DNS-1123 subdomain, namespace a DNS-1123 label.
+pub fn validate_metadata(m: &ManifestMetadata) -> Vec<FieldError> {
+    let mut e = Errors(Vec::new());
+    if !is_dns1123_subdomain(&m.name) {
+        e.push(
+            "metadata.name",
+            format!(
+                "expected a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', at most 253 characters), got {:?}",
+                m.name
+            ),
+        );
+    }
+    if let Some(ns) = &m.namespace
+        && !is_dns1123_label(ns)
+    {
+        e.push(
+            "metadata.namespace",
+            format!(
+                "expected a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters), got {ns:?}"
+            ),
+        );
+    }
+    e.0
+}
+
+fn check_labels(e: &mut Errors, path: &str, labels: &BTreeMap<String, String>) {
+    for key in labels.keys() {
+        if key.starts_with("berth.dev/") {
+            e.push(
+                format!("{path}.{key}"),
+                "label keys under berth.dev/ are reserved for berth",
+            );
+        } else if key.is_empty() {
+            e.push(path, "label keys must not be empty");
+        }
+    }
+}
+
+/// Checks a `Network` spec.
+pub fn validate_network(spec: &NetworkSpec) -> Vec<FieldError> {
+    let mut e = Errors(Vec::new());
+    if let Some(ipam) = &spec.ipam {
+        for (i, c) in ipam.config.iter().enumerate() {
+            if !is_cidr(&c.subnet) {
+                e.push(
+                    format!("spec.ipam.config[{i}].subnet"),
+                    format!("expected a CIDR such as 10.88.0.0/24, got {:?}", c.subnet),
+                );
+            }
+            if let Some(g) = &c.gateway
+                && g.parse::<std::net::IpAddr>().is_err()
+            {
+                e.push(
+                    format!("spec.ipam.config[{i}].gateway"),
+                    format!("expected an IP address, got {g:?}"),
+                );
+            }
+            if let Some(r) = &c.ip_range
+                && !is_cidr(r)
+            {
+                e.push(
+                    format!("spec.ipam.config[{i}].ipRange"),
+                    format!("expected a CIDR, got {r:?}"),
+                );
+            }
+        }
+    }
+    check_labels(&mut e, "spec.labels", &spec.labels);
+    e.0
+}
+
+fn is_cidr(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((addr, bits)) => match (addr.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
+            (Ok(std::net::IpAddr::V4(_)), Ok(b)) => b <= 32,
+            (Ok(std::net::IpAddr::V6(_)), Ok(b)) => b <= 128,
+            _ => false,
+        },
+        None => false,
+    }
+}
+
+/// Checks a `Volume` spec.
+pub fn validate_volume(spec: &VolumeSpec) -> Vec<FieldError> {
+    let mut e = Errors(Vec::new());
+    check_labels(&mut e, "spec.labels", &spec.labels);
+    e.0
+}
+
+/// Checks a `Container` spec (image reference, ports, mounts, files, quantities, names…).
+pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
+    let mut e = Errors(Vec::new());
+    if spec.image.trim().is_empty() {
+        e.push("spec.image", "expected an image reference, got an empty string");
+    } else if let Err(err) = spec.image.parse::<oci_spec::distribution::Reference>() {
+        e.push(
+            "spec.image",
+            format!("expected an image reference like name:tag or name@sha256:digest, got {:?} ({err})", spec.image),
+        );
+    }
+    if let Some(name) = &spec.container_name {
+        if spec.replica_count() > 1 {
+            e.push(
+                "spec.containerName",
+                "containerName is allowed only with replicas 0 or 1 (engine names must be unique)",
+            );
+        }
+        if !is_engine_name(name) {
+            e.push(
+                "spec.containerName",
+                format!("expected [a-zA-Z0-9][a-zA-Z0-9_.-]*, got {name:?}"),
+            );
+        }
+    }
+    for (i, v) in spec.env.iter().enumerate() {
+        if v.name.is_empty() || v.name.contains('=') {
+            e.push(
+                format!("spec.env[{i}].name"),
+                "expected a non-empty variable name without '='",
+            );
+        }
+    }
+    for (field, value) in [("workingDir", &spec.working_dir)] {
+        if let Some(v) = value
+            && !v.starts_with('/')
+        {
+            e.push(format!("spec.{field}"), format!("expected an absolute path, got {v:?}"));
+        }
+    }
+    let mut published = BTreeMap::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        if p.container_port == 0 {
+            e.push(format!("spec.ports[{i}].containerPort"), "expected 1–65535, got 0");
+        }
+        if p.host_port == Some(0) {
+            e.push(format!("spec.ports[{i}].hostPort"), "expected 1–65535, got 0");
+        }
+        if let Some(ip) = &p.host_ip
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            e.push(format!("spec.ports[{i}].hostIP"), format!("expected an IP address, got {ip:?}"));
+        }
+        if let Some(hp) = p.host_port {
+            if spec.replica_count() > 1 {
+                e.push(
+                    format!("spec.ports[{i}].hostPort"),
+                    "a hostPort can be bound by one replica only; use replicas 1 or drop hostPort",
+                );
+            }
+            if let Some(j) = published.insert((hp, p.protocol, p.host_ip.clone()), i) {
+                e.push(
+                    format!("spec.ports[{i}].hostPort"),
+                    format!("host port {hp} is already published by spec.ports[{j}]"),
+                );
+            }
+        }
+    }
+    for (i, m) in spec.mounts.iter().enumerate() {
+        let path = format!("spec.mounts[{i}]");
+        if !m.mount_path.starts_with('/') {
+            e.push(format!("{path}.mountPath"), format!("expected an absolute path, got {:?}", m.mount_path));
+        }
+        let sources = [m.volume.is_some(), m.host_path.is_some(), m.tmpfs.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            e.push(path.clone(), "expected exactly one of volume, hostPath, tmpfs");
+        }
+        if let Some(v) = &m.volume
+            && !is_dns1123_subdomain(v)
+        {
+            e.push(format!("{path}.volume"), format!("expected the name of a Volume object, got {v:?}"));
+        }
+        if let Some(h) = &m.host_path
+            && !h.path.starts_with('/')
+        {
+            e.push(format!("{path}.hostPath.path"), format!("expected an absolute path, got {:?}", h.path));
+        }
+        if let Some(t) = &m.tmpfs
+            && let Some(size) = &t.size_limit
+            && let Err(err) = quantity::parse_bytes(size)
+        {
+            e.push(format!("{path}.tmpfs.sizeLimit"), err.to_string());
+        }
+    }
+    for (i, n) in spec.networks.iter().enumerate() {
+        if !is_dns1123_subdomain(&n.name) {
+            e.push(format!("spec.networks[{i}].name"), format!("expected the name of a Network object, got {:?}", n.name));
+        }
+        if let Some(ip) = &n.ipv4_address
+            && ip.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            e.push(format!("spec.networks[{i}].ipv4Address"), format!("expected an IPv4 address, got {ip:?}"));
+        }
+        if spec.networks[..i].iter().any(|o| o.name == n.name) {
+            e.push(format!("spec.networks[{i}].name"), format!("network {:?} is listed twice", n.name));
+        }
+    }
+    for (i, f) in spec.files.iter().enumerate() {
+        if !f.path.starts_with('/') || f.path.ends_with('/') || f.path.split('/').any(|c| c == "..") {
+            e.push(format!("spec.files[{i}].path"), format!("expected an absolute file path without '..', got {:?}", f.path));
+        }
+        if f.mode_bits().is_none() {
+            e.push(
+                format!("spec.files[{i}].mode"),
+                format!("expected an octal string such as \"0644\", got {:?}", f.mode.as_deref().unwrap_or_default()),
+            );
+        }
+        if spec.files[..i].iter().any(|o| o.path == f.path) {
+            e.push(format!("spec.files[{i}].path"), format!("file {:?} is listed twice", f.path));
+        }
+    }
+    if spec.read_only_root_filesystem && !spec.files.is_empty() {
+        e.push(
+            "spec.files",
+            "files cannot be copied into a container with readOnlyRootFilesystem (the engine refuses)",
+        );
+    }
+    if let Some(r) = &spec.resources {
+        if let Some(cpu) = &r.limits.cpu
+            && let Err(err) = quantity::parse_nano_cpus(cpu)
+        {
+            e.push("spec.resources.limits.cpu", err.to_string());
+        }
+        if let Some(mem) = &r.limits.memory
+            && let Err(err) = quantity::parse_bytes(mem)
+        {
+            e.push("spec.resources.limits.memory", err.to_string());
+        }
+    }
+    if let Some(sig) = &spec.stop_signal
+        && !(sig.starts_with("SIG") && sig.len() > 3 || sig.parse::<u8>().is_ok())
+    {
+        e.push("spec.stopSignal", format!("expected a signal name like SIGTERM or a number, got {sig:?}"));
+    }
+    for (i, h) in spec.extra_hosts.iter().enumerate() {
+        let ok = h
+            .split_once(':')
+            .is_some_and(|(name, ip)| !name.is_empty() && ip.parse::<std::net::IpAddr>().is_ok());
+        if !ok {
+            e.push(format!("spec.extraHosts[{i}]"), format!("expected hostname:ip, got {h:?}"));
+        }
+    }
+    check_labels(&mut e, "spec.labels", &spec.labels);
+    e.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ContainerPort, File, Mount};
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            image: "busybox:latest".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn minimal_container_is_valid() {
+        assert_eq!(validate_container(&spec()), vec![]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut s = spec();
+        s.image = "UPPER CASE".into();
+        s.replicas = Some(2);
+        s.container_name = Some("fixed".into());
+        s.ports = vec![ContainerPort {
+            container_port: 80,
+            host_port: Some(8080),
+            ..Default::default()
+        }];
+        s.mounts = vec![Mount {
+            mount_path: "relative".into(),
+            ..Default::default()
+        }];
+        s.files = vec![File {
+            path: "/etc/x".into(),
+            content: String::new(),
+            mode: Some("644x".into()),
+            ..Default::default()
+        }];
+        let paths: Vec<String> = validate_container(&s).into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "spec.image",
+                "spec.containerName",
+                "spec.ports[0].hostPort",
+                "spec.mounts[0].mountPath",
+                "spec.mounts[0]",
+                "spec.files[0].mode",
+            ]
+        );
+    }
+
+    #[test]
+    fn reserved_labels_are_rejected() {
+        let mut s = spec();
+        s.labels.insert("berth.dev/name".into(), "x".into());
+        assert_eq!(validate_container(&s)[0].path, "spec.labels.berth.dev/name");
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns1123_subdomain("web.blog-1"));
+        assert!(!is_dns1123_subdomain("Web"));
+        assert!(!is_dns1123_subdomain("a_b"));
+        assert!(is_dns1123_label("default"));
+        assert!(!is_dns1123_label("a.b"));
+        assert!(is_engine_name("blog_db-1"));
+        assert!(!is_engine_name("-x"));
+    }
+}

@@ -1,0 +1,54 @@
+//! The `Volume` kind: a named Docker volume.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a named Docker volume. Volumes hold data, so berth never recreates one:
+/// a changed driver or option is reported, not applied.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "berth.dev",
+    version = "v1alpha1",
+    kind = "Volume",
+    namespaced,
+    shortname = "bvol"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// Volume driver; default `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Driver options (`docker volume create --opt`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// Labels set on the engine volume (keys under `berth.dev/` are reserved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// What happens to the engine volume when the object is no longer declared; default `Retain`
+    /// (same meaning as a Kubernetes PersistentVolume's `persistentVolumeReclaimPolicy`).
+    #[serde(default)]
+    pub reclaim_policy: ReclaimPolicy,
+}
+
+/// Fate of a volume whose object is deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ReclaimPolicy {
+    /// Keep the volume and its data (default).
+    #[default]
+    Retain,
+    /// Remove the volume once no container uses it.
+    Delete,
+}
+
+impl ReclaimPolicy {
+    /// The policy as written in YAML and in the `berth.dev/reclaim-policy` engine label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReclaimPolicy::Retain => "Retain",
+            ReclaimPolicy::Delete => "Delete",
+        }
+    }
+}

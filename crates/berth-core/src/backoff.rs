@@ -1,0 +1,183 @@
+//! Backoff arithmetic and the retry book (no clock: callers pass `now`).
+//!
+//! Two kinds of entries, both keyed by owner and valid only for one spec hash (so fixing the
+//! spec resets them):
+//! - **failures** of planned actions (pull, create, start…): retried after an exponential delay;
+//! - **restarts** of exited containers: Kubernetes' CrashLoopBackOff — 10 s, doubling, capped at
+//!   300 s, forgotten after the container has run 10 minutes without a restart.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::desired::Owner;
+
+/// Delays of one backoff sequence: `initial · 2^(n-1)` for the n-th attempt, capped at `cap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay after the first attempt.
+    pub initial: Duration,
+    /// Largest delay.
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// Kubernetes' CrashLoopBackOff: 10 s initial, 300 s cap.
+    pub const CRASH_LOOP: Backoff = Backoff {
+        initial: Duration::from_secs(10),
+        cap: Duration::from_secs(300),
+    };
+
+    /// Failed actions: 1 s initial, 300 s cap.
+    pub const FAILURE: Backoff = Backoff {
+        initial: Duration::from_secs(1),
+        cap: Duration::from_secs(300),
+    };
+
+    /// Delay before the attempt that follows `attempts` earlier ones (`attempts` ≥ 1).
+    pub fn delay(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(31);
+        self.initial.saturating_mul(1u32 << exp).min(self.cap)
+    }
+}
+
+/// What an entry counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryKind {
+    /// Failed actions.
+    Failure,
+    /// Restarts of an exited container.
+    Restart,
+}
+
+/// Retry state of one owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryEntry {
+    /// Spec hash the entry applies to; another hash means a fresh start.
+    pub hash: String,
+    /// What is counted.
+    pub kind: RetryKind,
+    /// Attempts so far (failures, or restarts).
+    pub attempts: u32,
+    /// No new attempt before this instant.
+    pub not_before: Instant,
+    /// When the last attempt was made.
+    pub last_attempt: Instant,
+    /// Last error message (failures only).
+    pub last_error: Option<String>,
+}
+
+/// Retry state of every owner.
+#[derive(Clone, Debug, Default)]
+pub struct RetryBook {
+    entries: BTreeMap<Owner, RetryEntry>,
+}
+
+impl RetryBook {
+    /// Entry for `owner` if it applies to `hash`.
+    pub fn get(&self, owner: &Owner, hash: &str) -> Option<&RetryEntry> {
+        self.entries.get(owner).filter(|e| e.hash == hash)
+    }
+
+    /// When the next attempt for (`owner`, `hash`) may happen, if that is after `now`.
+    pub fn blocked_until(&self, owner: &Owner, hash: &str, now: Instant) -> Option<Instant> {
+        self.get(owner, hash).map(|e| e.not_before).filter(|t| *t > now)
+    }
+
+    /// Records a failed attempt; `delay` maps the attempt count to a delay (jitter is the caller's).
+    pub fn record_failure(
+        &mut self,
+        owner: Owner,
+        hash: &str,
+        now: Instant,
+        error: String,
+        delay: impl Fn(u32) -> Duration,
+    ) -> &RetryEntry {
+        self.record(owner, hash, RetryKind::Failure, now, Some(error), delay)
+    }
+
+    /// Records a restart of an exited container.
+    pub fn record_restart(&mut self, owner: Owner, hash: &str, now: Instant, backoff: Backoff) -> &RetryEntry {
+        self.record(owner, hash, RetryKind::Restart, now, None, |n| backoff.delay(n))
+    }
+
+    fn record(
+        &mut self,
+        owner: Owner,
+        hash: &str,
+        kind: RetryKind,
+        now: Instant,
+        error: Option<String>,
+        delay: impl Fn(u32) -> Duration,
+    ) -> &RetryEntry {
+        let attempts = match self.entries.get(&owner) {
+            Some(e) if e.hash == hash && e.kind == kind => e.attempts + 1,
+            _ => 1,
+        };
+        let entry = RetryEntry {
+            hash: hash.to_string(),
+            kind,
+            attempts,
+            not_before: now + delay(attempts),
+            last_attempt: now,
+            last_error: error,
+        };
+        self.entries.insert(owner.clone(), entry);
+        &self.entries[&owner]
+    }
+
+    /// Forgets an owner's failures (its actions all succeeded). Restart entries are kept: they
+    /// expire through [`RetryBook::expire_restarts`].
+    pub fn clear_failures(&mut self, owner: &Owner) {
+        if self.entries.get(owner).is_some_and(|e| e.kind == RetryKind::Failure) {
+            self.entries.remove(owner);
+        }
+    }
+
+    /// Forgets restart counts whose last restart is older than `reset_after` and entries whose
+    /// owner/hash is no longer wanted (`keep` returns false).
+    pub fn expire_restarts(&mut self, now: Instant, reset_after: Duration, keep: impl Fn(&Owner, &str) -> bool) {
+        self.entries.retain(|owner, e| {
+            keep(owner, &e.hash)
+                && !(e.kind == RetryKind::Restart && now.saturating_duration_since(e.last_attempt) >= e.not_before.saturating_duration_since(e.last_attempt) + reset_after)
+        });
+    }
+
+    /// All entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&Owner, &RetryEntry)> {
+        self.entries.iter()
+    }
+
+    /// Earliest `not_before` after `now`: when the next retry falls due.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        self.entries.values().map(|e| e.not_before).filter(|t| *t > now).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::{Kind, ObjectKey};
+
+    #[test]
+    fn crash_loop_sequence_matches_kubernetes() {
+        let d: Vec<u64> = (1..=7).map(|n| Backoff::CRASH_LOOP.delay(n).as_secs()).collect();
+        assert_eq!(d, vec![10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(Backoff::CRASH_LOOP.delay(1000).as_secs(), 300);
+    }
+
+    #[test]
+    fn spec_change_resets_and_restart_expires() {
+        let owner = Owner::replica(ObjectKey::new(Kind::Container, "default", "web"), 0);
+        let t0 = Instant::now();
+        let mut book = RetryBook::default();
+        book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
+        let e = book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
+        assert_eq!(e.attempts, 2);
+        assert_eq!(book.blocked_until(&owner, "v1-a", t0), Some(t0 + Duration::from_secs(20)));
+        assert_eq!(book.blocked_until(&owner, "v1-b", t0), None, "new hash: no backoff");
+        book.expire_restarts(t0 + Duration::from_secs(20 + 599), Duration::from_secs(600), |_, _| true);
+        assert!(book.get(&owner, "v1-a").is_some());
+        book.expire_restarts(t0 + Duration::from_secs(20 + 600), Duration::from_secs(600), |_, _| true);
+        assert!(book.get(&owner, "v1-a").is_none());
+    }
+}

@@ -1,0 +1,312 @@
+//! Desired state: the declared objects after cross-object resolution, in engine terms.
+
+use std::collections::BTreeMap;
+
+use berth_api::{HostPathType, ObjectKey, Protocol, PullPolicy, ReclaimPolicy, RestartPolicy};
+use serde::Serialize;
+
+/// Who an action or a retry belongs to: an object, or one replica of a `Container`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Owner {
+    /// The declared (or, for orphans, labelled) object.
+    pub key: ObjectKey,
+    /// Replica index for containers; `None` for networks and volumes.
+    pub replica: Option<u32>,
+}
+
+impl Owner {
+    /// Owner of a network or volume.
+    pub fn object(key: ObjectKey) -> Self {
+        Owner { key, replica: None }
+    }
+
+    /// Owner of one container replica.
+    pub fn replica(key: ObjectKey, replica: u32) -> Self {
+        Owner {
+            key,
+            replica: Some(replica),
+        }
+    }
+}
+
+impl std::fmt::Display for Owner {
+    /// `Container/ns/name#0`, or `Network/ns/name`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.replica {
+            Some(r) => write!(f, "{}#{r}", self.key),
+            None => write!(f, "{}", self.key),
+        }
+    }
+}
+
+/// Everything the host should run, resolved and hashed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DesiredState {
+    /// Networks by object key.
+    pub networks: BTreeMap<ObjectKey, DesiredNetwork>,
+    /// Volumes by object key.
+    pub volumes: BTreeMap<ObjectKey, DesiredVolume>,
+    /// Containers by object key (each with its replica count).
+    pub containers: BTreeMap<ObjectKey, DesiredContainer>,
+    /// Objects that cannot be applied as declared (unknown reference, name clash), with why.
+    /// Their existing engine objects are left alone.
+    pub blocked: BTreeMap<ObjectKey, String>,
+}
+
+/// A network to exist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredNetwork {
+    /// Engine name (`<namespace>_<name>`).
+    pub engine_name: String,
+    /// Resolved engine configuration; hashed.
+    pub config: NetworkConfig,
+    /// Versioned hash of `config`.
+    pub hash: String,
+}
+
+/// Engine configuration of a network: exactly the fields that decide whether it is recreated.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NetworkConfig {
+    /// Driver (`bridge` when not declared).
+    pub driver: String,
+    /// `--internal`.
+    pub internal: bool,
+    /// `--attachable`.
+    pub attachable: bool,
+    /// `--ipv6`.
+    pub enable_ipv6: bool,
+    /// IPAM driver (`default` when not declared).
+    pub ipam_driver: String,
+    /// IPAM pools: (subnet, gateway, ipRange).
+    pub ipam_config: Vec<(String, Option<String>, Option<String>)>,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A volume to exist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredVolume {
+    /// Engine name (`<namespace>_<name>`).
+    pub engine_name: String,
+    /// Resolved engine configuration; hashed.
+    pub config: VolumeConfig,
+    /// Versioned hash of `config`.
+    pub hash: String,
+    /// Written to the `berth.dev/reclaim-policy` label at creation.
+    pub reclaim_policy: ReclaimPolicy,
+}
+
+/// Engine configuration of a volume.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VolumeConfig {
+    /// Driver (`local` when not declared).
+    pub driver: String,
+    /// Driver options.
+    pub driver_opts: BTreeMap<String, String>,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A `Container` object: `replicas` identical engine containers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredContainer {
+    /// Number of replicas (indexes `0..replicas`).
+    pub replicas: u32,
+    /// `containerName`, if fixed.
+    pub container_name: Option<String>,
+    /// Restart policy (applied by the agent, not the engine).
+    pub restart_policy: RestartPolicy,
+    /// Pull policy.
+    pub pull_policy: PullPolicy,
+    /// Networks (object keys) the container needs.
+    pub networks: Vec<ObjectKey>,
+    /// Volumes (object keys) the container needs.
+    pub volumes: Vec<ObjectKey>,
+    /// Resolved engine configuration; hashed.
+    pub config: ContainerConfig,
+    /// Versioned hash of `config`.
+    pub hash: String,
+}
+
+/// Engine configuration of a container: the explicit allowlist of fields whose change recreates
+/// the container. Scheduling-only fields (`replicas`, `restartPolicy`, `pullPolicy`) are absent.
+///
+/// Hash stability: every field is skipped in the hash input while it has its default value, so a
+/// field added in a later release leaves existing hashes (and containers) alone.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ContainerConfig {
+    /// Image reference as declared.
+    pub image: String,
+    /// ENTRYPOINT override.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// CMD override.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// `NAME=value` entries, in declared order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// User.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Hostname.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
+    /// Mounts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountConfig>,
+    /// Network attachments (engine network names), in declared order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<AttachmentConfig>,
+    /// Files copied in before the first start; their content is hashed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileConfig>,
+    /// User labels.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// CPU limit in nano-CPUs (1 CPU = 1e9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<u64>,
+    /// Memory limit in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Stop signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds between stop signal and SIGKILL (engine `StopTimeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period_seconds: Option<u32>,
+    /// Capabilities added.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// Read-only root filesystem.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root_filesystem: bool,
+    /// `--init`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+    /// `hostname:ip` entries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+}
+
+impl ContainerConfig {
+    /// Seconds to wait for a graceful stop (default 10, Docker's).
+    pub fn stop_timeout(&self) -> u32 {
+        self.stop_grace_period_seconds.unwrap_or(10)
+    }
+}
+
+/// A port, published when `host_port` is set.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PortConfig {
+    /// Port inside the container.
+    pub container_port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Host port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    /// Host address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+}
+
+/// A resolved mount.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MountConfig {
+    /// Path inside the container.
+    pub target: String,
+    /// Read-only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// What is mounted.
+    pub source: MountSource,
+}
+
+/// Source of a mount.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum MountSource {
+    /// A named engine volume (engine name).
+    Volume(String),
+    /// A host path, with the check or creation to do before create.
+    Bind {
+        /// Host path.
+        path: String,
+        /// Kubernetes `hostPath.type`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path_type: Option<HostPathTypeConfig>,
+    },
+    /// tmpfs with an optional size in bytes.
+    Tmpfs {
+        /// Size limit in bytes.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        size_bytes: Option<u64>,
+    },
+}
+
+/// `hostPath.type`, serialisable for the hash.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum HostPathTypeConfig {
+    /// See [`HostPathType::Directory`].
+    Directory,
+    /// See [`HostPathType::DirectoryOrCreate`].
+    DirectoryOrCreate,
+    /// See [`HostPathType::File`].
+    File,
+    /// See [`HostPathType::FileOrCreate`].
+    FileOrCreate,
+    /// See [`HostPathType::Socket`].
+    Socket,
+}
+
+impl From<HostPathType> for HostPathTypeConfig {
+    fn from(t: HostPathType) -> Self {
+        match t {
+            HostPathType::Directory => HostPathTypeConfig::Directory,
+            HostPathType::DirectoryOrCreate => HostPathTypeConfig::DirectoryOrCreate,
+            HostPathType::File => HostPathTypeConfig::File,
+            HostPathType::FileOrCreate => HostPathTypeConfig::FileOrCreate,
+            HostPathType::Socket => HostPathTypeConfig::Socket,
+        }
+    }
+}
+
+/// A network attachment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttachmentConfig {
+    /// Engine network name.
+    pub network: String,
+    /// DNS aliases.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Fixed IPv4 address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+}
+
+/// A file to copy in.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FileConfig {
+    /// Absolute path.
+    pub path: String,
+    /// Content.
+    pub content: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+}

@@ -1,0 +1,115 @@
+//! Merging declarations from several origins (files of a directory, or sources) into one set.
+//!
+//! The rule: one object, one origin. When two origins declare the same object, that is a
+//! conflict: it is reported, and neither new version is applied — the previously applied version
+//! (if any) stays in force until the conflict is gone.
+
+use std::collections::BTreeMap;
+
+use berth_api::{Manifest, ObjectKey};
+
+/// One object as declared by one origin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Declaration {
+    /// The object.
+    pub manifest: Manifest,
+    /// Where it came from, e.g. `blog/db.yaml:12:1` or `kube:Container/blog/db`.
+    pub origin: String,
+}
+
+/// Two or more origins declaring one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The contested object.
+    pub key: ObjectKey,
+    /// Every origin that declares it, sorted.
+    pub origins: Vec<String>,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is declared more than once: {}", self.key, self.origins.join(", "))
+    }
+}
+
+/// The outcome of a merge.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Merged {
+    /// Objects in force, by key.
+    pub objects: BTreeMap<ObjectKey, Declaration>,
+    /// Conflicts found (their objects keep the previously applied version).
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Merges `declarations`; `previous` is the last merge's result, used to keep conflicting
+/// objects at their previous version.
+pub fn merge(previous: &BTreeMap<ObjectKey, Declaration>, declarations: Vec<Declaration>) -> Merged {
+    let mut by_key: BTreeMap<ObjectKey, Vec<Declaration>> = BTreeMap::new();
+    for d in declarations {
+        by_key.entry(d.manifest.key()).or_default().push(d);
+    }
+    let mut merged = Merged::default();
+    for (key, mut decls) in by_key {
+        if decls.len() == 1 {
+            if let Some(d) = decls.pop() {
+                merged.objects.insert(key, d);
+            }
+            continue;
+        }
+        let mut origins: Vec<String> = decls.into_iter().map(|d| d.origin).collect();
+        origins.sort();
+        if let Some(prev) = previous.get(&key) {
+            merged.objects.insert(key.clone(), prev.clone());
+        }
+        merged.conflicts.push(Conflict { key, origins });
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::{ManifestMetadata, VolumeSpec};
+
+    fn vol(name: &str, driver: &str, origin: &str) -> Declaration {
+        Declaration {
+            manifest: Manifest::Volume {
+                metadata: ManifestMetadata {
+                    name: name.into(),
+                    ..Default::default()
+                },
+                spec: VolumeSpec {
+                    driver: Some(driver.into()),
+                    ..Default::default()
+                },
+            },
+            origin: origin.into(),
+        }
+    }
+
+    #[test]
+    fn single_declarations_pass_through() {
+        let m = merge(&BTreeMap::new(), vec![vol("a", "local", "a.yaml"), vol("b", "local", "b.yaml")]);
+        assert_eq!(m.objects.len(), 2);
+        assert!(m.conflicts.is_empty());
+    }
+
+    #[test]
+    fn duplicate_keeps_previous_version_and_reports() {
+        let first = merge(&BTreeMap::new(), vec![vol("a", "local", "a.yaml")]);
+        let second = merge(
+            &first.objects,
+            vec![vol("a", "other", "a.yaml"), vol("a", "third", "b.yaml")],
+        );
+        assert_eq!(second.conflicts.len(), 1);
+        assert_eq!(second.conflicts[0].origins, vec!["a.yaml", "b.yaml"]);
+        assert_eq!(second.objects.values().next(), first.objects.values().next());
+    }
+
+    #[test]
+    fn duplicate_without_previous_applies_nothing() {
+        let m = merge(&BTreeMap::new(), vec![vol("a", "x", "a.yaml"), vol("a", "y", "b.yaml")]);
+        assert!(m.objects.is_empty());
+        assert_eq!(m.conflicts.len(), 1);
+    }
+}

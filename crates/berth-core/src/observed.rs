@@ -1,0 +1,104 @@
+//! Observed state: what the engine has, as read by one relist.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_api::ObjectKey;
+
+/// One relist of the engine. Only labelled (berth's) objects are listed in full; for everything
+/// else only names are kept, to detect name clashes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedState {
+    /// berth's containers.
+    pub containers: Vec<ObservedContainer>,
+    /// Names of containers berth does not manage.
+    pub foreign_containers: BTreeSet<String>,
+    /// berth's networks.
+    pub networks: Vec<ObservedNetwork>,
+    /// Names of networks berth does not manage.
+    pub foreign_networks: BTreeSet<String>,
+    /// berth's volumes.
+    pub volumes: Vec<ObservedVolume>,
+    /// Names of volumes berth does not manage.
+    pub foreign_volumes: BTreeSet<String>,
+}
+
+/// Lifecycle state of a container, as the engine reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Paused.
+    Paused,
+    /// Being restarted by the engine.
+    Restarting,
+    /// Exited.
+    Exited,
+    /// Being removed.
+    Removing,
+    /// Dead (failed removal); must be replaced.
+    Dead,
+}
+
+impl RunState {
+    /// Parses the engine's `State` string; unknown strings count as `Dead`.
+    pub fn parse(s: &str) -> RunState {
+        match s {
+            "created" => RunState::Created,
+            "running" => RunState::Running,
+            "paused" => RunState::Paused,
+            "restarting" => RunState::Restarting,
+            "exited" => RunState::Exited,
+            "removing" => RunState::Removing,
+            _ => RunState::Dead,
+        }
+    }
+}
+
+/// A container carrying berth's labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedContainer {
+    /// Engine ID.
+    pub id: String,
+    /// Engine name (without the leading `/`).
+    pub name: String,
+    /// Owning object from the labels; `None` when the labels are incomplete.
+    pub key: Option<ObjectKey>,
+    /// Replica index from the labels.
+    pub replica: Option<u32>,
+    /// Spec hash from the labels.
+    pub hash: Option<String>,
+    /// Lifecycle state.
+    pub state: RunState,
+    /// Exit code of the last run (only known for exited containers).
+    pub exit_code: Option<i64>,
+    /// Attached networks: engine network name → network ID.
+    pub networks: BTreeMap<String, String>,
+}
+
+/// A network carrying berth's labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedNetwork {
+    /// Engine ID.
+    pub id: String,
+    /// Engine name.
+    pub name: String,
+    /// Owning object from the labels.
+    pub key: Option<ObjectKey>,
+    /// Spec hash from the labels.
+    pub hash: Option<String>,
+}
+
+/// A volume carrying berth's labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedVolume {
+    /// Engine name.
+    pub name: String,
+    /// Owning object from the labels.
+    pub key: Option<ObjectKey>,
+    /// Spec hash from the labels.
+    pub hash: Option<String>,
+    /// `berth.dev/reclaim-policy` label: true when it says `Delete`.
+    pub delete_when_orphaned: bool,
+}

@@ -1,0 +1,625 @@
+//! `plan(desired, observed, retries, now) -> Plan`: the one place where berth decides.
+//!
+//! Pure and deterministic: the same inputs give the same actions in the same order. The plan is
+//! a small DAG — each action lists the actions it must wait for — so that the executor can run
+//! independent objects in parallel while keeping per-object order:
+//!
+//! - images are present before a running container is stopped (`EnsureImage` → `RemoveContainer`);
+//!   a failed pull therefore leaves the old container running;
+//! - networks and volumes exist before the containers that use them;
+//! - containers attached to a network are removed before the network is removed or replaced.
+//!
+//! A failed action fails its owner only; actions of other owners do not depend on it (except a
+//! shared `EnsureImage`, whose failure fails every owner that needs that image).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use berth_api::{ObjectKey, PullPolicy, RestartPolicy};
+
+use crate::backoff::{RetryBook, RetryKind};
+use crate::desired::{ContainerConfig, DesiredState, NetworkConfig, Owner, VolumeConfig};
+use crate::labels;
+use crate::observed::{ObservedContainer, ObservedState, RunState};
+
+/// One change to the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Make `image` present according to `policy` (inspect, pull if needed).
+    EnsureImage {
+        /// Image reference.
+        image: String,
+        /// Pull policy.
+        policy: PullPolicy,
+    },
+    /// Create a network.
+    CreateNetwork {
+        /// Engine name.
+        name: String,
+        /// Configuration.
+        config: NetworkConfig,
+        /// All labels (berth's and the user's).
+        labels: BTreeMap<String, String>,
+    },
+    /// Remove a network.
+    RemoveNetwork {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+    },
+    /// Create a volume.
+    CreateVolume {
+        /// Engine name.
+        name: String,
+        /// Configuration.
+        config: VolumeConfig,
+        /// All labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// Remove a volume.
+    RemoveVolume {
+        /// Engine name.
+        name: String,
+    },
+    /// Stop (graceful, `stop_timeout` seconds) and remove a container.
+    RemoveContainer {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+        /// Seconds between the stop signal and SIGKILL.
+        stop_timeout: u32,
+    },
+    /// Create a container (and copy its files in).
+    CreateContainer {
+        /// Engine name.
+        name: String,
+        /// Configuration.
+        config: Box<ContainerConfig>,
+        /// All labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// Start a container.
+    StartContainer {
+        /// Engine name.
+        name: String,
+        /// True when this starts an exited container again (counts as a restart).
+        restart: bool,
+    },
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::EnsureImage { image, policy } => write!(f, "ensure image {image} (pull policy {policy:?})"),
+            Action::CreateNetwork { name, .. } => write!(f, "create network {name}"),
+            Action::RemoveNetwork { name, .. } => write!(f, "remove network {name}"),
+            Action::CreateVolume { name, .. } => write!(f, "create volume {name}"),
+            Action::RemoveVolume { name } => write!(f, "remove volume {name}"),
+            Action::RemoveContainer { name, .. } => write!(f, "remove container {name}"),
+            Action::CreateContainer { name, config, .. } => write!(f, "create container {name} ({})", config.image),
+            Action::StartContainer { name, restart: false } => write!(f, "start container {name}"),
+            Action::StartContainer { name, restart: true } => write!(f, "restart container {name}"),
+        }
+    }
+}
+
+/// An action with its owner and ordering constraints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedAction {
+    /// Index of this action in [`Plan::actions`].
+    pub id: usize,
+    /// Object (replica) the action is for; its failure is charged to this owner.
+    pub owner: Owner,
+    /// Desired spec hash of the owner (empty for orphans); the retry book key.
+    pub hash: String,
+    /// Why the action is needed, for logs and `berth diff`.
+    pub reason: String,
+    /// The change.
+    pub action: Action,
+    /// Actions that must succeed first.
+    pub after: Vec<usize>,
+}
+
+/// Something that keeps an object from converging now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// The object (replica).
+    pub owner: Owner,
+    /// Kubernetes-style reason: `Conflict`, `InvalidReference`, `DependencyBlocked`, `BackOff`,
+    /// `CrashLoopBackOff`, `NetworkInUse`, `VolumeSpecChanged`.
+    pub reason: &'static str,
+    /// Human-readable detail.
+    pub message: String,
+    /// When a retry falls due, for backoffs.
+    pub until: Option<Instant>,
+}
+
+/// The result of planning: actions to execute and objects that wait.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Actions in a valid execution order (every `after` points backwards).
+    pub actions: Vec<PlannedAction>,
+    /// Objects that are not converging, and why.
+    pub waiting: Vec<Waiting>,
+}
+
+impl Plan {
+    /// True when there is nothing to do: the host is converged (objects may still wait).
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    fn push(&mut self, owner: &Owner, hash: &str, reason: impl Into<String>, action: Action, after: Vec<usize>) -> usize {
+        let id = self.actions.len();
+        self.actions.push(PlannedAction {
+            id,
+            owner: owner.clone(),
+            hash: hash.to_string(),
+            reason: reason.into(),
+            action,
+            after,
+        });
+        id
+    }
+
+    fn wait(&mut self, owner: &Owner, reason: &'static str, message: impl Into<String>, until: Option<Instant>) {
+        self.waiting.push(Waiting {
+            owner: owner.clone(),
+            reason,
+            message: message.into(),
+            until,
+        });
+    }
+}
+
+/// State of a dependency (network or volume) during planning.
+#[derive(Clone, Debug)]
+enum Dep {
+    /// Exists as wanted, with this engine ID (networks) or name (volumes).
+    Ready(String),
+    /// Created by this action in this plan; `replaced` when an older one is removed first.
+    Creating { action: usize, replaced: bool },
+    /// Cannot be used now.
+    Unavailable(String),
+}
+
+/// Computes the actions that take `observed` to `desired`.
+///
+/// `retries` holds per-owner backoff; owners whose retry is not yet due are left alone and
+/// listed in [`Plan::waiting`]. `now` is only compared with retry times.
+pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBook, now: Instant) -> Plan {
+    let mut p = Plan::default();
+
+    for (key, why) in &desired.blocked {
+        p.wait(&Owner::object(key.clone()), "InvalidReference", why.clone(), None);
+    }
+
+    // ---- networks: decide creates now, removals after the containers are known.
+    let mut nets: BTreeMap<&ObjectKey, Dep> = BTreeMap::new();
+    let mut net_removals: Vec<(Owner, String, String, Option<usize>)> = Vec::new(); // owner, id, name, create to delay
+    let mut seen_nets = BTreeSet::new();
+    for (key, dn) in &desired.networks {
+        let owner = Owner::object(key.clone());
+        let existing = observed
+            .networks
+            .iter()
+            .find(|n| n.key.as_ref() == Some(key) && n.name == dn.engine_name);
+        if let Some(n) = existing {
+            seen_nets.insert(n.id.as_str());
+        }
+        if observed.foreign_networks.contains(&dn.engine_name) {
+            let msg = format!("a network named {:?} exists and is not managed by berth; it is left alone", dn.engine_name);
+            p.wait(&owner, "Conflict", msg.clone(), None);
+            nets.insert(key, Dep::Unavailable(msg));
+            continue;
+        }
+        if let Some(until) = retries.blocked_until(&owner, &dn.hash, now) {
+            p.wait(&owner, "BackOff", retry_message(retries, &owner, &dn.hash), Some(until));
+            nets.insert(
+                key,
+                match existing {
+                    Some(n) => Dep::Ready(n.id.clone()),
+                    None => Dep::Unavailable(format!("network {} is backing off", dn.engine_name)),
+                },
+            );
+            continue;
+        }
+        let labels = merged_labels(key, None, &dn.hash, &dn.config.labels);
+        let create = Action::CreateNetwork {
+            name: dn.engine_name.clone(),
+            config: dn.config.clone(),
+            labels,
+        };
+        match existing {
+            Some(n) if n.hash.as_deref() == Some(dn.hash.as_str()) => {
+                nets.insert(key, Dep::Ready(n.id.clone()));
+            }
+            Some(n) => {
+                let a = p.push(&owner, &dn.hash, "spec changed: recreate network", create, vec![]);
+                net_removals.push((owner, n.id.clone(), n.name.clone(), Some(a)));
+                nets.insert(key, Dep::Creating { action: a, replaced: true });
+            }
+            None => {
+                let a = p.push(&owner, &dn.hash, "network missing", create, vec![]);
+                nets.insert(key, Dep::Creating { action: a, replaced: false });
+            }
+        }
+    }
+    for n in &observed.networks {
+        if !seen_nets.contains(n.id.as_str()) {
+            let owner = orphan_owner(n.key.as_ref(), &n.name);
+            net_removals.push((owner, n.id.clone(), n.name.clone(), None));
+        }
+    }
+
+    // ---- volumes: create when missing; never recreate (data); remove orphans only with Delete.
+    let mut vols: BTreeMap<&ObjectKey, Dep> = BTreeMap::new();
+    let mut vol_removals: Vec<(Owner, String)> = Vec::new();
+    for (key, dv) in &desired.volumes {
+        let owner = Owner::object(key.clone());
+        if observed.foreign_volumes.contains(&dv.engine_name) {
+            let msg = format!("a volume named {:?} exists and is not managed by berth; it is left alone", dv.engine_name);
+            p.wait(&owner, "Conflict", msg.clone(), None);
+            vols.insert(key, Dep::Unavailable(msg));
+            continue;
+        }
+        match observed.volumes.iter().find(|v| v.name == dv.engine_name) {
+            Some(v) => {
+                if v.hash.as_deref() != Some(dv.hash.as_str()) {
+                    p.wait(
+                        &owner,
+                        "VolumeSpecChanged",
+                        format!("volume {} differs from its spec; volumes are never recreated (remove it by hand to apply)", dv.engine_name),
+                        None,
+                    );
+                }
+                vols.insert(key, Dep::Ready(v.name.clone()));
+            }
+            None => {
+                if let Some(until) = retries.blocked_until(&owner, &dv.hash, now) {
+                    p.wait(&owner, "BackOff", retry_message(retries, &owner, &dv.hash), Some(until));
+                    vols.insert(key, Dep::Unavailable(format!("volume {} is backing off", dv.engine_name)));
+                    continue;
+                }
+                let mut labels = merged_labels(key, None, &dv.hash, &dv.config.labels);
+                labels.insert(labels::RECLAIM_POLICY.into(), dv.reclaim_policy.as_str().into());
+                let a = p.push(
+                    &owner,
+                    &dv.hash,
+                    "volume missing",
+                    Action::CreateVolume {
+                        name: dv.engine_name.clone(),
+                        config: dv.config.clone(),
+                        labels,
+                    },
+                    vec![],
+                );
+                vols.insert(key, Dep::Creating { action: a, replaced: false });
+            }
+        }
+    }
+    for v in &observed.volumes {
+        let declared = v.key.as_ref().is_some_and(|k| desired.volumes.contains_key(k));
+        if !declared && v.delete_when_orphaned {
+            vol_removals.push((orphan_owner(v.key.as_ref(), &v.name), v.name.clone()));
+        }
+    }
+
+    // ---- containers
+    let mut images: BTreeMap<(String, PullPolicy), usize> = BTreeMap::new();
+    let mut claimed: BTreeSet<&str> = BTreeSet::new();
+    let mut removing: BTreeMap<&str, usize> = BTreeMap::new(); // container id → remove action
+    let mut by_replica: BTreeMap<(&ObjectKey, u32), Vec<&ObservedContainer>> = BTreeMap::new();
+    for c in &observed.containers {
+        if let (Some(k), Some(r)) = (&c.key, c.replica) {
+            by_replica.entry((k, r)).or_default().push(c);
+        }
+    }
+    for (key, dc) in &desired.containers {
+        // Dependencies: every network and volume must be usable.
+        let mut deps = Vec::new();
+        let mut blocked = None;
+        let mut replaced_nets = BTreeSet::new();
+        let mut net_ids: BTreeMap<String, &str> = BTreeMap::new();
+        for nk in &dc.networks {
+            let engine = labels::network_name(&nk.namespace, &nk.name);
+            match nets.get(nk) {
+                Some(Dep::Ready(id)) => {
+                    net_ids.insert(engine, id.as_str());
+                }
+                Some(Dep::Creating { action, replaced }) => {
+                    deps.push(*action);
+                    if *replaced {
+                        replaced_nets.insert(engine);
+                    }
+                }
+                Some(Dep::Unavailable(why)) => blocked = Some(why.clone()),
+                None => blocked = Some(format!("network {nk} is not declared")),
+            }
+        }
+        for vk in &dc.volumes {
+            match vols.get(vk) {
+                Some(Dep::Ready(_)) => {}
+                Some(Dep::Creating { action, .. }) => deps.push(*action),
+                Some(Dep::Unavailable(why)) => blocked = Some(why.clone()),
+                None => blocked = Some(format!("volume {vk} is not declared")),
+            }
+        }
+        for r in 0..dc.replicas {
+            let owner = Owner::replica(key.clone(), r);
+            let name = labels::container_name(key, r, dc.container_name.as_deref());
+            let candidates = by_replica.get(&(key, r)).cloned().unwrap_or_default();
+            for c in &candidates {
+                claimed.insert(c.id.as_str());
+            }
+            if let Some(why) = &blocked {
+                p.wait(&owner, "DependencyBlocked", why.clone(), None);
+                continue;
+            }
+            if observed.foreign_containers.contains(&name) {
+                p.wait(
+                    &owner,
+                    "Conflict",
+                    format!("a container named {name:?} exists and is not managed by berth; it is left alone"),
+                    None,
+                );
+                continue;
+            }
+            let entry = retries.get(&owner, &dc.hash);
+            if let Some(e) = entry.filter(|e| e.kind == RetryKind::Failure && e.not_before > now) {
+                p.wait(&owner, "BackOff", retry_message(retries, &owner, &dc.hash), Some(e.not_before));
+                continue;
+            }
+            let (current, extras): (Vec<&ObservedContainer>, Vec<&ObservedContainer>) =
+                candidates.iter().partition(|c| c.name == name);
+            let current = current.first().copied();
+            for x in &extras {
+                let a = p.push(
+                    &owner,
+                    &dc.hash,
+                    format!("replaced by {name}"),
+                    Action::RemoveContainer {
+                        id: x.id.clone(),
+                        name: x.name.clone(),
+                        stop_timeout: dc.config.stop_timeout(),
+                    },
+                    vec![],
+                );
+                removing.insert(x.id.as_str(), a);
+            }
+            let recreate = match current {
+                None => Some("container missing".to_string()),
+                Some(c) if c.hash.as_deref() != Some(dc.hash.as_str()) => Some("spec changed".to_string()),
+                Some(c) if c.state == RunState::Created => Some("created but never started".to_string()),
+                Some(c) if c.state == RunState::Dead => Some("container is dead".to_string()),
+                Some(c) => network_drift(c, &dc.config, &net_ids, &replaced_nets),
+            };
+            match (recreate, current) {
+                (Some(reason), current) => {
+                    let img_key = (dc.config.image.clone(), dc.pull_policy);
+                    let img = match images.get(&img_key) {
+                        Some(a) => *a,
+                        None => {
+                            let a = p.push(
+                                &owner,
+                                &dc.hash,
+                                "image needed for create",
+                                Action::EnsureImage {
+                                    image: dc.config.image.clone(),
+                                    policy: dc.pull_policy,
+                                },
+                                vec![],
+                            );
+                            images.insert(img_key, a);
+                            a
+                        }
+                    };
+                    let mut create_after = deps.clone();
+                    create_after.push(img);
+                    if let Some(c) = current {
+                        let rm = p.push(
+                            &owner,
+                            &dc.hash,
+                            reason.clone(),
+                            Action::RemoveContainer {
+                                id: c.id.clone(),
+                                name: c.name.clone(),
+                                stop_timeout: dc.config.stop_timeout(),
+                            },
+                            vec![img],
+                        );
+                        removing.insert(c.id.as_str(), rm);
+                        create_after.push(rm);
+                    }
+                    let create = p.push(
+                        &owner,
+                        &dc.hash,
+                        reason,
+                        Action::CreateContainer {
+                            name: name.clone(),
+                            config: Box::new(dc.config.clone()),
+                            labels: merged_labels(key, Some(r), &dc.hash, &dc.config.labels),
+                        },
+                        create_after,
+                    );
+                    p.push(&owner, &dc.hash, "start after create", Action::StartContainer { name, restart: false }, vec![create]);
+                }
+                (None, Some(c)) if c.state == RunState::Exited => {
+                    let wanted = match dc.restart_policy {
+                        RestartPolicy::Always => true,
+                        RestartPolicy::OnFailure => c.exit_code != Some(0),
+                        RestartPolicy::Never => false,
+                    };
+                    if !wanted {
+                        continue;
+                    }
+                    if let Some(e) = entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now) {
+                        p.wait(
+                            &owner,
+                            "CrashLoopBackOff",
+                            format!("exited with code {}; restart {} delayed", c.exit_code.unwrap_or(-1), e.attempts + 1),
+                            Some(e.not_before),
+                        );
+                        continue;
+                    }
+                    p.push(
+                        &owner,
+                        &dc.hash,
+                        format!("exited with code {}, restartPolicy {:?}", c.exit_code.unwrap_or(-1), dc.restart_policy),
+                        Action::StartContainer { name: c.name.clone(), restart: true },
+                        vec![],
+                    );
+                }
+                (None, _) => {}
+            }
+        }
+    }
+
+    // Orphans: berth's containers no declared replica claims. Objects that are declared but
+    // blocked keep their containers.
+    for c in &observed.containers {
+        if claimed.contains(c.id.as_str()) || removing.contains_key(c.id.as_str()) {
+            continue;
+        }
+        if c.key.as_ref().is_some_and(|k| desired.blocked.contains_key(k)) {
+            continue;
+        }
+        let owner = orphan_owner(c.key.as_ref(), &c.name);
+        let a = p.push(
+            &owner,
+            "",
+            "no longer declared",
+            Action::RemoveContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                stop_timeout: 10,
+            },
+            vec![],
+        );
+        removing.insert(c.id.as_str(), a);
+    }
+
+    // Network removals wait for the removal of every container attached to them; a network that
+    // a container keeps using is not removed (an orphan) or fails and backs off (a replacement).
+    for (owner, id, name, create) in net_removals {
+        let attached: Vec<&ObservedContainer> = observed
+            .containers
+            .iter()
+            .filter(|c| c.networks.values().any(|n| *n == id))
+            .collect();
+        let staying: Vec<&str> = attached
+            .iter()
+            .filter(|c| !removing.contains_key(c.id.as_str()))
+            .map(|c| c.name.as_str())
+            .collect();
+        if create.is_none() && !staying.is_empty() {
+            p.wait(
+                &owner,
+                "NetworkInUse",
+                format!("network {name} is no longer declared but still used by {}", staying.join(", ")),
+                None,
+            );
+            continue;
+        }
+        let after = attached.iter().filter_map(|c| removing.get(c.id.as_str()).copied()).collect();
+        let hash = create.map(|a| p.actions[a].hash.clone()).unwrap_or_default();
+        let rm = p.push(&owner, &hash, if create.is_some() { "spec changed: remove old network" } else { "no longer declared" }, Action::RemoveNetwork { id, name }, after);
+        if let Some(a) = create {
+            p.actions[a].after.push(rm);
+        }
+    }
+    let all_removals: Vec<usize> = removing.values().copied().collect();
+    for (owner, name) in vol_removals {
+        p.push(&owner, "", "no longer declared, reclaimPolicy Delete", Action::RemoveVolume { name }, all_removals.clone());
+    }
+
+    reorder(&mut p);
+    p
+}
+
+/// Why an up-to-date container must still be recreated because of its networks.
+fn network_drift(
+    c: &ObservedContainer,
+    config: &ContainerConfig,
+    net_ids: &BTreeMap<String, &str>,
+    replaced: &BTreeSet<String>,
+) -> Option<String> {
+    for a in &config.networks {
+        if replaced.contains(&a.network) {
+            return Some(format!("network {} is being replaced", a.network));
+        }
+        match (c.networks.get(&a.network), net_ids.get(&a.network)) {
+            (Some(have), Some(want)) if have == want => {}
+            (None, _) => return Some(format!("not attached to network {}", a.network)),
+            _ => return Some(format!("network {} was replaced", a.network)),
+        }
+    }
+    None
+}
+
+fn merged_labels(
+    key: &ObjectKey,
+    replica: Option<u32>,
+    hash: &str,
+    user: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut l = user.clone();
+    l.extend(labels::object_labels(key, replica, hash));
+    l
+}
+
+fn orphan_owner(key: Option<&ObjectKey>, engine_name: &str) -> Owner {
+    match key {
+        Some(k) => Owner::object(k.clone()),
+        None => Owner::object(ObjectKey::new(berth_api::Kind::Container, "", engine_name)),
+    }
+}
+
+fn retry_message(retries: &RetryBook, owner: &Owner, hash: &str) -> String {
+    match retries.get(owner, hash) {
+        Some(e) => format!(
+            "{} failed attempt(s); last error: {}",
+            e.attempts,
+            e.last_error.as_deref().unwrap_or("unknown")
+        ),
+        None => String::new(),
+    }
+}
+
+/// Re-numbers actions into a topological order (dependencies first), keeping the original
+/// order among independent actions, so that every `after` points backwards.
+fn reorder(p: &mut Plan) {
+    let n = p.actions.len();
+    let mut placed = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let before = order.len();
+        for i in 0..n {
+            if !placed[i] && p.actions[i].after.iter().all(|d| placed[*d]) {
+                placed[i] = true;
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            // A cycle cannot be built by `plan`; keep the rest in original order.
+            order.extend((0..n).filter(|i| !placed[*i]));
+            break;
+        }
+    }
+    let mut new_id = vec![0; n];
+    for (new, old) in order.iter().enumerate() {
+        new_id[*old] = new;
+    }
+    let mut old: Vec<Option<PlannedAction>> = std::mem::take(&mut p.actions).into_iter().map(Some).collect();
+    for (new, o) in order.into_iter().enumerate() {
+        if let Some(mut a) = old[o].take() {
+            a.id = new;
+            a.after = a.after.iter().map(|d| new_id[*d]).collect();
+            a.after.sort_unstable();
+            a.after.dedup();
+            p.actions.push(a);
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Resolution: validated manifests → [`DesiredState`] (engine names, references, hashes).
+
+use std::collections::BTreeMap;
+
+use berth_api::{ContainerSpec, Kind, Manifest, NetworkSpec, ObjectKey, VolumeSpec, quantity};
+
+use crate::desired::{
+    AttachmentConfig, ContainerConfig, DesiredContainer, DesiredNetwork, DesiredState, DesiredVolume,
+    FileConfig, MountConfig, MountSource, NetworkConfig, PortConfig, VolumeConfig,
+};
+use crate::hash::spec_hash;
+use crate::labels;
+
+/// Builds the desired state from the objects in force. Objects whose references cannot be
+/// resolved, or whose engine names clash, are listed in [`DesiredState::blocked`] instead.
+pub fn resolve<'a>(objects: impl IntoIterator<Item = &'a Manifest>) -> DesiredState {
+    let mut desired = DesiredState::default();
+    let mut containers = Vec::new();
+    for m in objects {
+        let key = m.key();
+        match m {
+            Manifest::Network { spec, .. } => {
+                desired.networks.insert(key.clone(), network(&key, spec));
+            }
+            Manifest::Volume { spec, .. } => {
+                desired.volumes.insert(key.clone(), volume(&key, spec));
+            }
+            Manifest::Container { spec, .. } => containers.push((key, spec)),
+        }
+    }
+    let mut names: BTreeMap<String, Vec<ObjectKey>> = BTreeMap::new();
+    for (key, spec) in containers {
+        match container(&key, spec, &desired) {
+            Ok(c) => {
+                for r in 0..c.replicas {
+                    names
+                        .entry(labels::container_name(&key, r, c.container_name.as_deref()))
+                        .or_default()
+                        .push(key.clone());
+                }
+                desired.containers.insert(key, c);
+            }
+            Err(why) => {
+                desired.blocked.insert(key, why);
+            }
+        }
+    }
+    for (name, keys) in names {
+        if keys.len() > 1 {
+            let all: Vec<String> = keys.iter().map(ToString::to_string).collect();
+            for k in keys {
+                desired.containers.remove(&k);
+                desired.blocked.insert(
+                    k,
+                    format!("engine container name {name:?} is wanted by {}", all.join(" and ")),
+                );
+            }
+        }
+    }
+    desired
+}
+
+fn network(key: &ObjectKey, spec: &NetworkSpec) -> DesiredNetwork {
+    let ipam = spec.ipam.clone().unwrap_or_default();
+    let config = NetworkConfig {
+        driver: spec.driver.clone().unwrap_or_else(|| "bridge".into()),
+        internal: spec.internal,
+        attachable: spec.attachable,
+        enable_ipv6: spec.enable_ipv6,
+        ipam_driver: ipam.driver.unwrap_or_else(|| "default".into()),
+        ipam_config: ipam
+            .config
+            .into_iter()
+            .map(|c| (c.subnet, c.gateway, c.ip_range))
+            .collect(),
+        options: spec.options.clone(),
+        labels: spec.labels.clone(),
+    };
+    DesiredNetwork {
+        engine_name: labels::network_name(&key.namespace, &key.name),
+        hash: spec_hash(&config),
+        config,
+    }
+}
+
+fn volume(key: &ObjectKey, spec: &VolumeSpec) -> DesiredVolume {
+    let config = VolumeConfig {
+        driver: spec.driver.clone().unwrap_or_else(|| "local".into()),
+        driver_opts: spec.driver_opts.clone(),
+        labels: spec.labels.clone(),
+    };
+    DesiredVolume {
+        engine_name: labels::volume_name(&key.namespace, &key.name),
+        hash: spec_hash(&config),
+        config,
+        reclaim_policy: spec.reclaim_policy,
+    }
+}
+
+fn container(key: &ObjectKey, spec: &ContainerSpec, desired: &DesiredState) -> Result<DesiredContainer, String> {
+    let mut networks = Vec::new();
+    let mut attachments = Vec::new();
+    for n in &spec.networks {
+        let nkey = ObjectKey::new(Kind::Network, key.namespace.clone(), n.name.clone());
+        let Some(net) = desired.networks.get(&nkey) else {
+            return Err(format!("network {:?} is not declared in namespace {:?}", n.name, key.namespace));
+        };
+        attachments.push(AttachmentConfig {
+            network: net.engine_name.clone(),
+            aliases: n.aliases.clone(),
+            ipv4_address: n.ipv4_address.clone(),
+        });
+        networks.push(nkey);
+    }
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for m in &spec.mounts {
+        let source = if let Some(v) = &m.volume {
+            let vkey = ObjectKey::new(Kind::Volume, key.namespace.clone(), v.clone());
+            let Some(vol) = desired.volumes.get(&vkey) else {
+                return Err(format!("volume {v:?} is not declared in namespace {:?}", key.namespace));
+            };
+            volumes.push(vkey);
+            MountSource::Volume(vol.engine_name.clone())
+        } else if let Some(h) = &m.host_path {
+            MountSource::Bind {
+                path: h.path.clone(),
+                path_type: h.path_type.map(Into::into),
+            }
+        } else if let Some(t) = &m.tmpfs {
+            MountSource::Tmpfs {
+                size_bytes: t
+                    .size_limit
+                    .as_deref()
+                    .map(quantity::parse_bytes)
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+            }
+        } else {
+            return Err(format!("mount {:?} has no source", m.mount_path));
+        };
+        mounts.push(MountConfig {
+            target: m.mount_path.clone(),
+            read_only: m.read_only,
+            source,
+        });
+    }
+    let limits = spec.resources.as_ref().map(|r| &r.limits);
+    let config = ContainerConfig {
+        image: spec.image.clone(),
+        entrypoint: spec.command.clone(),
+        cmd: spec.args.clone(),
+        env: spec.env.iter().map(|e| format!("{}={}", e.name, e.value)).collect(),
+        working_dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        hostname: spec.hostname.clone(),
+        ports: spec
+            .ports
+            .iter()
+            .map(|p| PortConfig {
+                container_port: p.container_port,
+                protocol: p.protocol,
+                host_port: p.host_port,
+                host_ip: p.host_ip.clone(),
+            })
+            .collect(),
+        mounts,
+        networks: attachments,
+        files: spec
+            .files
+            .iter()
+            .map(|f| {
+                Ok(FileConfig {
+                    path: f.path.clone(),
+                    content: f.content.clone(),
+                    mode: f.mode_bits().ok_or_else(|| format!("file {:?} has an invalid mode", f.path))?,
+                    uid: f.uid,
+                    gid: f.gid,
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        labels: spec.labels.clone(),
+        nano_cpus: limits
+            .and_then(|l| l.cpu.as_deref())
+            .map(quantity::parse_nano_cpus)
+            .transpose()
+            .map_err(|e| e.to_string())?,
+        memory_bytes: limits
+            .and_then(|l| l.memory.as_deref())
+            .map(quantity::parse_bytes)
+            .transpose()
+            .map_err(|e| e.to_string())?,
+        stop_signal: spec.stop_signal.clone(),
+        stop_grace_period_seconds: spec.stop_grace_period_seconds,
+        cap_add: spec.cap_add.clone(),
+        cap_drop: spec.cap_drop.clone(),
+        read_only_root_filesystem: spec.read_only_root_filesystem,
+        init: spec.init,
+        extra_hosts: spec.extra_hosts.clone(),
+    };
+    Ok(DesiredContainer {
+        replicas: spec.replica_count(),
+        container_name: spec.container_name.clone(),
+        restart_policy: spec.restart_policy,
+        pull_policy: spec.pull_policy,
+        networks,
+        volumes,
+        hash: spec_hash(&config),
+        config,
+    })
+}
