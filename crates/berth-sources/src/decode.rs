@@ -1,0 +1,473 @@
+//! Decoding manifest files: multi-document YAML → validated [`Manifest`]s, with every error
+//! pointing at file, line and column.
+//!
+//! Documents are split at `---` / `...` marker lines (YAML's document markers, which may not
+//! appear at column 1 inside content), so that each document is decoded on its own and its
+//! errors carry positions relative to the whole file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use berth_api::{API_VERSION, ContainerSpec, Kind, Manifest, ManifestMetadata, NetworkSpec, VolumeSpec};
+use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// A problem with one file, located.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The file, as given to [`decode`] (usually relative to the manifest directory).
+    pub file: String,
+    /// 1-based line; 0 when the problem concerns the whole file.
+    pub line: u64,
+    /// 1-based column; 0 when unknown.
+    pub column: u64,
+    /// Field path as written in YAML (`spec.ports[0].hostPort`), when one field is at fault.
+    pub field: Option<String>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for DecodeError {
+    /// `file:line:column: field: message`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// A decoded object and where it starts (`file:line:column` of its document).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located {
+    /// The object.
+    pub manifest: Manifest,
+    /// `file:line:column` of the document's first line.
+    pub origin: String,
+}
+
+/// Decodes and validates every document of one file.
+///
+/// All-or-nothing: when any document is invalid, all errors of the file are returned and none of
+/// its objects, so that the caller keeps the file's last-known-good objects. A file without any
+/// document is an error too (an editor may have truncated it mid-write; delete the file to remove
+/// its objects).
+pub fn decode(file: &str, text: &str) -> Result<Vec<Located>, Vec<DecodeError>> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for chunk in split_documents(text) {
+        match decode_document(file, &chunk) {
+            Ok(Some(obj)) => objects.push(obj),
+            Ok(None) => {}
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() && objects.is_empty() {
+        errors.push(DecodeError {
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            field: None,
+            message: "the file holds no document; its previous objects are kept (delete the file to remove them)".into(),
+        });
+    }
+    if errors.is_empty() { Ok(objects) } else { Err(errors) }
+}
+
+struct Chunk {
+    /// Lines before this chunk.
+    line_offset: u64,
+    text: String,
+}
+
+fn split_documents(text: &str) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    let mut current = String::new();
+    let mut start = 0u64;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let marker = |m: &str| bare == m || bare.starts_with(m) && bare[3..].starts_with([' ', '\t']);
+        if marker("---") || marker("...") {
+            chunks.push(Chunk {
+                line_offset: start,
+                text: std::mem::take(&mut current),
+            });
+            start = i as u64;
+            if marker("---") {
+                // Keep the rest of the line (e.g. `--- # comment`) with its columns intact.
+                current.push_str("   ");
+                current.push_str(&line[3..]);
+            } else {
+                current.push('\n');
+            }
+            continue;
+        }
+        current.push_str(line);
+    }
+    chunks.push(Chunk {
+        line_offset: start,
+        text: current,
+    });
+    chunks
+}
+
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    api_version: Option<Spanned<String>>,
+    kind: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Doc<S> {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: ManifestMetadata,
+    spec: S,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DocDefaultSpec<S: Default> {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: ManifestMetadata,
+    #[serde(default)]
+    spec: S,
+}
+
+fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<DecodeError>> {
+    if is_blank(&chunk.text) {
+        return Ok(None);
+    }
+    let err = |line: u64, column: u64, field: Option<&str>, message: String| DecodeError {
+        file: file.to_string(),
+        line: line + chunk.line_offset,
+        column,
+        field: field.map(str::to_string),
+        message,
+    };
+    let from_saphyr = |e: serde_saphyr::Error| {
+        let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let inner = match &e {
+            serde_saphyr::Error::WithSnippet { error, .. } => error.to_string(),
+            other => other.to_string(),
+        };
+        vec![err(line, col, None, first_line(&inner))]
+    };
+    let head: Head = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+    let first = first_content_line(&chunk.text);
+    let api = head
+        .api_version
+        .ok_or_else(|| vec![err(first, 1, Some("apiVersion"), format!("missing; expected {API_VERSION}"))])?;
+    if api.value != API_VERSION {
+        return Err(vec![err(
+            api.referenced.line(),
+            api.referenced.column(),
+            Some("apiVersion"),
+            format!("expected {API_VERSION}, got {:?}", api.value),
+        )]);
+    }
+    let kind_s = head
+        .kind
+        .ok_or_else(|| vec![err(first, 1, Some("kind"), "missing; expected Container, Network or Volume".into())])?;
+    let Some(kind) = Kind::parse(&kind_s.value) else {
+        return Err(vec![err(
+            kind_s.referenced.line(),
+            kind_s.referenced.column(),
+            Some("kind"),
+            format!("expected Container, Network or Volume, got {:?}", kind_s.value),
+        )]);
+    };
+    let manifest = match kind {
+        Kind::Container => {
+            let d: Doc<ContainerSpec> = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+            Manifest::Container {
+                metadata: d.metadata,
+                spec: Box::new(d.spec),
+            }
+        }
+        Kind::Network => {
+            let d: DocDefaultSpec<NetworkSpec> = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+            Manifest::Network {
+                metadata: d.metadata,
+                spec: d.spec,
+            }
+        }
+        Kind::Volume => {
+            let d: DocDefaultSpec<VolumeSpec> = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+            Manifest::Volume {
+                metadata: d.metadata,
+                spec: d.spec,
+            }
+        }
+    };
+    let problems = manifest.validate();
+    if !problems.is_empty() {
+        let tree: Option<Spanned<Node>> = serde_saphyr::from_str(&chunk.text).ok();
+        return Err(problems
+            .into_iter()
+            .map(|p| {
+                let (line, col) = tree.as_ref().map(|t| locate(t, &p.path)).unwrap_or((first, 1));
+                err(line, col, Some(&p.path), p.message)
+            })
+            .collect());
+    }
+    Ok(Some(Located {
+        manifest,
+        origin: format!("{file}:{}:1", first + chunk.line_offset),
+    }))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
+}
+
+fn first_content_line(text: &str) -> u64 {
+    text.lines()
+        .position(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#')
+        })
+        .map_or(1, |i| i as u64 + 1)
+}
+
+/// A YAML tree whose every value knows its position; used only to locate validation errors.
+enum Node {
+    Map(Vec<(String, Spanned<Node>)>),
+    Seq(Vec<Spanned<Node>>),
+    Leaf,
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Node, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = m.next_key::<KeyString>()? {
+                    out.push((k.0, m.next_value()?));
+                }
+                Ok(Node::Map(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Node, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = s.next_element()? {
+                    out.push(v);
+                }
+                Ok(Node::Seq(out))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_i128<E>(self, _: i128) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_u128<E>(self, _: u128) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_none<E>(self) -> Result<Node, E> {
+                Ok(Node::Leaf)
+            }
+            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+                Node::deserialize(d)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A mapping key rendered as text, whatever its YAML type.
+struct KeyString(String);
+
+impl<'de> Deserialize<'de> for KeyString {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = KeyString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scalar key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<KeyString, E> {
+                Ok(KeyString(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<KeyString, E> {
+                Ok(KeyString(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<KeyString, E> {
+                Ok(KeyString(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<KeyString, E> {
+                Ok(KeyString(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<KeyString, E> {
+                Ok(KeyString(v.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<KeyString, E> {
+                Ok(KeyString("null".into()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Position (line, column) of the value at `path` (`spec.ports[0].hostPort`, keys may contain
+/// dots); the deepest existing ancestor when the field itself is absent.
+fn locate(root: &Spanned<Node>, path: &str) -> (u64, u64) {
+    let mut node = root;
+    let mut rest = path;
+    loop {
+        let pos = (node.referenced.line(), node.referenced.column());
+        rest = rest.trim_start_matches('.');
+        if rest.is_empty() {
+            return pos;
+        }
+        match &node.value {
+            Node::Map(entries) => {
+                let found = entries
+                    .iter()
+                    .filter(|(k, _)| {
+                        rest.strip_prefix(k.as_str())
+                            .is_some_and(|after| after.is_empty() || after.starts_with(['.', '[']))
+                    })
+                    .max_by_key(|(k, _)| k.len());
+                match found {
+                    Some((k, v)) => {
+                        rest = &rest[k.len()..];
+                        node = v;
+                    }
+                    None => return pos,
+                }
+            }
+            Node::Seq(items) => {
+                let Some(inner) = rest.strip_prefix('[') else { return pos };
+                let Some((idx, after)) = inner.split_once(']') else { return pos };
+                match idx.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                    Some(v) => {
+                        rest = after;
+                        node = v;
+                    }
+                    None => return pos,
+                }
+            }
+            Node::Leaf => return pos,
+        }
+    }
+}
+
+/// Keys of `BTreeMap` used by callers that group objects per file.
+pub type ByFile = BTreeMap<String, Vec<Located>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+# a comment
+apiVersion: berth.dev/v1alpha1
+kind: Network
+metadata:
+  name: net
+---
+apiVersion: berth.dev/v1alpha1
+kind: Container
+metadata:
+  name: web
+  namespace: app
+spec:
+  image: busybox:latest
+  ports:
+    - containerPort: 80
+      hostPort: 8080
+";
+
+    fn errors(text: &str) -> Vec<String> {
+        decode("f.yaml", text).expect_err("must fail").iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn multi_document_file_decodes() {
+        let objs = decode("f.yaml", GOOD).expect("valid");
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[0].origin, "f.yaml:2:1");
+        assert_eq!(objs[1].origin, "f.yaml:7:1");
+        assert_eq!(objs[1].manifest.key().to_string(), "Container/app/web");
+    }
+
+    #[test]
+    fn unknown_field_is_located() {
+        let e = errors(&GOOD.replace("    - containerPort: 80", "    - containerPort: 80\n      hostprot: 1"));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("f.yaml:16:"), "{e:?}");
+        assert!(e[0].contains("hostprot"), "{e:?}");
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let e = errors(&GOOD.replace("containerPort: 80", "containerPort: eighty"));
+        assert!(e[0].starts_with("f.yaml:15:"), "{e:?}");
+    }
+
+    #[test]
+    fn validation_error_names_field_and_position() {
+        let e = errors(&GOOD.replace("hostPort: 8080", "hostPort: 0"));
+        assert_eq!(e, vec!["f.yaml:16:17: spec.ports[0].hostPort: expected 1–65535, got 0"]);
+    }
+
+    #[test]
+    fn truncated_file_is_an_error() {
+        let cut = &GOOD[..GOOD.len() - 30];
+        assert!(!errors(cut).is_empty());
+        assert!(errors("")[0].contains("no document"));
+        assert!(errors("# only a comment\n")[0].contains("no document"));
+    }
+
+    #[test]
+    fn wrong_api_version_and_kind() {
+        let e = errors(&GOOD.replacen("berth.dev/v1alpha1", "v1", 1));
+        assert_eq!(e, vec!["f.yaml:2:13: apiVersion: expected berth.dev/v1alpha1, got \"v1\""]);
+        let e = errors(&GOOD.replace("kind: Network", "kind: Pod"));
+        assert!(e[0].contains("kind: expected Container, Network or Volume"), "{e:?}");
+    }
+
+    #[test]
+    fn label_keys_with_dots_are_located() {
+        let text = "apiVersion: berth.dev/v1alpha1\nkind: Volume\nmetadata: {name: v}\nspec:\n  labels:\n    berth.dev/x: y\n";
+        assert_eq!(errors(text), vec!["f.yaml:6:18: spec.labels.berth.dev/x: label keys under berth.dev/ are reserved for berth"]);
+    }
+}

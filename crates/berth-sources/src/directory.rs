@@ -1,0 +1,343 @@
+//! `DirectorySource`: a directory of YAML manifests (subdirectories included).
+//!
+//! Which files count: names ending in `.yaml` or `.yml` whose name, and every directory above
+//! them, does not start with `.`. Editor leftovers are therefore ignored: `x.yaml.bak`,
+//! `x.yaml~`, `.x.yaml.swp`, vim's `4913`, emacs' `#x.yaml#` and `.#x.yaml`.
+//!
+//! Rules (the safety contract):
+//! - every scan re-reads the whole directory and publishes the full set;
+//! - a file that does not decode keeps its last-known-good objects (and is reported);
+//! - a file that was never good contributes nothing; a deleted file's objects go;
+//! - two files declaring one object: a conflict, reported, neither new version applied;
+//! - a scan that cannot list the directory fails as a whole: the caller keeps the last set.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::ObjectKey;
+use berth_core::merge::{Conflict, Declaration, merge};
+use notify_debouncer_mini::new_debouncer;
+use notify_debouncer_mini::notify::RecursiveMode;
+use tokio::sync::{mpsc, watch};
+
+use crate::decode::{DecodeError, Located, decode};
+
+/// Failure to read the directory itself (not one file).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The directory (or a subdirectory) could not be listed.
+    #[error("cannot read manifest directory {path}: {source}")]
+    ReadDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file watcher could not be started.
+    #[error("cannot watch manifest directory {path}: {message}")]
+    Watch {
+        /// The directory.
+        path: PathBuf,
+        /// The watcher's error.
+        message: String,
+    },
+}
+
+/// One complete view of the directory: everything it declares now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    /// Objects in force (including last-known-good objects of files that now fail).
+    pub objects: BTreeMap<ObjectKey, Declaration>,
+    /// Current errors, per file, sorted by file.
+    pub errors: Vec<DecodeError>,
+    /// Objects declared by more than one file.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Snapshot {
+    /// The manifests in force.
+    pub fn manifests(&self) -> impl Iterator<Item = &berth_api::Manifest> {
+        self.objects.values().map(|d| &d.manifest)
+    }
+}
+
+#[derive(Default)]
+struct FileState {
+    content: Option<String>,
+    good: Vec<Located>,
+    errors: Vec<DecodeError>,
+}
+
+/// Reads a manifest directory, remembering each file's last-known-good objects.
+pub struct DirectorySource {
+    root: PathBuf,
+    files: BTreeMap<PathBuf, FileState>,
+    previous: BTreeMap<ObjectKey, Declaration>,
+}
+
+/// True when `name` is a manifest file name (see the module docs).
+pub fn is_manifest_name(name: &str) -> bool {
+    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
+impl DirectorySource {
+    /// A source for `root`; nothing is read until [`DirectorySource::scan`].
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirectorySource {
+            root: root.into(),
+            files: BTreeMap::new(),
+            previous: BTreeMap::new(),
+        }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Re-reads every manifest file and returns the full set.
+    ///
+    /// # Errors
+    /// [`SourceError::ReadDir`] when a directory cannot be listed; the source's memory is then
+    /// unchanged and the caller should keep its previous snapshot.
+    pub fn scan(&mut self) -> Result<Snapshot, SourceError> {
+        let mut paths = Vec::new();
+        collect(&self.root, &mut paths)?;
+        let mut files = BTreeMap::new();
+        for path in paths {
+            let rel = path.strip_prefix(&self.root).unwrap_or(&path).to_path_buf();
+            let display = rel.display().to_string();
+            let mut state = self.files.remove(&rel).unwrap_or_default();
+            match std::fs::read_to_string(&path) {
+                Ok(text) if state.content.as_deref() == Some(text.as_str()) => {}
+                Ok(text) => {
+                    match decode(&display, &text) {
+                        Ok(objs) => {
+                            state.good = objs;
+                            state.errors.clear();
+                        }
+                        Err(errs) => state.errors = errs,
+                    }
+                    state.content = Some(text);
+                }
+                // Vanished between listing and reading: gone next scan; keep it for now.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    state.content = None;
+                    state.errors = vec![DecodeError {
+                        file: display,
+                        line: 0,
+                        column: 0,
+                        field: None,
+                        message: format!("cannot read: {e}"),
+                    }];
+                }
+            }
+            files.insert(rel, state);
+        }
+        self.files = files;
+        let declarations = self
+            .files
+            .values()
+            .flat_map(|f| f.good.iter())
+            .map(|l| Declaration {
+                manifest: l.manifest.clone(),
+                origin: l.origin.clone(),
+            })
+            .collect();
+        let merged = merge(&self.previous, declarations);
+        self.previous = merged.objects.clone();
+        Ok(Snapshot {
+            objects: merged.objects,
+            errors: self.files.values().flat_map(|f| f.errors.iter().cloned()).collect(),
+            conflicts: merged.conflicts,
+        })
+    }
+
+    /// Scans now, then again after every change (debounced by `debounce`) and every `resync`,
+    /// publishing each complete snapshot on the returned channel. The channel holds `None` until
+    /// the first complete scan; a failed scan publishes nothing (the last set stays in force).
+    ///
+    /// # Errors
+    /// [`SourceError::Watch`] when the file watcher cannot be started.
+    pub fn watch(
+        mut self,
+        debounce: Duration,
+        resync: Duration,
+    ) -> Result<watch::Receiver<Option<Arc<Snapshot>>>, SourceError> {
+        let (tx, rx) = watch::channel(None);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<()>();
+        let root = self.root.clone();
+        let watch_err = |e: notify_debouncer_mini::notify::Error| SourceError::Watch {
+            path: root.clone(),
+            message: e.to_string(),
+        };
+        let mut debouncer = new_debouncer(debounce, move |res: notify_debouncer_mini::DebounceEventResult| {
+            // Errors (e.g. a queue overflow) also just trigger a full rescan.
+            let relevant = match res {
+                Ok(events) => events.iter().any(|e| relevant_path(&e.path)),
+                Err(_) => true,
+            };
+            if relevant {
+                let _ = ev_tx.send(());
+            }
+        })
+        .map_err(watch_err)?;
+        debouncer
+            .watcher()
+            .watch(&self.root, RecursiveMode::Recursive)
+            .map_err(watch_err)?;
+        let publish = move |source: &mut DirectorySource, tx: &watch::Sender<Option<Arc<Snapshot>>>| match source.scan() {
+            Ok(snap) => {
+                for e in &snap.errors {
+                    tracing::warn!(error = %e, "manifest file rejected; its last-known-good objects stay in force");
+                }
+                for c in &snap.conflicts {
+                    tracing::warn!(conflict = %c, "conflicting declarations; neither new version applied");
+                }
+                tx.send_if_modified(|cur| {
+                    if cur.as_deref() == Some(&snap) {
+                        false
+                    } else {
+                        *cur = Some(Arc::new(snap));
+                        true
+                    }
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "manifest directory scan failed; keeping the last complete set"),
+        };
+        publish(&mut self, &tx);
+        tokio::spawn(async move {
+            let _debouncer = debouncer; // dropped (and the watch stopped) when this task ends
+            let mut tick = tokio::time::interval(resync);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    ev = ev_rx.recv() => {
+                        if ev.is_none() { break; }
+                        while ev_rx.try_recv().is_ok() {}
+                        tracing::debug!("manifest directory changed; rescanning");
+                    }
+                    _ = tick.tick() => tracing::trace!("periodic manifest rescan"),
+                    _ = tx.closed() => break,
+                }
+                publish(&mut self, &tx);
+            }
+        });
+        Ok(rx)
+    }
+}
+
+fn relevant_path(path: &Path) -> bool {
+    // Directory events matter too (a subdirectory moved in or out).
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| is_manifest_name(n) || !n.contains('.'))
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+    let err = |source| SourceError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            collect(&path, out)?;
+        } else if is_manifest_name(name) && (ft.is_file() || path.is_file()) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NET: &str = "apiVersion: berth.dev/v1alpha1\nkind: Network\nmetadata: {name: net}\n";
+    const VOL: &str = "apiVersion: berth.dev/v1alpha1\nkind: Volume\nmetadata: {name: vol}\n";
+
+    fn keys(s: &Snapshot) -> Vec<String> {
+        s.objects.keys().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn editor_leftovers_and_hidden_files_are_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.yaml"), NET).expect("write");
+        for junk in ["a.yaml.bak", "a.yaml~", ".a.yaml.swp", "4913", "#a.yaml#", ".#a.yaml", "notes.txt"] {
+            std::fs::write(dir.path().join(junk), "garbage: [").expect("write");
+        }
+        std::fs::create_dir(dir.path().join(".git")).expect("mkdir");
+        std::fs::write(dir.path().join(".git/x.yaml"), VOL).expect("write");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(dir.path().join("sub/v.yml"), VOL).expect("write");
+        let snap = DirectorySource::new(dir.path()).scan().expect("scan");
+        assert_eq!(keys(&snap), vec!["Network/default/net", "Volume/default/vol"]);
+        assert!(snap.errors.is_empty(), "{:?}", snap.errors);
+    }
+
+    #[test]
+    fn broken_file_keeps_last_known_good_and_deleted_file_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, format!("{NET}---\n{VOL}")).expect("write");
+        let mut src = DirectorySource::new(dir.path());
+        assert_eq!(src.scan().expect("scan").objects.len(), 2);
+        std::fs::write(&a, &NET[..40]).expect("truncate");
+        let snap = src.scan().expect("scan");
+        assert_eq!(snap.objects.len(), 2, "truncated file keeps its objects");
+        assert_eq!(snap.errors.len(), 1);
+        assert!(snap.errors[0].to_string().starts_with("a.yaml:"), "{}", snap.errors[0]);
+        std::fs::write(&a, "").expect("empty");
+        assert_eq!(src.scan().expect("scan").objects.len(), 2, "emptied file keeps its objects");
+        std::fs::remove_file(&a).expect("rm");
+        assert!(src.scan().expect("scan").objects.is_empty());
+    }
+
+    #[test]
+    fn never_good_file_contributes_nothing_and_others_carry_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("bad.yaml"), "kind: [").expect("write");
+        std::fs::write(dir.path().join("good.yaml"), NET).expect("write");
+        let snap = DirectorySource::new(dir.path()).scan().expect("scan");
+        assert_eq!(keys(&snap), vec!["Network/default/net"]);
+        assert_eq!(snap.errors.len(), 1);
+    }
+
+    #[test]
+    fn duplicate_across_files_is_a_conflict_keeping_the_applied_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.yaml"), NET).expect("write");
+        let mut src = DirectorySource::new(dir.path());
+        let first = src.scan().expect("scan");
+        std::fs::write(dir.path().join("b.yaml"), NET.replace("{name: net}", "{name: net}\nspec: {internal: true}")).expect("write");
+        let snap = src.scan().expect("scan");
+        assert_eq!(snap.conflicts.len(), 1);
+        assert_eq!(snap.objects, first.objects, "neither new version applied");
+        std::fs::remove_file(dir.path().join("a.yaml")).expect("rm");
+        let snap = src.scan().expect("scan");
+        assert!(snap.conflicts.is_empty());
+        assert_eq!(snap.objects.len(), 1);
+    }
+
+    #[test]
+    fn missing_directory_is_an_error_not_an_empty_set() {
+        let mut src = DirectorySource::new("/nonexistent/berth-test");
+        assert!(matches!(src.scan(), Err(SourceError::ReadDir { .. })));
+    }
+}
