@@ -1,1 +1,11 @@
 #![forbid(unsafe_code)]
+//! berth's Docker Engine adapter ([`DockerEngine`]) and the plan executor ([`execute`]).
+//!
+//! The adapter only observes and carries out actions; it never decides. Works with Engine 20.10
+//! (API 1.41) and newer: the API version is negotiated at connect time.
+
+mod docker;
+mod executor;
+
+pub use docker::{DockerEngine, EngineError};
+pub use executor::{Outcome, Runtime, execute};

@@ -1,0 +1,646 @@
+//! [`DockerEngine`]: observe and act on a Docker Engine through bollard.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use berth_core::desired::{ContainerConfig, HostPathTypeConfig, MountSource, NetworkConfig, VolumeConfig};
+use berth_core::labels;
+use berth_core::{Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, RunState};
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountTmpfsOptions,
+    MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::executor::Runtime;
+
+/// Errors talking to the engine. Each names what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not be reached or its API version negotiated.
+    #[error("cannot connect to the Docker Engine: {0} (is dockerd running, and is DOCKER_HOST right?)")]
+    Connect(#[source] BollardError),
+    /// An API call failed.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done, e.g. `create container blog_db_0`.
+        what: String,
+        /// The engine's answer.
+        #[source]
+        source: BollardError,
+    },
+    /// A `hostPath` check failed before create.
+    #[error("hostPath {path}: {message}")]
+    HostPath {
+        /// The host path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The image is missing and `pullPolicy` is `Never`.
+    #[error("image {0} is not present and pullPolicy is Never (ErrImageNeverPull)")]
+    ImageNeverPull(String),
+    /// A pull failed.
+    #[error("pull {image}: {message} (ErrImagePull)")]
+    Pull {
+        /// The image.
+        image: String,
+        /// The registry's or engine's message.
+        message: String,
+    },
+}
+
+fn api(what: impl Into<String>) -> impl FnOnce(BollardError) -> EngineError {
+    let what = what.into();
+    move |source| EngineError::Api { what, source }
+}
+
+fn status_of(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// A connected Docker Engine.
+#[derive(Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+    calls: Arc<AtomicU64>,
+}
+
+impl DockerEngine {
+    /// Connects using `DOCKER_HOST` (default: the local UNIX socket) and negotiates the API
+    /// version, retrying for a few seconds while the engine starts.
+    ///
+    /// # Errors
+    /// [`EngineError::Connect`] when the engine does not answer.
+    pub async fn connect() -> Result<Self, EngineError> {
+        let docker = (|| async { Docker::connect_with_defaults()?.negotiate_version().await })
+            .retry(ExponentialBuilder::default().with_max_times(4).with_min_delay(Duration::from_millis(200)))
+            .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "Docker Engine not reachable yet"))
+            .await
+            .map_err(EngineError::Connect)?;
+        Ok(DockerEngine {
+            docker,
+            calls: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The underlying bollard client.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Number of engine API calls made so far by this handle (for benchmarks and logs).
+    pub fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `Version (API x.yy)` of the connected engine.
+    ///
+    /// # Errors
+    /// [`EngineError::Api`] when the engine does not answer.
+    pub async fn version(&self) -> Result<String, EngineError> {
+        self.count();
+        let v = self.docker.version().await.map_err(api("read engine version"))?;
+        Ok(format!(
+            "{} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+
+    /// Reads the engine's containers, networks and volumes: three list calls, plus one inspect
+    /// per exited berth container (for its exit code).
+    ///
+    /// # Errors
+    /// [`EngineError::Api`] when a list call fails; the caller should not plan on partial data.
+    pub async fn observe(&self) -> Result<ObservedState, EngineError> {
+        let list_opts = ListContainersOptionsBuilder::default().all(true).build();
+        self.calls.fetch_add(3, Ordering::Relaxed);
+        let (containers, networks, volumes) = tokio::join!(
+            self.docker.list_containers(Some(list_opts)),
+            self.docker.list_networks(None::<bollard::query_parameters::ListNetworksOptions>),
+            self.docker.list_volumes(None::<bollard::query_parameters::ListVolumesOptions>),
+        );
+        let containers = containers.map_err(api("list containers"))?;
+        let networks = networks.map_err(api("list networks"))?;
+        let volumes = volumes.map_err(api("list volumes"))?;
+        let mut obs = ObservedState::default();
+        for c in containers {
+            let name = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            let l: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
+            if !labels::is_managed(&l) {
+                obs.foreign_containers.insert(name);
+                continue;
+            }
+            let state = RunState::parse(&c.state.map(|s| s.to_string()).unwrap_or_default());
+            let nets = c
+                .network_settings
+                .and_then(|s| s.networks)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.network_id.unwrap_or_default()))
+                .collect();
+            obs.containers.push(ObservedContainer {
+                id: c.id.unwrap_or_default(),
+                name,
+                key: labels::key_from_labels(&l),
+                replica: labels::replica_from_labels(&l),
+                hash: l.get(labels::SPEC_HASH).cloned(),
+                state,
+                exit_code: None,
+                networks: nets,
+            });
+        }
+        let exited: Vec<usize> = (0..obs.containers.len())
+            .filter(|i| obs.containers[*i].state == RunState::Exited)
+            .collect();
+        let codes = futures_util::future::join_all(exited.iter().map(|i| {
+            self.count();
+            self.docker.inspect_container(&obs.containers[*i].id, None)
+        }))
+        .await;
+        for (i, r) in exited.into_iter().zip(codes) {
+            // A container removed meanwhile just has no exit code; the next relist sees it gone.
+            if let Ok(info) = r {
+                obs.containers[i].exit_code = info.state.and_then(|s| s.exit_code);
+            }
+        }
+        for n in networks {
+            let name = n.name.unwrap_or_default();
+            let l: BTreeMap<String, String> = n.labels.unwrap_or_default().into_iter().collect();
+            if labels::is_managed(&l) {
+                obs.networks.push(ObservedNetwork {
+                    id: n.id.unwrap_or_default(),
+                    name,
+                    key: labels::key_from_labels(&l),
+                    hash: l.get(labels::SPEC_HASH).cloned(),
+                });
+            } else {
+                obs.foreign_networks.insert(name);
+            }
+        }
+        for v in volumes.volumes.unwrap_or_default() {
+            let l: BTreeMap<String, String> = v.labels.into_iter().collect();
+            if labels::is_managed(&l) {
+                obs.volumes.push(ObservedVolume {
+                    name: v.name,
+                    key: labels::key_from_labels(&l),
+                    hash: l.get(labels::SPEC_HASH).cloned(),
+                    delete_when_orphaned: l.get(labels::RECLAIM_POLICY).map(String::as_str) == Some("Delete"),
+                });
+            } else {
+                obs.foreign_volumes.insert(v.name);
+            }
+        }
+        Ok(obs)
+    }
+
+    /// Engine events that should trigger a relist (container, network and volume events),
+    /// delivered as unit messages. The stream reconnects by itself after errors.
+    pub fn events(&self) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel(64);
+        let docker = self.docker.clone();
+        tokio::spawn(async move {
+            let mut filters = HashMap::new();
+            filters.insert("type", vec!["container", "network", "volume"]);
+            loop {
+                let opts = EventsOptionsBuilder::default().filters(&filters).build();
+                let mut stream = docker.events(Some(opts));
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(_) => {
+                            if tx.try_send(()).is_err() && tx.is_closed() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "engine event stream failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                // Something may have changed while disconnected.
+                let _ = tx.try_send(());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        rx
+    }
+
+    async fn ensure_image(&self, image: &str, policy: berth_api::PullPolicy) -> Result<(), EngineError> {
+        use berth_api::PullPolicy;
+        if policy != PullPolicy::Always {
+            self.count();
+            match self.docker.inspect_image(image).await {
+                Ok(_) => return Ok(()),
+                Err(e) if status_of(&e) == Some(404) => {
+                    if policy == PullPolicy::Never {
+                        return Err(EngineError::ImageNeverPull(image.to_string()));
+                    }
+                }
+                Err(e) => return Err(api(format!("inspect image {image}"))(e)),
+            }
+        }
+        self.pull(image).await
+    }
+
+    /// Pulls `image` (tag `latest` when none is given).
+    ///
+    /// # Errors
+    /// [`EngineError::Pull`] with the registry's message.
+    pub async fn pull(&self, image: &str) -> Result<(), EngineError> {
+        let (repo, tag) = split_reference(image);
+        let opts = CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build();
+        self.count();
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| EngineError::Pull {
+                image: image.to_string(),
+                message: e.to_string(),
+            })?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(EngineError::Pull {
+                    image: image.to_string(),
+                    message: err,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_network(&self, name: &str, c: &NetworkConfig, l: &BTreeMap<String, String>) -> Result<(), EngineError> {
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some(c.driver.clone()),
+            internal: Some(c.internal),
+            attachable: Some(c.attachable),
+            enable_ipv6: Some(c.enable_ipv6),
+            ipam: Some(Ipam {
+                driver: Some(c.ipam_driver.clone()),
+                config: Some(
+                    c.ipam_config
+                        .iter()
+                        .map(|(subnet, gateway, range)| IpamConfig {
+                            subnet: Some(subnet.clone()),
+                            gateway: gateway.clone(),
+                            ip_range: range.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                options: None,
+            }),
+            options: Some(c.options.clone().into_iter().collect()),
+            labels: Some(l.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.count();
+        self.docker
+            .create_network(req)
+            .await
+            .map_err(api(format!("create network {name}")))?;
+        Ok(())
+    }
+
+    async fn create_volume(&self, name: &str, c: &VolumeConfig, l: &BTreeMap<String, String>) -> Result<(), EngineError> {
+        self.count();
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                driver: Some(c.driver.clone()),
+                driver_opts: Some(c.driver_opts.clone().into_iter().collect()),
+                labels: Some(l.clone().into_iter().collect()),
+                ..Default::default()
+            })
+            .await
+            .map_err(api(format!("create volume {name}")))?;
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str, name: &str, stop_timeout: u32) -> Result<(), EngineError> {
+        let t = i32::try_from(stop_timeout).unwrap_or(i32::MAX);
+        self.count();
+        match self
+            .docker
+            .stop_container(id, Some(StopContainerOptionsBuilder::default().t(t).build()))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if matches!(status_of(&e), Some(304) | Some(404)) => {}
+            Err(e) => return Err(api(format!("stop container {name}"))(e)),
+        }
+        self.count();
+        match self
+            .docker
+            .remove_container(id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(api(format!("remove container {name}"))(e)),
+        }
+    }
+
+    async fn create_container(&self, name: &str, c: &ContainerConfig, l: &BTreeMap<String, String>) -> Result<(), EngineError> {
+        prepare_host_paths(c)?;
+        let body = container_body(c, l);
+        self.count();
+        self.docker
+            .create_container(Some(CreateContainerOptionsBuilder::default().name(name).build()), body)
+            .await
+            .map_err(api(format!("create container {name}")))?;
+        let rest = async {
+            // API 1.41 accepts one network at create; the others are connected before start.
+            for a in c.networks.iter().skip(1) {
+                self.count();
+                self.docker
+                    .connect_network(
+                        &a.network,
+                        NetworkConnectRequest {
+                            container: name.to_string(),
+                            endpoint_config: Some(endpoint(a)),
+                        },
+                    )
+                    .await
+                    .map_err(api(format!("connect container {name} to network {}", a.network)))?;
+            }
+            if !c.files.is_empty() {
+                let tar = files_tar(c).map_err(|e| EngineError::HostPath {
+                    path: "(files archive)".into(),
+                    message: e.to_string(),
+                })?;
+                self.count();
+                self.docker
+                    .upload_to_container(
+                        name,
+                        Some(UploadToContainerOptionsBuilder::default().path("/").build()),
+                        bollard::body_full(tar.into()),
+                    )
+                    .await
+                    .map_err(api(format!("copy files into container {name}")))?;
+            }
+            Ok::<(), EngineError>(())
+        };
+        if let Err(e) = rest.await {
+            // Leave nothing half-made behind; if this fails too, the next pass replaces it
+            // (a never-started container is always recreated).
+            self.count();
+            let _ = self
+                .docker
+                .remove_container(name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+                .await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn start_container(&self, name: &str) -> Result<(), EngineError> {
+        self.count();
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(api(format!("start container {name}"))(e)),
+        }
+    }
+}
+
+impl Runtime for DockerEngine {
+    async fn execute(&self, action: &Action) -> Result<(), EngineError> {
+        match action {
+            Action::EnsureImage { image, policy } => self.ensure_image(image, *policy).await,
+            Action::CreateNetwork { name, config, labels } => self.create_network(name, config, labels).await,
+            Action::RemoveNetwork { id, name } => {
+                self.count();
+                match self.docker.remove_network(id).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if status_of(&e) == Some(404) => Ok(()),
+                    Err(e) => Err(api(format!("remove network {name}"))(e)),
+                }
+            }
+            Action::CreateVolume { name, config, labels } => self.create_volume(name, config, labels).await,
+            Action::RemoveVolume { name } => {
+                self.count();
+                match self
+                    .docker
+                    .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) if status_of(&e) == Some(404) => Ok(()),
+                    Err(e) => Err(api(format!("remove volume {name}"))(e)),
+                }
+            }
+            Action::RemoveContainer { id, name, stop_timeout } => self.remove_container(id, name, *stop_timeout).await,
+            Action::CreateContainer { name, config, labels } => self.create_container(name, config, labels).await,
+            Action::StartContainer { name, .. } => self.start_container(name).await,
+        }
+    }
+}
+
+/// Splits `name[:tag]` / `name@digest` into (repository, tag-or-digest); default tag `latest`.
+fn split_reference(image: &str) -> (&str, &str) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return (repo, digest);
+    }
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[slash..].rfind(':') {
+        Some(i) => (&image[..slash + i], &image[slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+fn endpoint(a: &berth_core::desired::AttachmentConfig) -> EndpointSettings {
+    EndpointSettings {
+        aliases: (!a.aliases.is_empty()).then(|| a.aliases.clone()),
+        ipam_config: a.ipv4_address.as_ref().map(|ip| EndpointIpamConfig {
+            ipv4_address: Some(ip.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The engine's create body for `c`. No engine restart policy: berth restarts containers itself.
+fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> ContainerCreateBody {
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &c.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol.engine_name());
+        if !exposed.contains(&key) {
+            exposed.push(key.clone());
+        }
+        if let Some(hp) = p.host_port {
+            bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
+                host_ip: p.host_ip.clone(),
+                host_port: Some(hp.to_string()),
+            });
+        }
+    }
+    let mounts = c
+        .mounts
+        .iter()
+        .map(|m| {
+            let mut mount = Mount {
+                target: Some(m.target.clone()),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            };
+            match &m.source {
+                MountSource::Volume(name) => {
+                    mount.typ = Some(MountType::VOLUME);
+                    mount.source = Some(name.clone());
+                }
+                MountSource::Bind { path, .. } => {
+                    mount.typ = Some(MountType::BIND);
+                    mount.source = Some(path.clone());
+                }
+                MountSource::Tmpfs { size_bytes } => {
+                    mount.typ = Some(MountType::TMPFS);
+                    mount.tmpfs_options = size_bytes.map(|s| MountTmpfsOptions {
+                        size_bytes: Some(i64::try_from(s).unwrap_or(i64::MAX)),
+                        ..Default::default()
+                    });
+                }
+            }
+            mount
+        })
+        .collect();
+    let networking = c.networks.first().map(|a| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(a.network.clone(), endpoint(a))])),
+    });
+    ContainerCreateBody {
+        image: Some(c.image.clone()),
+        entrypoint: c.entrypoint.clone(),
+        cmd: c.cmd.clone(),
+        env: Some(c.env.clone()),
+        working_dir: c.working_dir.clone(),
+        user: c.user.clone(),
+        hostname: c.hostname.clone(),
+        labels: Some(l.clone().into_iter().collect()),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        stop_signal: c.stop_signal.clone(),
+        stop_timeout: Some(i64::from(c.stop_timeout())),
+        networking_config: networking,
+        host_config: Some(HostConfig {
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            mounts: Some(mounts),
+            nano_cpus: c.nano_cpus.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            memory: c.memory_bytes.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            cap_add: (!c.cap_add.is_empty()).then(|| c.cap_add.clone()),
+            cap_drop: (!c.cap_drop.is_empty()).then(|| c.cap_drop.clone()),
+            readonly_rootfs: Some(c.read_only_root_filesystem),
+            init: c.init.then_some(true),
+            extra_hosts: (!c.extra_hosts.is_empty()).then(|| c.extra_hosts.clone()),
+            network_mode: c.networks.first().map(|a| a.network.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Applies Kubernetes' `hostPath.type` checks and creations on this host.
+fn prepare_host_paths(c: &ContainerConfig) -> Result<(), EngineError> {
+    use std::os::unix::fs::FileTypeExt;
+    for m in &c.mounts {
+        let MountSource::Bind { path, path_type: Some(t) } = &m.source else { continue };
+        let meta = std::fs::metadata(path);
+        let fail = |message: &str| EngineError::HostPath {
+            path: path.clone(),
+            message: message.to_string(),
+        };
+        match t {
+            HostPathTypeConfig::Directory => {
+                if !meta.as_ref().is_ok_and(|m| m.is_dir()) {
+                    return Err(fail("expected an existing directory (type Directory)"));
+                }
+            }
+            HostPathTypeConfig::DirectoryOrCreate => {
+                if meta.is_err() {
+                    std::fs::create_dir_all(path).map_err(|e| fail(&format!("cannot create directory: {e}")))?;
+                } else if !meta.as_ref().is_ok_and(|m| m.is_dir()) {
+                    return Err(fail("exists but is not a directory (type DirectoryOrCreate)"));
+                }
+            }
+            HostPathTypeConfig::File => {
+                if !meta.as_ref().is_ok_and(|m| m.is_file()) {
+                    return Err(fail("expected an existing file (type File)"));
+                }
+            }
+            HostPathTypeConfig::FileOrCreate => {
+                if meta.is_err() {
+                    if let Some(parent) = std::path::Path::new(path).parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| fail(&format!("cannot create parent: {e}")))?;
+                    }
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|e| fail(&format!("cannot create file: {e}")))?;
+                } else if !meta.as_ref().is_ok_and(|m| m.is_file()) {
+                    return Err(fail("exists but is not a file (type FileOrCreate)"));
+                }
+            }
+            HostPathTypeConfig::Socket => {
+                if !meta.as_ref().is_ok_and(|m| m.file_type().is_socket()) {
+                    return Err(fail("expected an existing UNIX socket (type Socket)"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An uncompressed tar of the container's files, extracted at `/`.
+fn files_tar(c: &ContainerConfig) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for f in &c.files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(f.content.len() as u64);
+        h.set_mode(f.mode);
+        h.set_uid(u64::from(f.uid));
+        h.set_gid(u64::from(f.gid));
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, f.path.trim_start_matches('/'), f.content.as_bytes())?;
+    }
+    b.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reference;
+
+    #[test]
+    fn references_split_into_repo_and_tag() {
+        assert_eq!(split_reference("busybox"), ("busybox", "latest"));
+        assert_eq!(split_reference("busybox:1.36"), ("busybox", "1.36"));
+        assert_eq!(split_reference("localhost:5000/app"), ("localhost:5000/app", "latest"));
+        assert_eq!(split_reference("localhost:5000/app:v2"), ("localhost:5000/app", "v2"));
+        assert_eq!(split_reference("app@sha256:abc"), ("app", "sha256:abc"));
+    }
+}
