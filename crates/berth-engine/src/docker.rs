@@ -624,7 +624,7 @@ fn files_tar(c: &ContainerConfig) -> std::io::Result<Vec<u8>> {
         h.set_mode(f.mode);
         h.set_uid(u64::from(f.uid));
         h.set_gid(u64::from(f.gid));
-        h.set_mtime(0);
+        h.set_mtime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, f.path.trim_start_matches('/'), f.content.as_bytes())?;
     }

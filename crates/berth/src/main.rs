@@ -1,1 +1,6 @@
-fn main() {}
+#![forbid(unsafe_code)]
+//! The `berth` binary; see the library crate for everything.
+
+fn main() -> std::process::ExitCode {
+    berth::main_entry()
+}

@@ -1,0 +1,96 @@
+//! Command-line interface (clap derive).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit code for errors that prevented the command from doing its job (bad input, no engine).
+pub const EXIT_ERROR: u8 = 2;
+
+/// berth keeps a Docker host exactly as declared by Kubernetes-style YAML manifests
+/// (apiVersion berth.dev/v1alpha1, kinds Container, Network, Volume).
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr. Verbosity comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "BERTH_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the agent: watch the manifest directory and the engine, converge continuously.
+    /// Stopping the agent leaves the containers running.
+    Agent(AgentArgs),
+    /// Converge once. Exit 0 when every action succeeded and nothing is blocked, 1 when an
+    /// action failed or an object is blocked (conflict, unknown reference), 2 on bad input or
+    /// when the engine is unreachable (nothing is changed then).
+    Apply(ApplyArgs),
+    /// Print the plan without changing anything. Exit 0: nothing to do; 1: changes pending;
+    /// 2: bad input or engine unreachable (same convention as `kubectl diff`).
+    Diff(DirArg),
+    /// Decode and validate the manifests (no engine needed). Exit 0 when valid, 1 otherwise.
+    Validate(DirArg),
+}
+
+/// A manifest directory argument.
+#[derive(Args, Debug)]
+pub struct DirArg {
+    /// Manifest directory (`*.yaml`/`*.yml`, subdirectories included, hidden files ignored).
+    pub dir: PathBuf,
+}
+
+/// `berth apply`.
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// Manifest directory.
+    pub dir: PathBuf,
+    /// Engine actions run at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallelism: usize,
+}
+
+/// `berth agent`.
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Manifest directory to watch.
+    #[arg(long, env = "BERTH_MANIFESTS")]
+    pub manifests: PathBuf,
+    /// Engine actions run at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallelism: usize,
+    /// Seconds between full re-reads of the manifest directory and full engine relists, on top
+    /// of file-change and engine events.
+    #[arg(long, default_value_t = 30)]
+    pub resync_seconds: u64,
+    /// Milliseconds of quiet after a file change before the directory is re-read.
+    #[arg(long, default_value_t = 100)]
+    pub debounce_ms: u64,
+    /// First CrashLoopBackOff delay in seconds (Kubernetes: 10).
+    #[arg(long, default_value_t = 10)]
+    pub crash_backoff_initial_seconds: u64,
+    /// Largest CrashLoopBackOff delay in seconds (Kubernetes: 300).
+    #[arg(long, default_value_t = 300)]
+    pub crash_backoff_cap_seconds: u64,
+}
+
+impl AgentArgs {
+    /// `--resync-seconds` as a duration (at least one second).
+    pub fn resync(&self) -> Duration {
+        Duration::from_secs(self.resync_seconds.max(1))
+    }
+}

@@ -1,0 +1,58 @@
+#![forbid(unsafe_code)]
+//! `berth`: keeps a Docker host exactly as declared.
+//!
+//! Subcommands: `agent` (long-running), `apply` (one converge), `diff` (the plan, no change),
+//! `validate` (decode and check manifests only). See `berth --help`. The binary is a thin
+//! wrapper over [`main_entry`], so that end-to-end tests can run the very same code.
+
+pub mod agent;
+pub mod cli;
+pub mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, LogFormat};
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Parses the command line and runs the command; the whole `berth` program.
+pub fn main_entry() -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(cli::EXIT_ERROR);
+        }
+    };
+    rt.block_on(run(Cli::parse()))
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    // The agent logs its work at info; one-shot commands print their own report on stdout.
+    let default_level = if matches!(cli.command, Command::Agent(_)) { "info" } else { "warn" };
+    init_logging(cli.log_format, default_level);
+    let result = match cli.command {
+        Command::Agent(args) => agent::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Apply(args) => report::apply(args).await,
+        Command::Diff(args) => report::diff(args).await,
+        Command::Validate(args) => Ok(report::validate(&args.dir)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(cli::EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! One-shot commands: `apply`, `diff`, `validate`, and how they print.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use berth_core::backoff::{Backoff, RetryBook};
+use berth_core::plan::Waiting;
+use berth_core::resolve::resolve;
+use berth_core::{DesiredState, Plan, plan};
+use berth_engine::DockerEngine;
+use berth_sources::directory::{DirectorySource, Snapshot};
+
+use crate::agent::Reconciler;
+use crate::cli::{ApplyArgs, DirArg, EXIT_ERROR};
+
+/// Reasons that make `apply` fail: the object cannot converge until the input changes.
+const BLOCKING: [&str; 4] = ["Conflict", "InvalidReference", "DependencyBlocked", "NetworkInUse"];
+
+/// Reads `dir` strictly: any file error or conflict is fatal (there is no last-known-good state
+/// for a one-shot command, and applying a partial set would remove the broken file's objects).
+fn read_strict(dir: &Path) -> anyhow::Result<Result<(Snapshot, DesiredState), ExitCode>> {
+    let snap = DirectorySource::new(dir).scan()?;
+    if !snap.errors.is_empty() || !snap.conflicts.is_empty() {
+        print_input_problems(&snap);
+        eprintln!("nothing was changed: fix the manifests first");
+        return Ok(Err(ExitCode::from(EXIT_ERROR)));
+    }
+    let desired = resolve(snap.manifests());
+    Ok(Ok((snap, desired)))
+}
+
+fn print_input_problems(snap: &Snapshot) {
+    for e in &snap.errors {
+        eprintln!("error: {e}");
+    }
+    for c in &snap.conflicts {
+        eprintln!("error: {c}");
+    }
+}
+
+fn print_plan(p: &Plan) {
+    for a in &p.actions {
+        println!("  {:<55} {} ({})", a.action.to_string(), a.owner, a.reason);
+    }
+}
+
+fn print_waiting(w: &[Waiting]) {
+    for w in w {
+        println!("  {} {}: {}", w.owner, w.reason, w.message);
+    }
+}
+
+/// `berth apply DIR`.
+pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let (_snap, desired) = match read_strict(&args.dir)? {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    let engine = DockerEngine::connect().await?;
+    let mut rec = Reconciler {
+        engine,
+        book: RetryBook::default(),
+        parallelism: args.parallelism,
+        crash_backoff: Backoff::CRASH_LOOP,
+    };
+    let started = Instant::now();
+    let report = rec.pass(&desired).await?;
+    if report.plan.is_empty() {
+        println!("nothing to do: the host is converged");
+    } else {
+        println!("applied {} action(s) in {:.2?}:", report.plan.actions.len(), started.elapsed());
+        for (a, o) in report.plan.actions.iter().zip(&report.outcomes) {
+            let status = match &o.result {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("FAILED: {e}"),
+            };
+            println!("  {:<55} {} {status}", a.action.to_string(), a.owner);
+        }
+    }
+    let blocking: Vec<Waiting> = report
+        .plan
+        .waiting
+        .iter()
+        .filter(|w| BLOCKING.contains(&w.reason))
+        .cloned()
+        .collect();
+    let warnings: Vec<Waiting> = report
+        .plan
+        .waiting
+        .iter()
+        .filter(|w| !BLOCKING.contains(&w.reason))
+        .cloned()
+        .collect();
+    if !warnings.is_empty() {
+        println!("warnings:");
+        print_waiting(&warnings);
+    }
+    if !blocking.is_empty() {
+        println!("not converged:");
+        print_waiting(&blocking);
+    }
+    Ok(if report.failed() || !blocking.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `berth diff DIR`.
+pub async fn diff(args: DirArg) -> anyhow::Result<ExitCode> {
+    let (_snap, desired) = match read_strict(&args.dir)? {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    let engine = DockerEngine::connect().await?;
+    let observed = engine.observe().await.context("observe the engine")?;
+    let p = plan(&desired, &observed, &RetryBook::default(), Instant::now());
+    if !p.waiting.is_empty() {
+        println!("not converging:");
+        print_waiting(&p.waiting);
+    }
+    if p.is_empty() {
+        println!("no changes");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} change(s) pending:", p.actions.len());
+        print_plan(&p);
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `berth validate DIR`: decode, validate and resolve references; no engine needed.
+pub fn validate(dir: &Path) -> ExitCode {
+    let snap = match DirectorySource::new(dir).scan() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    print_input_problems(&snap);
+    let desired = resolve(snap.manifests());
+    for (key, why) in &desired.blocked {
+        eprintln!("error: {key}: {why}");
+    }
+    if snap.errors.is_empty() && snap.conflicts.is_empty() && desired.blocked.is_empty() {
+        println!("{} object(s) valid", snap.objects.len());
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
