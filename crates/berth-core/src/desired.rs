@@ -42,6 +42,8 @@ impl std::fmt::Display for Owner {
 /// Everything the host should run, resolved and hashed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DesiredState {
+    /// Name of the berth instance that owns these objects (the `berth.dev/instance` label).
+    pub instance: String,
     /// Networks by object key.
     pub networks: BTreeMap<ObjectKey, DesiredNetwork>,
     /// Volumes by object key.

@@ -1,8 +1,9 @@
 //! Engine labels and names: how berth recognises its own objects after a restart.
 //!
-//! Every engine object berth creates carries [`MANAGED_BY`]`=berth` plus its kind, namespace,
-//! name, spec hash and (containers) replica index. Objects without [`MANAGED_BY`] are never
-//! changed or removed.
+//! Every engine object berth creates carries [`MANAGED_BY`]`=berth`, the agent's [`INSTANCE`]
+//! name, plus its kind, namespace, name, spec hash and (containers) replica index. An agent
+//! manages only objects carrying both labels with its own instance name; everything else —
+//! unlabelled objects and other instances' objects — is never changed or removed.
 //!
 //! Engine names (documented in the README):
 //! - network `<namespace>_<name>`, volume `<namespace>_<name>`;
@@ -19,6 +20,12 @@ use berth_api::{Kind, ObjectKey};
 pub const MANAGED_BY: &str = "berth.dev/managed-by";
 /// Value of [`MANAGED_BY`].
 pub const MANAGED_BY_VALUE: &str = "berth";
+/// Label holding the name of the berth instance (agent) that owns the object; default
+/// [`DEFAULT_INSTANCE`]. Several instances on one host (tests, split ownership) never touch
+/// each other's objects.
+pub const INSTANCE: &str = "berth.dev/instance";
+/// Instance name used when none is configured.
+pub const DEFAULT_INSTANCE: &str = "default";
 /// Label holding the object's kind (`Container`, `Network`, `Volume`).
 pub const KIND: &str = "berth.dev/kind";
 /// Label holding `metadata.namespace`.
@@ -51,9 +58,10 @@ pub fn container_name(key: &ObjectKey, replica: u32, fixed: Option<&str>) -> Str
 }
 
 /// The berth labels for an object (without the user's own labels).
-pub fn object_labels(key: &ObjectKey, replica: Option<u32>, hash: &str) -> BTreeMap<String, String> {
+pub fn object_labels(instance: &str, key: &ObjectKey, replica: Option<u32>, hash: &str) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
     l.insert(MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string());
+    l.insert(INSTANCE.to_string(), instance.to_string());
     l.insert(KIND.to_string(), key.kind.as_str().to_string());
     l.insert(NAMESPACE.to_string(), key.namespace.clone());
     l.insert(NAME.to_string(), key.name.clone());
@@ -64,9 +72,10 @@ pub fn object_labels(key: &ObjectKey, replica: Option<u32>, hash: &str) -> BTree
     l
 }
 
-/// True when the labels mark an object as berth's.
-pub fn is_managed(labels: &BTreeMap<String, String>) -> bool {
+/// True when the labels mark an object as owned by berth instance `instance`.
+pub fn is_managed(labels: &BTreeMap<String, String>, instance: &str) -> bool {
     labels.get(MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        && labels.get(INSTANCE).map(String::as_str) == Some(instance)
 }
 
 /// Reads the owning object's key back from labels; `None` when a label is missing or invalid.

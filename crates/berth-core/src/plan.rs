@@ -226,7 +226,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
             );
             continue;
         }
-        let labels = merged_labels(key, None, &dn.hash, &dn.config.labels);
+        let labels = merged_labels(&desired.instance, key, None, &dn.hash, &dn.config.labels);
         let create = Action::CreateNetwork {
             name: dn.engine_name.clone(),
             config: dn.config.clone(),
@@ -283,7 +283,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
                     vols.insert(key, Dep::Unavailable(format!("volume {} is backing off", dv.engine_name)));
                     continue;
                 }
-                let mut labels = merged_labels(key, None, &dv.hash, &dv.config.labels);
+                let mut labels = merged_labels(&desired.instance, key, None, &dv.hash, &dv.config.labels);
                 labels.insert(labels::RECLAIM_POLICY.into(), dv.reclaim_policy.as_str().into());
                 let a = p.push(
                     &owner,
@@ -440,7 +440,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
                         Action::CreateContainer {
                             name: name.clone(),
                             config: Box::new(dc.config.clone()),
-                            labels: merged_labels(key, Some(r), &dc.hash, &dc.config.labels),
+                            labels: merged_labels(&desired.instance, key, Some(r), &dc.hash, &dc.config.labels),
                         },
                         create_after,
                     );
@@ -560,13 +560,14 @@ fn network_drift(
 }
 
 fn merged_labels(
+    instance: &str,
     key: &ObjectKey,
     replica: Option<u32>,
     hash: &str,
     user: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let mut l = user.clone();
-    l.extend(labels::object_labels(key, replica, hash));
+    l.extend(labels::object_labels(instance, key, replica, hash));
     l
 }
 

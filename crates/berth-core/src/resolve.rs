@@ -11,10 +11,19 @@ use crate::desired::{
 use crate::hash::spec_hash;
 use crate::labels;
 
-/// Builds the desired state from the objects in force. Objects whose references cannot be
-/// resolved, or whose engine names clash, are listed in [`DesiredState::blocked`] instead.
+/// [`resolve_for`] the default instance.
 pub fn resolve<'a>(objects: impl IntoIterator<Item = &'a Manifest>) -> DesiredState {
-    let mut desired = DesiredState::default();
+    resolve_for(labels::DEFAULT_INSTANCE, objects)
+}
+
+/// Builds the desired state of berth instance `instance` from the objects in force. Objects
+/// whose references cannot be resolved, or whose engine names clash, are listed in
+/// [`DesiredState::blocked`] instead.
+pub fn resolve_for<'a>(instance: &str, objects: impl IntoIterator<Item = &'a Manifest>) -> DesiredState {
+    let mut desired = DesiredState {
+        instance: instance.to_string(),
+        ..Default::default()
+    };
     let mut containers = Vec::new();
     for m in objects {
         let key = m.key();

@@ -126,11 +126,12 @@ impl DockerEngine {
     }
 
     /// Reads the engine's containers, networks and volumes: three list calls, plus one inspect
-    /// per exited berth container (for its exit code).
+    /// per exited berth container (for its exit code). Only objects of berth instance
+    /// `instance` count as berth's; all others are foreign.
     ///
     /// # Errors
     /// [`EngineError::Api`] when a list call fails; the caller should not plan on partial data.
-    pub async fn observe(&self) -> Result<ObservedState, EngineError> {
+    pub async fn observe(&self, instance: &str) -> Result<ObservedState, EngineError> {
         let list_opts = ListContainersOptionsBuilder::default().all(true).build();
         self.calls.fetch_add(3, Ordering::Relaxed);
         let (containers, networks, volumes) = tokio::join!(
@@ -150,7 +151,7 @@ impl DockerEngine {
                 .map(|n| n.trim_start_matches('/').to_string())
                 .unwrap_or_default();
             let l: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
-            if !labels::is_managed(&l) {
+            if !labels::is_managed(&l, instance) {
                 obs.foreign_containers.insert(name);
                 continue;
             }
@@ -190,7 +191,7 @@ impl DockerEngine {
         for n in networks {
             let name = n.name.unwrap_or_default();
             let l: BTreeMap<String, String> = n.labels.unwrap_or_default().into_iter().collect();
-            if labels::is_managed(&l) {
+            if labels::is_managed(&l, instance) {
                 obs.networks.push(ObservedNetwork {
                     id: n.id.unwrap_or_default(),
                     name,
@@ -203,7 +204,7 @@ impl DockerEngine {
         }
         for v in volumes.volumes.unwrap_or_default() {
             let l: BTreeMap<String, String> = v.labels.into_iter().collect();
-            if labels::is_managed(&l) {
+            if labels::is_managed(&l, instance) {
                 obs.volumes.push(ObservedVolume {
                     name: v.name,
                     key: labels::key_from_labels(&l),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::plan::Waiting;
-use berth_core::resolve::resolve;
+use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Owner, Plan, plan};
 use berth_engine::{DockerEngine, Outcome, execute};
 use berth_sources::directory::DirectorySource;
@@ -53,7 +53,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// One pass. Errors only when the engine cannot be observed (then nothing is planned).
     pub async fn pass(&mut self, desired: &DesiredState) -> anyhow::Result<PassReport> {
-        let observed = self.engine.observe().await.context("observe the engine")?;
+        let observed = self.engine.observe(&desired.instance).await.context("observe the engine")?;
         let now = Instant::now();
         self.book.expire_restarts(now, CRASH_RESET, |owner, hash| wanted(desired, owner, hash));
         let plan = plan(desired, &observed, &self.book, now);
@@ -102,10 +102,10 @@ fn jittered(attempts: u32) -> Duration {
 }
 
 /// Runs the agent until SIGINT/SIGTERM. Containers keep running after it stops.
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
     let engine = DockerEngine::connect().await?;
     let version = engine.version().await?;
-    tracing::info!(engine = %version, manifests = %args.manifests.display(), "berth agent starting");
+    tracing::info!(engine = %version, instance, manifests = %args.manifests.display(), "berth agent starting");
     if !args.manifests.is_dir() {
         anyhow::bail!("manifest directory {} does not exist or is not a directory", args.manifests.display());
     }
@@ -134,7 +134,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             _ = &mut shutdown => return Ok(()),
         }
     };
-    let mut desired = resolve(first.manifests());
+    let mut desired = resolve_for(instance, first.manifests());
     tracing::info!(objects = first.objects.len(), "manifest directory read");
 
     let mut relist = tokio::time::interval(args.resync());
@@ -180,7 +180,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             r = source.changed() => {
                 if r.is_err() { anyhow::bail!("manifest source stopped"); }
                 if let Some(s) = source.borrow_and_update().clone() {
-                    desired = resolve(s.manifests());
+                    desired = resolve_for(instance, s.manifests());
                 }
                 reason = "manifests changed";
             }

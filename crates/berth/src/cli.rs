@@ -16,9 +16,22 @@ pub struct Cli {
     /// Log format on stderr. Verbosity comes from RUST_LOG (default `info`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "BERTH_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Name of this berth instance, written to the `berth.dev/instance` label of everything it
+    /// creates. An instance manages only its own objects, so several can share one host (tests,
+    /// split ownership). Lower-case letters, digits and '-'.
+    #[arg(long, global = true, default_value = "default", env = "BERTH_INSTANCE", value_parser = parse_instance)]
+    pub instance: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_instance(s: &str) -> Result<String, String> {
+    if berth_api::validate::is_dns1123_label(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("expected a DNS-1123 label (lower-case letters, digits and '-'), got {s:?}"))
+    }
 }
 
 /// Log output format.

@@ -43,9 +43,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     let default_level = if matches!(cli.command, Command::Agent(_)) { "info" } else { "warn" };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
-        Command::Agent(args) => agent::run(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Apply(args) => report::apply(args).await,
-        Command::Diff(args) => report::diff(args).await,
+        Command::Agent(args) => agent::run(&cli.instance, args).await.map(|()| ExitCode::SUCCESS),
+        Command::Apply(args) => report::apply(&cli.instance, args).await,
+        Command::Diff(args) => report::diff(&cli.instance, args).await,
         Command::Validate(args) => Ok(report::validate(&args.dir)),
     };
     match result {

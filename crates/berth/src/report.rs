@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::plan::Waiting;
-use berth_core::resolve::resolve;
+use berth_core::resolve::{resolve, resolve_for};
 use berth_core::{DesiredState, Plan, plan};
 use berth_engine::DockerEngine;
 use berth_sources::directory::{DirectorySource, Snapshot};
@@ -20,14 +20,14 @@ const BLOCKING: [&str; 4] = ["Conflict", "InvalidReference", "DependencyBlocked"
 
 /// Reads `dir` strictly: any file error or conflict is fatal (there is no last-known-good state
 /// for a one-shot command, and applying a partial set would remove the broken file's objects).
-fn read_strict(dir: &Path) -> anyhow::Result<Result<(Snapshot, DesiredState), ExitCode>> {
+fn read_strict(instance: &str, dir: &Path) -> anyhow::Result<Result<(Snapshot, DesiredState), ExitCode>> {
     let snap = DirectorySource::new(dir).scan()?;
     if !snap.errors.is_empty() || !snap.conflicts.is_empty() {
         print_input_problems(&snap);
         eprintln!("nothing was changed: fix the manifests first");
         return Ok(Err(ExitCode::from(EXIT_ERROR)));
     }
-    let desired = resolve(snap.manifests());
+    let desired = resolve_for(instance, snap.manifests());
     Ok(Ok((snap, desired)))
 }
 
@@ -53,8 +53,8 @@ fn print_waiting(w: &[Waiting]) {
 }
 
 /// `berth apply DIR`.
-pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let (_snap, desired) = match read_strict(&args.dir)? {
+pub async fn apply(instance: &str, args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let (_snap, desired) = match read_strict(instance, &args.dir)? {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
@@ -109,13 +109,13 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `berth diff DIR`.
-pub async fn diff(args: DirArg) -> anyhow::Result<ExitCode> {
-    let (_snap, desired) = match read_strict(&args.dir)? {
+pub async fn diff(instance: &str, args: DirArg) -> anyhow::Result<ExitCode> {
+    let (_snap, desired) = match read_strict(instance, &args.dir)? {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
     let engine = DockerEngine::connect().await?;
-    let observed = engine.observe().await.context("observe the engine")?;
+    let observed = engine.observe(instance).await.context("observe the engine")?;
     let p = plan(&desired, &observed, &RetryBook::default(), Instant::now());
     if !p.waiting.is_empty() {
         println!("not converging:");
