@@ -17,7 +17,9 @@ pub mod volume;
 
 pub use container::*;
 pub use network::*;
-pub use validate::{FieldError, validate_container, validate_metadata, validate_network, validate_volume};
+pub use validate::{
+    FieldError, validate_container, validate_metadata, validate_network, validate_volume,
+};
 pub use volume::*;
 
 /// The API group of every berth kind.

@@ -5,9 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{
-    ContainerSpec, ManifestMetadata, NetworkSpec, VolumeSpec, quantity,
-};
+use crate::{ContainerSpec, ManifestMetadata, NetworkSpec, VolumeSpec, quantity};
 
 /// One invalid field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +37,8 @@ impl Errors {
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -149,11 +148,17 @@ pub fn validate_volume(spec: &VolumeSpec) -> Vec<FieldError> {
 pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
     let mut e = Errors(Vec::new());
     if spec.image.trim().is_empty() {
-        e.push("spec.image", "expected an image reference, got an empty string");
+        e.push(
+            "spec.image",
+            "expected an image reference, got an empty string",
+        );
     } else if let Err(err) = spec.image.parse::<oci_spec::distribution::Reference>() {
         e.push(
             "spec.image",
-            format!("expected an image reference like name:tag or name@sha256:digest, got {:?} ({err})", spec.image),
+            format!(
+                "expected an image reference like name:tag or name@sha256:digest, got {:?} ({err})",
+                spec.image
+            ),
         );
     }
     if let Some(name) = &spec.container_name {
@@ -182,21 +187,33 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
         if let Some(v) = value
             && !v.starts_with('/')
         {
-            e.push(format!("spec.{field}"), format!("expected an absolute path, got {v:?}"));
+            e.push(
+                format!("spec.{field}"),
+                format!("expected an absolute path, got {v:?}"),
+            );
         }
     }
     let mut published = BTreeMap::new();
     for (i, p) in spec.ports.iter().enumerate() {
         if p.container_port == 0 {
-            e.push(format!("spec.ports[{i}].containerPort"), "expected 1–65535, got 0");
+            e.push(
+                format!("spec.ports[{i}].containerPort"),
+                "expected 1–65535, got 0",
+            );
         }
         if p.host_port == Some(0) {
-            e.push(format!("spec.ports[{i}].hostPort"), "expected 1–65535, got 0");
+            e.push(
+                format!("spec.ports[{i}].hostPort"),
+                "expected 1–65535, got 0",
+            );
         }
         if let Some(ip) = &p.host_ip
             && ip.parse::<std::net::IpAddr>().is_err()
         {
-            e.push(format!("spec.ports[{i}].hostIP"), format!("expected an IP address, got {ip:?}"));
+            e.push(
+                format!("spec.ports[{i}].hostIP"),
+                format!("expected an IP address, got {ip:?}"),
+            );
         }
         if let Some(hp) = p.host_port {
             if spec.replica_count() > 1 {
@@ -216,21 +233,33 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
     for (i, m) in spec.mounts.iter().enumerate() {
         let path = format!("spec.mounts[{i}]");
         if !m.mount_path.starts_with('/') {
-            e.push(format!("{path}.mountPath"), format!("expected an absolute path, got {:?}", m.mount_path));
+            e.push(
+                format!("{path}.mountPath"),
+                format!("expected an absolute path, got {:?}", m.mount_path),
+            );
         }
         let sources = [m.volume.is_some(), m.host_path.is_some(), m.tmpfs.is_some()];
         if sources.iter().filter(|s| **s).count() != 1 {
-            e.push(path.clone(), "expected exactly one of volume, hostPath, tmpfs");
+            e.push(
+                path.clone(),
+                "expected exactly one of volume, hostPath, tmpfs",
+            );
         }
         if let Some(v) = &m.volume
             && !is_dns1123_subdomain(v)
         {
-            e.push(format!("{path}.volume"), format!("expected the name of a Volume object, got {v:?}"));
+            e.push(
+                format!("{path}.volume"),
+                format!("expected the name of a Volume object, got {v:?}"),
+            );
         }
         if let Some(h) = &m.host_path
             && !h.path.starts_with('/')
         {
-            e.push(format!("{path}.hostPath.path"), format!("expected an absolute path, got {:?}", h.path));
+            e.push(
+                format!("{path}.hostPath.path"),
+                format!("expected an absolute path, got {:?}", h.path),
+            );
         }
         if let Some(t) = &m.tmpfs
             && let Some(size) = &t.size_limit
@@ -241,29 +270,51 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
     }
     for (i, n) in spec.networks.iter().enumerate() {
         if !is_dns1123_subdomain(&n.name) {
-            e.push(format!("spec.networks[{i}].name"), format!("expected the name of a Network object, got {:?}", n.name));
+            e.push(
+                format!("spec.networks[{i}].name"),
+                format!("expected the name of a Network object, got {:?}", n.name),
+            );
         }
         if let Some(ip) = &n.ipv4_address
             && ip.parse::<std::net::Ipv4Addr>().is_err()
         {
-            e.push(format!("spec.networks[{i}].ipv4Address"), format!("expected an IPv4 address, got {ip:?}"));
+            e.push(
+                format!("spec.networks[{i}].ipv4Address"),
+                format!("expected an IPv4 address, got {ip:?}"),
+            );
         }
         if spec.networks[..i].iter().any(|o| o.name == n.name) {
-            e.push(format!("spec.networks[{i}].name"), format!("network {:?} is listed twice", n.name));
+            e.push(
+                format!("spec.networks[{i}].name"),
+                format!("network {:?} is listed twice", n.name),
+            );
         }
     }
     for (i, f) in spec.files.iter().enumerate() {
-        if !f.path.starts_with('/') || f.path.ends_with('/') || f.path.split('/').any(|c| c == "..") {
-            e.push(format!("spec.files[{i}].path"), format!("expected an absolute file path without '..', got {:?}", f.path));
+        if !f.path.starts_with('/') || f.path.ends_with('/') || f.path.split('/').any(|c| c == "..")
+        {
+            e.push(
+                format!("spec.files[{i}].path"),
+                format!(
+                    "expected an absolute file path without '..', got {:?}",
+                    f.path
+                ),
+            );
         }
         if f.mode_bits().is_none() {
             e.push(
                 format!("spec.files[{i}].mode"),
-                format!("expected an octal string such as \"0644\", got {:?}", f.mode.as_deref().unwrap_or_default()),
+                format!(
+                    "expected an octal string such as \"0644\", got {:?}",
+                    f.mode.as_deref().unwrap_or_default()
+                ),
             );
         }
         if spec.files[..i].iter().any(|o| o.path == f.path) {
-            e.push(format!("spec.files[{i}].path"), format!("file {:?} is listed twice", f.path));
+            e.push(
+                format!("spec.files[{i}].path"),
+                format!("file {:?} is listed twice", f.path),
+            );
         }
     }
     if spec.read_only_root_filesystem && !spec.files.is_empty() {
@@ -287,14 +338,20 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
     if let Some(sig) = &spec.stop_signal
         && !(sig.starts_with("SIG") && sig.len() > 3 || sig.parse::<u8>().is_ok())
     {
-        e.push("spec.stopSignal", format!("expected a signal name like SIGTERM or a number, got {sig:?}"));
+        e.push(
+            "spec.stopSignal",
+            format!("expected a signal name like SIGTERM or a number, got {sig:?}"),
+        );
     }
     for (i, h) in spec.extra_hosts.iter().enumerate() {
         let ok = h
             .split_once(':')
             .is_some_and(|(name, ip)| !name.is_empty() && ip.parse::<std::net::IpAddr>().is_ok());
         if !ok {
-            e.push(format!("spec.extraHosts[{i}]"), format!("expected hostname:ip, got {h:?}"));
+            e.push(
+                format!("spec.extraHosts[{i}]"),
+                format!("expected hostname:ip, got {h:?}"),
+            );
         }
     }
     check_labels(&mut e, "spec.labels", &spec.labels);

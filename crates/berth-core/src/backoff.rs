@@ -80,7 +80,9 @@ impl RetryBook {
 
     /// When the next attempt for (`owner`, `hash`) may happen, if that is after `now`.
     pub fn blocked_until(&self, owner: &Owner, hash: &str, now: Instant) -> Option<Instant> {
-        self.get(owner, hash).map(|e| e.not_before).filter(|t| *t > now)
+        self.get(owner, hash)
+            .map(|e| e.not_before)
+            .filter(|t| *t > now)
     }
 
     /// Records a failed attempt; `delay` maps the attempt count to a delay (jitter is the caller's).
@@ -96,8 +98,16 @@ impl RetryBook {
     }
 
     /// Records a restart of an exited container.
-    pub fn record_restart(&mut self, owner: Owner, hash: &str, now: Instant, backoff: Backoff) -> &RetryEntry {
-        self.record(owner, hash, RetryKind::Restart, now, None, |n| backoff.delay(n))
+    pub fn record_restart(
+        &mut self,
+        owner: Owner,
+        hash: &str,
+        now: Instant,
+        backoff: Backoff,
+    ) -> &RetryEntry {
+        self.record(owner, hash, RetryKind::Restart, now, None, |n| {
+            backoff.delay(n)
+        })
     }
 
     fn record(
@@ -128,17 +138,28 @@ impl RetryBook {
     /// Forgets an owner's failures (its actions all succeeded). Restart entries are kept: they
     /// expire through [`RetryBook::expire_restarts`].
     pub fn clear_failures(&mut self, owner: &Owner) {
-        if self.entries.get(owner).is_some_and(|e| e.kind == RetryKind::Failure) {
+        if self
+            .entries
+            .get(owner)
+            .is_some_and(|e| e.kind == RetryKind::Failure)
+        {
             self.entries.remove(owner);
         }
     }
 
     /// Forgets restart counts whose last restart is older than `reset_after` and entries whose
     /// owner/hash is no longer wanted (`keep` returns false).
-    pub fn expire_restarts(&mut self, now: Instant, reset_after: Duration, keep: impl Fn(&Owner, &str) -> bool) {
+    pub fn expire_restarts(
+        &mut self,
+        now: Instant,
+        reset_after: Duration,
+        keep: impl Fn(&Owner, &str) -> bool,
+    ) {
         self.entries.retain(|owner, e| {
             keep(owner, &e.hash)
-                && !(e.kind == RetryKind::Restart && now.saturating_duration_since(e.last_attempt) >= e.not_before.saturating_duration_since(e.last_attempt) + reset_after)
+                && !(e.kind == RetryKind::Restart
+                    && now.saturating_duration_since(e.last_attempt)
+                        >= e.not_before.saturating_duration_since(e.last_attempt) + reset_after)
         });
     }
 
@@ -149,7 +170,11 @@ impl RetryBook {
 
     /// Earliest `not_before` after `now`: when the next retry falls due.
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
-        self.entries.values().map(|e| e.not_before).filter(|t| *t > now).min()
+        self.entries
+            .values()
+            .map(|e| e.not_before)
+            .filter(|t| *t > now)
+            .min()
     }
 }
 
@@ -160,7 +185,9 @@ mod tests {
 
     #[test]
     fn crash_loop_sequence_matches_kubernetes() {
-        let d: Vec<u64> = (1..=7).map(|n| Backoff::CRASH_LOOP.delay(n).as_secs()).collect();
+        let d: Vec<u64> = (1..=7)
+            .map(|n| Backoff::CRASH_LOOP.delay(n).as_secs())
+            .collect();
         assert_eq!(d, vec![10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(Backoff::CRASH_LOOP.delay(1000).as_secs(), 300);
     }
@@ -173,11 +200,26 @@ mod tests {
         book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
         let e = book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
         assert_eq!(e.attempts, 2);
-        assert_eq!(book.blocked_until(&owner, "v1-a", t0), Some(t0 + Duration::from_secs(20)));
-        assert_eq!(book.blocked_until(&owner, "v1-b", t0), None, "new hash: no backoff");
-        book.expire_restarts(t0 + Duration::from_secs(20 + 599), Duration::from_secs(600), |_, _| true);
+        assert_eq!(
+            book.blocked_until(&owner, "v1-a", t0),
+            Some(t0 + Duration::from_secs(20))
+        );
+        assert_eq!(
+            book.blocked_until(&owner, "v1-b", t0),
+            None,
+            "new hash: no backoff"
+        );
+        book.expire_restarts(
+            t0 + Duration::from_secs(20 + 599),
+            Duration::from_secs(600),
+            |_, _| true,
+        );
         assert!(book.get(&owner, "v1-a").is_some());
-        book.expire_restarts(t0 + Duration::from_secs(20 + 600), Duration::from_secs(600), |_, _| true);
+        book.expire_restarts(
+            t0 + Duration::from_secs(20 + 600),
+            Duration::from_secs(600),
+            |_, _| true,
+        );
         assert!(book.get(&owner, "v1-a").is_none());
     }
 }

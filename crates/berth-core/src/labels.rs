@@ -58,7 +58,12 @@ pub fn container_name(key: &ObjectKey, replica: u32, fixed: Option<&str>) -> Str
 }
 
 /// The berth labels for an object (without the user's own labels).
-pub fn object_labels(instance: &str, key: &ObjectKey, replica: Option<u32>, hash: &str) -> BTreeMap<String, String> {
+pub fn object_labels(
+    instance: &str,
+    key: &ObjectKey,
+    replica: Option<u32>,
+    hash: &str,
+) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
     l.insert(MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string());
     l.insert(INSTANCE.to_string(), instance.to_string());

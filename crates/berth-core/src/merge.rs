@@ -28,7 +28,12 @@ pub struct Conflict {
 
 impl std::fmt::Display for Conflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} is declared more than once: {}", self.key, self.origins.join(", "))
+        write!(
+            f,
+            "{} is declared more than once: {}",
+            self.key,
+            self.origins.join(", ")
+        )
     }
 }
 
@@ -43,7 +48,10 @@ pub struct Merged {
 
 /// Merges `declarations`; `previous` is the last merge's result, used to keep conflicting
 /// objects at their previous version.
-pub fn merge(previous: &BTreeMap<ObjectKey, Declaration>, declarations: Vec<Declaration>) -> Merged {
+pub fn merge(
+    previous: &BTreeMap<ObjectKey, Declaration>,
+    declarations: Vec<Declaration>,
+) -> Merged {
     let mut by_key: BTreeMap<ObjectKey, Vec<Declaration>> = BTreeMap::new();
     for d in declarations {
         by_key.entry(d.manifest.key()).or_default().push(d);
@@ -89,7 +97,10 @@ mod tests {
 
     #[test]
     fn single_declarations_pass_through() {
-        let m = merge(&BTreeMap::new(), vec![vol("a", "local", "a.yaml"), vol("b", "local", "b.yaml")]);
+        let m = merge(
+            &BTreeMap::new(),
+            vec![vol("a", "local", "a.yaml"), vol("b", "local", "b.yaml")],
+        );
         assert_eq!(m.objects.len(), 2);
         assert!(m.conflicts.is_empty());
     }
@@ -103,12 +114,18 @@ mod tests {
         );
         assert_eq!(second.conflicts.len(), 1);
         assert_eq!(second.conflicts[0].origins, vec!["a.yaml", "b.yaml"]);
-        assert_eq!(second.objects.values().next(), first.objects.values().next());
+        assert_eq!(
+            second.objects.values().next(),
+            first.objects.values().next()
+        );
     }
 
     #[test]
     fn duplicate_without_previous_applies_nothing() {
-        let m = merge(&BTreeMap::new(), vec![vol("a", "x", "a.yaml"), vol("a", "y", "b.yaml")]);
+        let m = merge(
+            &BTreeMap::new(),
+            vec![vol("a", "x", "a.yaml"), vol("a", "y", "b.yaml")],
+        );
         assert!(m.objects.is_empty());
         assert_eq!(m.conflicts.len(), 1);
     }

@@ -92,15 +92,25 @@ pub enum Action {
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Action::EnsureImage { image, policy } => write!(f, "ensure image {image} (pull policy {policy:?})"),
+            Action::EnsureImage { image, policy } => {
+                write!(f, "ensure image {image} (pull policy {policy:?})")
+            }
             Action::CreateNetwork { name, .. } => write!(f, "create network {name}"),
             Action::RemoveNetwork { name, .. } => write!(f, "remove network {name}"),
             Action::CreateVolume { name, .. } => write!(f, "create volume {name}"),
             Action::RemoveVolume { name } => write!(f, "remove volume {name}"),
             Action::RemoveContainer { name, .. } => write!(f, "remove container {name}"),
-            Action::CreateContainer { name, config, .. } => write!(f, "create container {name} ({})", config.image),
-            Action::StartContainer { name, restart: false } => write!(f, "start container {name}"),
-            Action::StartContainer { name, restart: true } => write!(f, "restart container {name}"),
+            Action::CreateContainer { name, config, .. } => {
+                write!(f, "create container {name} ({})", config.image)
+            }
+            Action::StartContainer {
+                name,
+                restart: false,
+            } => write!(f, "start container {name}"),
+            Action::StartContainer {
+                name,
+                restart: true,
+            } => write!(f, "restart container {name}"),
         }
     }
 }
@@ -151,7 +161,14 @@ impl Plan {
         self.actions.is_empty()
     }
 
-    fn push(&mut self, owner: &Owner, hash: &str, reason: impl Into<String>, action: Action, after: Vec<usize>) -> usize {
+    fn push(
+        &mut self,
+        owner: &Owner,
+        hash: &str,
+        reason: impl Into<String>,
+        action: Action,
+        after: Vec<usize>,
+    ) -> usize {
         let id = self.actions.len();
         self.actions.push(PlannedAction {
             id,
@@ -164,7 +181,13 @@ impl Plan {
         id
     }
 
-    fn wait(&mut self, owner: &Owner, reason: &'static str, message: impl Into<String>, until: Option<Instant>) {
+    fn wait(
+        &mut self,
+        owner: &Owner,
+        reason: &'static str,
+        message: impl Into<String>,
+        until: Option<Instant>,
+    ) {
         self.waiting.push(Waiting {
             owner: owner.clone(),
             reason,
@@ -189,11 +212,21 @@ enum Dep {
 ///
 /// `retries` holds per-owner backoff; owners whose retry is not yet due are left alone and
 /// listed in [`Plan::waiting`]. `now` is only compared with retry times.
-pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBook, now: Instant) -> Plan {
+pub fn plan(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    retries: &RetryBook,
+    now: Instant,
+) -> Plan {
     let mut p = Plan::default();
 
     for (key, why) in &desired.blocked {
-        p.wait(&Owner::object(key.clone()), "InvalidReference", why.clone(), None);
+        p.wait(
+            &Owner::object(key.clone()),
+            "InvalidReference",
+            why.clone(),
+            None,
+        );
     }
 
     // ---- networks: decide creates now, removals after the containers are known.
@@ -210,13 +243,21 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
             seen_nets.insert(n.id.as_str());
         }
         if observed.foreign_networks.contains(&dn.engine_name) {
-            let msg = format!("a network named {:?} exists and is not managed by berth; it is left alone", dn.engine_name);
+            let msg = format!(
+                "a network named {:?} exists and is not managed by berth; it is left alone",
+                dn.engine_name
+            );
             p.wait(&owner, "Conflict", msg.clone(), None);
             nets.insert(key, Dep::Unavailable(msg));
             continue;
         }
         if let Some(until) = retries.blocked_until(&owner, &dn.hash, now) {
-            p.wait(&owner, "BackOff", retry_message(retries, &owner, &dn.hash), Some(until));
+            p.wait(
+                &owner,
+                "BackOff",
+                retry_message(retries, &owner, &dn.hash),
+                Some(until),
+            );
             nets.insert(
                 key,
                 match existing {
@@ -237,13 +278,31 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
                 nets.insert(key, Dep::Ready(n.id.clone()));
             }
             Some(n) => {
-                let a = p.push(&owner, &dn.hash, "spec changed: recreate network", create, vec![]);
+                let a = p.push(
+                    &owner,
+                    &dn.hash,
+                    "spec changed: recreate network",
+                    create,
+                    vec![],
+                );
                 net_removals.push((owner, n.id.clone(), n.name.clone(), Some(a)));
-                nets.insert(key, Dep::Creating { action: a, replaced: true });
+                nets.insert(
+                    key,
+                    Dep::Creating {
+                        action: a,
+                        replaced: true,
+                    },
+                );
             }
             None => {
                 let a = p.push(&owner, &dn.hash, "network missing", create, vec![]);
-                nets.insert(key, Dep::Creating { action: a, replaced: false });
+                nets.insert(
+                    key,
+                    Dep::Creating {
+                        action: a,
+                        replaced: false,
+                    },
+                );
             }
         }
     }
@@ -260,7 +319,10 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
     for (key, dv) in &desired.volumes {
         let owner = Owner::object(key.clone());
         if observed.foreign_volumes.contains(&dv.engine_name) {
-            let msg = format!("a volume named {:?} exists and is not managed by berth; it is left alone", dv.engine_name);
+            let msg = format!(
+                "a volume named {:?} exists and is not managed by berth; it is left alone",
+                dv.engine_name
+            );
             p.wait(&owner, "Conflict", msg.clone(), None);
             vols.insert(key, Dep::Unavailable(msg));
             continue;
@@ -279,12 +341,24 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
             }
             None => {
                 if let Some(until) = retries.blocked_until(&owner, &dv.hash, now) {
-                    p.wait(&owner, "BackOff", retry_message(retries, &owner, &dv.hash), Some(until));
-                    vols.insert(key, Dep::Unavailable(format!("volume {} is backing off", dv.engine_name)));
+                    p.wait(
+                        &owner,
+                        "BackOff",
+                        retry_message(retries, &owner, &dv.hash),
+                        Some(until),
+                    );
+                    vols.insert(
+                        key,
+                        Dep::Unavailable(format!("volume {} is backing off", dv.engine_name)),
+                    );
                     continue;
                 }
-                let mut labels = merged_labels(&desired.instance, key, None, &dv.hash, &dv.config.labels);
-                labels.insert(labels::RECLAIM_POLICY.into(), dv.reclaim_policy.as_str().into());
+                let mut labels =
+                    merged_labels(&desired.instance, key, None, &dv.hash, &dv.config.labels);
+                labels.insert(
+                    labels::RECLAIM_POLICY.into(),
+                    dv.reclaim_policy.as_str().into(),
+                );
                 let a = p.push(
                     &owner,
                     &dv.hash,
@@ -296,12 +370,21 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
                     },
                     vec![],
                 );
-                vols.insert(key, Dep::Creating { action: a, replaced: false });
+                vols.insert(
+                    key,
+                    Dep::Creating {
+                        action: a,
+                        replaced: false,
+                    },
+                );
             }
         }
     }
     for v in &observed.volumes {
-        let declared = v.key.as_ref().is_some_and(|k| desired.volumes.contains_key(k));
+        let declared = v
+            .key
+            .as_ref()
+            .is_some_and(|k| desired.volumes.contains_key(k));
         if !declared && v.delete_when_orphaned {
             vol_removals.push((orphan_owner(v.key.as_ref(), &v.name), v.name.clone()));
         }
@@ -369,7 +452,12 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
             }
             let entry = retries.get(&owner, &dc.hash);
             if let Some(e) = entry.filter(|e| e.kind == RetryKind::Failure && e.not_before > now) {
-                p.wait(&owner, "BackOff", retry_message(retries, &owner, &dc.hash), Some(e.not_before));
+                p.wait(
+                    &owner,
+                    "BackOff",
+                    retry_message(retries, &owner, &dc.hash),
+                    Some(e.not_before),
+                );
                 continue;
             }
             let (current, extras): (Vec<&ObservedContainer>, Vec<&ObservedContainer>) =
@@ -391,8 +479,12 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
             }
             let recreate = match current {
                 None => Some("container missing".to_string()),
-                Some(c) if c.hash.as_deref() != Some(dc.hash.as_str()) => Some("spec changed".to_string()),
-                Some(c) if c.state == RunState::Created => Some("created but never started".to_string()),
+                Some(c) if c.hash.as_deref() != Some(dc.hash.as_str()) => {
+                    Some("spec changed".to_string())
+                }
+                Some(c) if c.state == RunState::Created => {
+                    Some("created but never started".to_string())
+                }
                 Some(c) if c.state == RunState::Dead => Some("container is dead".to_string()),
                 Some(c) => network_drift(c, &dc.config, &net_ids, &replaced_nets),
             };
@@ -440,11 +532,26 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
                         Action::CreateContainer {
                             name: name.clone(),
                             config: Box::new(dc.config.clone()),
-                            labels: merged_labels(&desired.instance, key, Some(r), &dc.hash, &dc.config.labels),
+                            labels: merged_labels(
+                                &desired.instance,
+                                key,
+                                Some(r),
+                                &dc.hash,
+                                &dc.config.labels,
+                            ),
                         },
                         create_after,
                     );
-                    p.push(&owner, &dc.hash, "start after create", Action::StartContainer { name, restart: false }, vec![create]);
+                    p.push(
+                        &owner,
+                        &dc.hash,
+                        "start after create",
+                        Action::StartContainer {
+                            name,
+                            restart: false,
+                        },
+                        vec![create],
+                    );
                 }
                 (None, Some(c)) if c.state == RunState::Exited => {
                     let wanted = match dc.restart_policy {
@@ -455,11 +562,17 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
                     if !wanted {
                         continue;
                     }
-                    if let Some(e) = entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now) {
+                    if let Some(e) =
+                        entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now)
+                    {
                         p.wait(
                             &owner,
                             "CrashLoopBackOff",
-                            format!("exited with code {}; restart {} delayed", c.exit_code.unwrap_or(-1), e.attempts + 1),
+                            format!(
+                                "exited with code {}; restart {} delayed",
+                                c.exit_code.unwrap_or(-1),
+                                e.attempts + 1
+                            ),
                             Some(e.not_before),
                         );
                         continue;
@@ -467,8 +580,15 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
                     p.push(
                         &owner,
                         &dc.hash,
-                        format!("exited with code {}, restartPolicy {:?}", c.exit_code.unwrap_or(-1), dc.restart_policy),
-                        Action::StartContainer { name: c.name.clone(), restart: true },
+                        format!(
+                            "exited with code {}, restartPolicy {:?}",
+                            c.exit_code.unwrap_or(-1),
+                            dc.restart_policy
+                        ),
+                        Action::StartContainer {
+                            name: c.name.clone(),
+                            restart: true,
+                        },
                         vec![],
                     );
                 }
@@ -483,7 +603,10 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
         if claimed.contains(c.id.as_str()) || removing.contains_key(c.id.as_str()) {
             continue;
         }
-        if c.key.as_ref().is_some_and(|k| desired.blocked.contains_key(k)) {
+        if c.key
+            .as_ref()
+            .is_some_and(|k| desired.blocked.contains_key(k))
+        {
             continue;
         }
         let owner = orphan_owner(c.key.as_ref(), &c.name);
@@ -518,21 +641,45 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, retries: &RetryBoo
             p.wait(
                 &owner,
                 "NetworkInUse",
-                format!("network {name} is no longer declared but still used by {}", staying.join(", ")),
+                format!(
+                    "network {name} is no longer declared but still used by {}",
+                    staying.join(", ")
+                ),
                 None,
             );
             continue;
         }
-        let after = attached.iter().filter_map(|c| removing.get(c.id.as_str()).copied()).collect();
-        let hash = create.map(|a| p.actions[a].hash.clone()).unwrap_or_default();
-        let rm = p.push(&owner, &hash, if create.is_some() { "spec changed: remove old network" } else { "no longer declared" }, Action::RemoveNetwork { id, name }, after);
+        let after = attached
+            .iter()
+            .filter_map(|c| removing.get(c.id.as_str()).copied())
+            .collect();
+        let hash = create
+            .map(|a| p.actions[a].hash.clone())
+            .unwrap_or_default();
+        let rm = p.push(
+            &owner,
+            &hash,
+            if create.is_some() {
+                "spec changed: remove old network"
+            } else {
+                "no longer declared"
+            },
+            Action::RemoveNetwork { id, name },
+            after,
+        );
         if let Some(a) = create {
             p.actions[a].after.push(rm);
         }
     }
     let all_removals: Vec<usize> = removing.values().copied().collect();
     for (owner, name) in vol_removals {
-        p.push(&owner, "", "no longer declared, reclaimPolicy Delete", Action::RemoveVolume { name }, all_removals.clone());
+        p.push(
+            &owner,
+            "",
+            "no longer declared, reclaimPolicy Delete",
+            Action::RemoveVolume { name },
+            all_removals.clone(),
+        );
     }
 
     reorder(&mut p);
@@ -613,7 +760,10 @@ fn reorder(p: &mut Plan) {
     for (new, old) in order.iter().enumerate() {
         new_id[*old] = new;
     }
-    let mut old: Vec<Option<PlannedAction>> = std::mem::take(&mut p.actions).into_iter().map(Some).collect();
+    let mut old: Vec<Option<PlannedAction>> = std::mem::take(&mut p.actions)
+        .into_iter()
+        .map(Some)
+        .collect();
     for (new, o) in order.into_iter().enumerate() {
         if let Some(mut a) = old[o].take() {
             a.id = new;

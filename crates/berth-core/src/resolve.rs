@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use berth_api::{ContainerSpec, Kind, Manifest, NetworkSpec, ObjectKey, VolumeSpec, quantity};
 
 use crate::desired::{
-    AttachmentConfig, ContainerConfig, DesiredContainer, DesiredNetwork, DesiredState, DesiredVolume,
-    FileConfig, MountConfig, MountSource, NetworkConfig, PortConfig, VolumeConfig,
+    AttachmentConfig, ContainerConfig, DesiredContainer, DesiredNetwork, DesiredState,
+    DesiredVolume, FileConfig, MountConfig, MountSource, NetworkConfig, PortConfig, VolumeConfig,
 };
 use crate::hash::spec_hash;
 use crate::labels;
@@ -19,7 +19,10 @@ pub fn resolve<'a>(objects: impl IntoIterator<Item = &'a Manifest>) -> DesiredSt
 /// Builds the desired state of berth instance `instance` from the objects in force. Objects
 /// whose references cannot be resolved, or whose engine names clash, are listed in
 /// [`DesiredState::blocked`] instead.
-pub fn resolve_for<'a>(instance: &str, objects: impl IntoIterator<Item = &'a Manifest>) -> DesiredState {
+pub fn resolve_for<'a>(
+    instance: &str,
+    objects: impl IntoIterator<Item = &'a Manifest>,
+) -> DesiredState {
     let mut desired = DesiredState {
         instance: instance.to_string(),
         ..Default::default()
@@ -61,7 +64,10 @@ pub fn resolve_for<'a>(instance: &str, objects: impl IntoIterator<Item = &'a Man
                 desired.containers.remove(&k);
                 desired.blocked.insert(
                     k,
-                    format!("engine container name {name:?} is wanted by {}", all.join(" and ")),
+                    format!(
+                        "engine container name {name:?} is wanted by {}",
+                        all.join(" and ")
+                    ),
                 );
             }
         }
@@ -106,13 +112,20 @@ fn volume(key: &ObjectKey, spec: &VolumeSpec) -> DesiredVolume {
     }
 }
 
-fn container(key: &ObjectKey, spec: &ContainerSpec, desired: &DesiredState) -> Result<DesiredContainer, String> {
+fn container(
+    key: &ObjectKey,
+    spec: &ContainerSpec,
+    desired: &DesiredState,
+) -> Result<DesiredContainer, String> {
     let mut networks = Vec::new();
     let mut attachments = Vec::new();
     for n in &spec.networks {
         let nkey = ObjectKey::new(Kind::Network, key.namespace.clone(), n.name.clone());
         let Some(net) = desired.networks.get(&nkey) else {
-            return Err(format!("network {:?} is not declared in namespace {:?}", n.name, key.namespace));
+            return Err(format!(
+                "network {:?} is not declared in namespace {:?}",
+                n.name, key.namespace
+            ));
         };
         attachments.push(AttachmentConfig {
             network: net.engine_name.clone(),
@@ -127,7 +140,10 @@ fn container(key: &ObjectKey, spec: &ContainerSpec, desired: &DesiredState) -> R
         let source = if let Some(v) = &m.volume {
             let vkey = ObjectKey::new(Kind::Volume, key.namespace.clone(), v.clone());
             let Some(vol) = desired.volumes.get(&vkey) else {
-                return Err(format!("volume {v:?} is not declared in namespace {:?}", key.namespace));
+                return Err(format!(
+                    "volume {v:?} is not declared in namespace {:?}",
+                    key.namespace
+                ));
             };
             volumes.push(vkey);
             MountSource::Volume(vol.engine_name.clone())
@@ -159,7 +175,11 @@ fn container(key: &ObjectKey, spec: &ContainerSpec, desired: &DesiredState) -> R
         image: spec.image.clone(),
         entrypoint: spec.command.clone(),
         cmd: spec.args.clone(),
-        env: spec.env.iter().map(|e| format!("{}={}", e.name, e.value)).collect(),
+        env: spec
+            .env
+            .iter()
+            .map(|e| format!("{}={}", e.name, e.value))
+            .collect(),
         working_dir: spec.working_dir.clone(),
         user: spec.user.clone(),
         hostname: spec.hostname.clone(),
@@ -182,7 +202,9 @@ fn container(key: &ObjectKey, spec: &ContainerSpec, desired: &DesiredState) -> R
                 Ok(FileConfig {
                     path: f.path.clone(),
                     content: f.content.clone(),
-                    mode: f.mode_bits().ok_or_else(|| format!("file {:?} has an invalid mode", f.path))?,
+                    mode: f
+                        .mode_bits()
+                        .ok_or_else(|| format!("file {:?} has an invalid mode", f.path))?,
                     uid: f.uid,
                     gid: f.gid,
                 })

@@ -9,7 +9,10 @@ use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::hash::spec_hash;
 use berth_core::labels;
 use berth_core::resolve::resolve;
-use berth_core::{Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, Owner, Plan, RunState, plan};
+use berth_core::{
+    Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, Owner, Plan,
+    RunState, plan,
+};
 
 fn meta(ns: &str, name: &str) -> ManifestMetadata {
     ManifestMetadata {
@@ -82,7 +85,9 @@ impl Sim {
             self.calls.push(a.action.to_string());
             match &a.action {
                 Action::EnsureImage { .. } => {}
-                Action::CreateNetwork { name, labels: l, .. } => {
+                Action::CreateNetwork {
+                    name, labels: l, ..
+                } => {
                     let id = self.id();
                     self.state.networks.push(ObservedNetwork {
                         id,
@@ -92,22 +97,37 @@ impl Sim {
                     });
                 }
                 Action::RemoveNetwork { id, .. } => self.state.networks.retain(|n| &n.id != id),
-                Action::CreateVolume { name, labels: l, .. } => self.state.volumes.push(ObservedVolume {
+                Action::CreateVolume {
+                    name, labels: l, ..
+                } => self.state.volumes.push(ObservedVolume {
                     name: name.clone(),
                     key: labels::key_from_labels(l),
                     hash: l.get(labels::SPEC_HASH).cloned(),
-                    delete_when_orphaned: l.get(labels::RECLAIM_POLICY).map(String::as_str) == Some("Delete"),
+                    delete_when_orphaned: l.get(labels::RECLAIM_POLICY).map(String::as_str)
+                        == Some("Delete"),
                 }),
                 Action::RemoveVolume { name } => self.state.volumes.retain(|v| &v.name != name),
                 Action::RemoveContainer { id, .. } => self.state.containers.retain(|c| &c.id != id),
-                Action::CreateContainer { name, config, labels: l } => {
+                Action::CreateContainer {
+                    name,
+                    config,
+                    labels: l,
+                } => {
                     let id = self.id();
                     let networks = config
                         .networks
                         .iter()
                         .map(|a| {
-                            let nid = self.state.networks.iter().find(|n| n.name == a.network).map(|n| n.id.clone());
-                            (a.network.clone(), nid.expect("network exists before container create"))
+                            let nid = self
+                                .state
+                                .networks
+                                .iter()
+                                .find(|n| n.name == a.network)
+                                .map(|n| n.id.clone());
+                            (
+                                a.network.clone(),
+                                nid.expect("network exists before container create"),
+                            )
                         })
                         .collect();
                     self.state.containers.push(ObservedContainer {
@@ -122,7 +142,12 @@ impl Sim {
                     });
                 }
                 Action::StartContainer { name, .. } => {
-                    let c = self.state.containers.iter_mut().find(|c| &c.name == name).expect("exists");
+                    let c = self
+                        .state
+                        .containers
+                        .iter_mut()
+                        .find(|c| &c.name == name)
+                        .expect("exists");
                     c.state = RunState::Running;
                 }
             }
@@ -130,7 +155,12 @@ impl Sim {
     }
 
     fn container_id(&self, name: &str) -> String {
-        self.state.containers.iter().find(|c| c.name == name).map(|c| c.id.clone()).expect("container")
+        self.state
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.id.clone())
+            .expect("container")
     }
 }
 
@@ -139,7 +169,11 @@ fn converge(sim: &mut Sim, objects: &[Manifest]) -> Plan {
     let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
     sim.apply(&p);
     let again = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
-    assert!(again.is_empty(), "second plan must be empty, got {:#?}", again.actions);
+    assert!(
+        again.is_empty(),
+        "second plan must be empty, got {:#?}",
+        again.actions
+    );
     p
 }
 
@@ -169,7 +203,12 @@ fn cold_start_creates_dependencies_first_and_pulls_once() {
 fn converged_host_plans_nothing() {
     let mut sim = Sim::default();
     converge(&mut sim, &stack());
-    let p = plan(&resolve(&stack()), &sim.state, &RetryBook::default(), Instant::now());
+    let p = plan(
+        &resolve(&stack()),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
     assert!(p.is_empty() && p.waiting.is_empty());
 }
 
@@ -192,8 +231,16 @@ fn image_change_recreates_one_container_image_first() {
             "start container app_db_0",
         ]
     );
-    assert_eq!(p.actions[1].after, vec![0], "old container removed only after the image is there");
-    assert_eq!(sim.container_id("app_web_0"), web_id, "the other container is untouched");
+    assert_eq!(
+        p.actions[1].after,
+        vec![0],
+        "old container removed only after the image is there"
+    );
+    assert_eq!(
+        sim.container_id("app_web_0"),
+        web_id,
+        "the other container is untouched"
+    );
 }
 
 #[test]
@@ -205,7 +252,15 @@ fn scheduling_fields_do_not_recreate() {
         spec.restart_policy = RestartPolicy::OnFailure;
         spec.pull_policy = PullPolicy::Always;
     }
-    assert!(plan(&resolve(&objs), &sim.state, &RetryBook::default(), Instant::now()).is_empty());
+    assert!(
+        plan(
+            &resolve(&objs),
+            &sim.state,
+            &RetryBook::default(),
+            Instant::now()
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -268,7 +323,11 @@ fn network_change_recreates_network_and_attached_containers() {
     }
     let p = converge(&mut sim, &objs);
     let got = names(&p);
-    let pos = |s: &str| got.iter().position(|g| g == s).unwrap_or_else(|| panic!("{s} missing from {got:?}"));
+    let pos = |s: &str| {
+        got.iter()
+            .position(|g| g == s)
+            .unwrap_or_else(|| panic!("{s} missing from {got:?}"))
+    };
     assert!(pos("remove container app_web_0") < pos("remove network app_net"));
     assert!(pos("remove network app_net") < pos("create network app_net"));
     assert!(pos("create network app_net") < pos("create container app_web_0 (busybox:1)"));
@@ -308,9 +367,18 @@ fn missing_container_is_recreated_without_touching_others() {
 fn foreign_container_with_wanted_name_is_a_conflict() {
     let mut sim = Sim::default();
     sim.state.foreign_containers.insert("app_web_0".into());
-    let p = plan(&resolve(&stack()), &sim.state, &RetryBook::default(), Instant::now());
+    let p = plan(
+        &resolve(&stack()),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
     assert!(!names(&p).iter().any(|n| n.contains("app_web_0")));
-    let w: Vec<_> = p.waiting.iter().filter(|w| w.reason == "Conflict").collect();
+    let w: Vec<_> = p
+        .waiting
+        .iter()
+        .filter(|w| w.reason == "Conflict")
+        .collect();
     assert_eq!(w.len(), 1);
     assert!(w[0].message.contains("not managed by berth"));
 }
@@ -319,10 +387,20 @@ fn foreign_container_with_wanted_name_is_a_conflict() {
 fn foreign_volume_is_never_removed_or_used() {
     let mut sim = Sim::default();
     sim.state.foreign_volumes.insert("app_data".into());
-    let p = plan(&resolve(&stack()), &sim.state, &RetryBook::default(), Instant::now());
+    let p = plan(
+        &resolve(&stack()),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
     assert!(!names(&p).iter().any(|n| n.contains("volume")));
     assert!(p.waiting.iter().any(|w| w.reason == "DependencyBlocked"));
-    let p = plan(&resolve(&[]), &sim.state, &RetryBook::default(), Instant::now());
+    let p = plan(
+        &resolve(&[]),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
     assert!(p.is_empty());
 }
 
@@ -330,9 +408,23 @@ fn foreign_volume_is_never_removed_or_used() {
 fn undeclared_network_blocks_container_but_keeps_its_old_one() {
     let mut sim = Sim::default();
     converge(&mut sim, &stack());
-    let objs: Vec<Manifest> = stack().into_iter().filter(|m| m.kind() != Kind::Network).collect();
-    let p = plan(&resolve(&objs), &sim.state, &RetryBook::default(), Instant::now());
-    assert!(p.actions.iter().all(|a| !matches!(a.action, Action::RemoveContainer { .. })), "{:?}", names(&p));
+    let objs: Vec<Manifest> = stack()
+        .into_iter()
+        .filter(|m| m.kind() != Kind::Network)
+        .collect();
+    let p = plan(
+        &resolve(&objs),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    assert!(
+        p.actions
+            .iter()
+            .all(|a| !matches!(a.action, Action::RemoveContainer { .. })),
+        "{:?}",
+        names(&p)
+    );
     assert!(p.waiting.iter().any(|w| w.reason == "InvalidReference"));
     assert!(p.waiting.iter().any(|w| w.reason == "NetworkInUse"));
 }
@@ -343,13 +435,28 @@ fn failure_backoff_blocks_only_that_owner() {
     let desired = resolve(&stack());
     let now = Instant::now();
     let mut book = RetryBook::default();
-    let web = desired.containers.keys().find(|k| k.name == "web").expect("web").clone();
+    let web = desired
+        .containers
+        .keys()
+        .find(|k| k.name == "web")
+        .expect("web")
+        .clone();
     let hash = desired.containers[&web].hash.clone();
-    book.record_failure(Owner::replica(web, 0), &hash, now, "pull failed".into(), |n| Backoff::FAILURE.delay(n));
+    book.record_failure(
+        Owner::replica(web, 0),
+        &hash,
+        now,
+        "pull failed".into(),
+        |n| Backoff::FAILURE.delay(n),
+    );
     let p = plan(&desired, &sim.state, &book, now);
     assert!(names(&p).contains(&"create container app_db_0 (busybox:1)".to_string()));
     assert!(!names(&p).iter().any(|n| n.contains("app_web_0")));
-    assert!(p.waiting.iter().any(|w| w.reason == "BackOff" && w.message.contains("pull failed")));
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.reason == "BackOff" && w.message.contains("pull failed"))
+    );
     let later = plan(&desired, &sim.state, &book, now + Duration::from_secs(2));
     assert!(names(&later).iter().any(|n| n.contains("app_web_0")));
     sim.apply(&later);
@@ -367,13 +474,22 @@ fn restart_policy_decides_restarts_with_crash_loop_backoff() {
     let now = Instant::now();
     let mut book = RetryBook::default();
     let p = plan(&desired, &sim.state, &book, now);
-    assert_eq!(names(&p), vec!["restart container app_db_0", "restart container app_web_0"]);
+    assert_eq!(
+        names(&p),
+        vec!["restart container app_db_0", "restart container app_web_0"]
+    );
     for a in &p.actions {
         book.record_restart(a.owner.clone(), &a.hash, now, Backoff::CRASH_LOOP);
     }
     let p = plan(&desired, &sim.state, &book, now + Duration::from_secs(5));
     assert!(p.is_empty());
-    assert_eq!(p.waiting.iter().filter(|w| w.reason == "CrashLoopBackOff").count(), 2);
+    assert_eq!(
+        p.waiting
+            .iter()
+            .filter(|w| w.reason == "CrashLoopBackOff")
+            .count(),
+        2
+    );
     let p = plan(&desired, &sim.state, &book, now + Duration::from_secs(10));
     assert_eq!(p.actions.len(), 2);
 
@@ -383,7 +499,10 @@ fn restart_policy_decides_restarts_with_crash_loop_backoff() {
             spec.restart_policy = RestartPolicy::OnFailure;
         }
     }
-    assert!(plan(&resolve(&objs), &sim.state, &RetryBook::default(), now).is_empty(), "exit 0 with OnFailure");
+    assert!(
+        plan(&resolve(&objs), &sim.state, &RetryBook::default(), now).is_empty(),
+        "exit 0 with OnFailure"
+    );
 }
 
 #[test]
@@ -398,7 +517,10 @@ fn scaling_down_removes_highest_indexes() {
         spec.replicas = Some(1);
     }
     let p = converge(&mut sim, &objs);
-    assert_eq!(names(&p), vec!["remove container app_web_1", "remove container app_web_2"]);
+    assert_eq!(
+        names(&p),
+        vec!["remove container app_web_1", "remove container app_web_2"]
+    );
 }
 
 #[test]
@@ -431,8 +553,16 @@ fn golden_spec_hashes() {
         .containers
         .iter()
         .map(|(k, c)| (k.name.clone(), c.hash.clone()))
-        .chain(d.networks.iter().map(|(k, n)| (k.name.clone(), n.hash.clone())))
-        .chain(d.volumes.iter().map(|(k, v)| (k.name.clone(), v.hash.clone())))
+        .chain(
+            d.networks
+                .iter()
+                .map(|(k, n)| (k.name.clone(), n.hash.clone())),
+        )
+        .chain(
+            d.volumes
+                .iter()
+                .map(|(k, v)| (k.name.clone(), v.hash.clone())),
+        )
         .collect();
     let got: BTreeSet<(String, String)> = hashes.into_iter().collect();
     let want: BTreeSet<(String, String)> = [

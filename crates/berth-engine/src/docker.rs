@@ -6,18 +6,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use berth_core::desired::{ContainerConfig, HostPathTypeConfig, MountSource, NetworkConfig, VolumeConfig};
+use berth_core::desired::{
+    ContainerConfig, HostPathTypeConfig, MountSource, NetworkConfig, VolumeConfig,
+};
 use berth_core::labels;
-use berth_core::{Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, RunState};
+use berth_core::{
+    Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, RunState,
+};
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount, MountTmpfsOptions,
-    MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount,
+    MountTmpfsOptions, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -28,7 +34,9 @@ use crate::executor::Runtime;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The engine could not be reached or its API version negotiated.
-    #[error("cannot connect to the Docker Engine: {0} (is dockerd running, and is DOCKER_HOST right?)")]
+    #[error(
+        "cannot connect to the Docker Engine: {0} (is dockerd running, and is DOCKER_HOST right?)"
+    )]
     Connect(#[source] BollardError),
     /// An API call failed.
     #[error("{what}: {source}")]
@@ -87,8 +95,14 @@ impl DockerEngine {
     /// [`EngineError::Connect`] when the engine does not answer.
     pub async fn connect() -> Result<Self, EngineError> {
         let docker = (|| async { Docker::connect_with_defaults()?.negotiate_version().await })
-            .retry(ExponentialBuilder::default().with_max_times(4).with_min_delay(Duration::from_millis(200)))
-            .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "Docker Engine not reachable yet"))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_max_times(4)
+                    .with_min_delay(Duration::from_millis(200)),
+            )
+            .notify(
+                |e, d| tracing::warn!(error = %e, retry_in = ?d, "Docker Engine not reachable yet"),
+            )
             .await
             .map_err(EngineError::Connect)?;
         Ok(DockerEngine {
@@ -117,7 +131,11 @@ impl DockerEngine {
     /// [`EngineError::Api`] when the engine does not answer.
     pub async fn version(&self) -> Result<String, EngineError> {
         self.count();
-        let v = self.docker.version().await.map_err(api("read engine version"))?;
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(api("read engine version"))?;
         Ok(format!(
             "{} (API {})",
             v.version.unwrap_or_default(),
@@ -136,8 +154,10 @@ impl DockerEngine {
         self.calls.fetch_add(3, Ordering::Relaxed);
         let (containers, networks, volumes) = tokio::join!(
             self.docker.list_containers(Some(list_opts)),
-            self.docker.list_networks(None::<bollard::query_parameters::ListNetworksOptions>),
-            self.docker.list_volumes(None::<bollard::query_parameters::ListVolumesOptions>),
+            self.docker
+                .list_networks(None::<bollard::query_parameters::ListNetworksOptions>),
+            self.docker
+                .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>),
         );
         let containers = containers.map_err(api("list containers"))?;
         let networks = networks.map_err(api("list networks"))?;
@@ -209,7 +229,8 @@ impl DockerEngine {
                     name: v.name,
                     key: labels::key_from_labels(&l),
                     hash: l.get(labels::SPEC_HASH).cloned(),
-                    delete_when_orphaned: l.get(labels::RECLAIM_POLICY).map(String::as_str) == Some("Delete"),
+                    delete_when_orphaned: l.get(labels::RECLAIM_POLICY).map(String::as_str)
+                        == Some("Delete"),
                 });
             } else {
                 obs.foreign_volumes.insert(v.name);
@@ -253,7 +274,11 @@ impl DockerEngine {
         rx
     }
 
-    async fn ensure_image(&self, image: &str, policy: berth_api::PullPolicy) -> Result<(), EngineError> {
+    async fn ensure_image(
+        &self,
+        image: &str,
+        policy: berth_api::PullPolicy,
+    ) -> Result<(), EngineError> {
         use berth_api::PullPolicy;
         if policy != PullPolicy::Always {
             self.count();
@@ -276,7 +301,10 @@ impl DockerEngine {
     /// [`EngineError::Pull`] with the registry's message.
     pub async fn pull(&self, image: &str) -> Result<(), EngineError> {
         let (repo, tag) = split_reference(image);
-        let opts = CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build();
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(repo)
+            .tag(tag)
+            .build();
         self.count();
         let mut stream = self.docker.create_image(Some(opts), None, None);
         while let Some(item) = stream.next().await {
@@ -294,7 +322,12 @@ impl DockerEngine {
         Ok(())
     }
 
-    async fn create_network(&self, name: &str, c: &NetworkConfig, l: &BTreeMap<String, String>) -> Result<(), EngineError> {
+    async fn create_network(
+        &self,
+        name: &str,
+        c: &NetworkConfig,
+        l: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
         let req = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some(c.driver.clone()),
@@ -328,7 +361,12 @@ impl DockerEngine {
         Ok(())
     }
 
-    async fn create_volume(&self, name: &str, c: &VolumeConfig, l: &BTreeMap<String, String>) -> Result<(), EngineError> {
+    async fn create_volume(
+        &self,
+        name: &str,
+        c: &VolumeConfig,
+        l: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
         self.count();
         self.docker
             .create_volume(VolumeCreateRequest {
@@ -343,12 +381,20 @@ impl DockerEngine {
         Ok(())
     }
 
-    async fn remove_container(&self, id: &str, name: &str, stop_timeout: u32) -> Result<(), EngineError> {
+    async fn remove_container(
+        &self,
+        id: &str,
+        name: &str,
+        stop_timeout: u32,
+    ) -> Result<(), EngineError> {
         let t = i32::try_from(stop_timeout).unwrap_or(i32::MAX);
         self.count();
         match self
             .docker
-            .stop_container(id, Some(StopContainerOptionsBuilder::default().t(t).build()))
+            .stop_container(
+                id,
+                Some(StopContainerOptionsBuilder::default().t(t).build()),
+            )
             .await
         {
             Ok(()) => {}
@@ -358,7 +404,10 @@ impl DockerEngine {
         self.count();
         match self
             .docker
-            .remove_container(id, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+            .remove_container(
+                id,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
             .await
         {
             Ok(()) => Ok(()),
@@ -367,12 +416,20 @@ impl DockerEngine {
         }
     }
 
-    async fn create_container(&self, name: &str, c: &ContainerConfig, l: &BTreeMap<String, String>) -> Result<(), EngineError> {
+    async fn create_container(
+        &self,
+        name: &str,
+        c: &ContainerConfig,
+        l: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
         prepare_host_paths(c)?;
         let body = container_body(c, l);
         self.count();
         self.docker
-            .create_container(Some(CreateContainerOptionsBuilder::default().name(name).build()), body)
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(name).build()),
+                body,
+            )
             .await
             .map_err(api(format!("create container {name}")))?;
         let rest = async {
@@ -388,7 +445,10 @@ impl DockerEngine {
                         },
                     )
                     .await
-                    .map_err(api(format!("connect container {name} to network {}", a.network)))?;
+                    .map_err(api(format!(
+                        "connect container {name} to network {}",
+                        a.network
+                    )))?;
             }
             if !c.files.is_empty() {
                 let tar = files_tar(c).map_err(|e| EngineError::HostPath {
@@ -413,7 +473,10 @@ impl DockerEngine {
             self.count();
             let _ = self
                 .docker
-                .remove_container(name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
+                .remove_container(
+                    name,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
                 .await;
             return Err(e);
         }
@@ -434,7 +497,11 @@ impl Runtime for DockerEngine {
     async fn execute(&self, action: &Action) -> Result<(), EngineError> {
         match action {
             Action::EnsureImage { image, policy } => self.ensure_image(image, *policy).await,
-            Action::CreateNetwork { name, config, labels } => self.create_network(name, config, labels).await,
+            Action::CreateNetwork {
+                name,
+                config,
+                labels,
+            } => self.create_network(name, config, labels).await,
             Action::RemoveNetwork { id, name } => {
                 self.count();
                 match self.docker.remove_network(id).await {
@@ -443,7 +510,11 @@ impl Runtime for DockerEngine {
                     Err(e) => Err(api(format!("remove network {name}"))(e)),
                 }
             }
-            Action::CreateVolume { name, config, labels } => self.create_volume(name, config, labels).await,
+            Action::CreateVolume {
+                name,
+                config,
+                labels,
+            } => self.create_volume(name, config, labels).await,
             Action::RemoveVolume { name } => {
                 self.count();
                 match self
@@ -456,8 +527,16 @@ impl Runtime for DockerEngine {
                     Err(e) => Err(api(format!("remove volume {name}"))(e)),
                 }
             }
-            Action::RemoveContainer { id, name, stop_timeout } => self.remove_container(id, name, *stop_timeout).await,
-            Action::CreateContainer { name, config, labels } => self.create_container(name, config, labels).await,
+            Action::RemoveContainer {
+                id,
+                name,
+                stop_timeout,
+            } => self.remove_container(id, name, *stop_timeout).await,
+            Action::CreateContainer {
+                name,
+                config,
+                labels,
+            } => self.create_container(name, config, labels).await,
             Action::StartContainer { name, .. } => self.start_container(name).await,
         }
     }
@@ -496,10 +575,14 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
             exposed.push(key.clone());
         }
         if let Some(hp) = p.host_port {
-            bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
-                host_ip: p.host_ip.clone(),
-                host_port: Some(hp.to_string()),
-            });
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: p.host_ip.clone(),
+                    host_port: Some(hp.to_string()),
+                });
         }
     }
     let mounts = c
@@ -568,7 +651,13 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
 fn prepare_host_paths(c: &ContainerConfig) -> Result<(), EngineError> {
     use std::os::unix::fs::FileTypeExt;
     for m in &c.mounts {
-        let MountSource::Bind { path, path_type: Some(t) } = &m.source else { continue };
+        let MountSource::Bind {
+            path,
+            path_type: Some(t),
+        } = &m.source
+        else {
+            continue;
+        };
         let meta = std::fs::metadata(path);
         let fail = |message: &str| EngineError::HostPath {
             path: path.clone(),
@@ -582,9 +671,12 @@ fn prepare_host_paths(c: &ContainerConfig) -> Result<(), EngineError> {
             }
             HostPathTypeConfig::DirectoryOrCreate => {
                 if meta.is_err() {
-                    std::fs::create_dir_all(path).map_err(|e| fail(&format!("cannot create directory: {e}")))?;
+                    std::fs::create_dir_all(path)
+                        .map_err(|e| fail(&format!("cannot create directory: {e}")))?;
                 } else if !meta.as_ref().is_ok_and(|m| m.is_dir()) {
-                    return Err(fail("exists but is not a directory (type DirectoryOrCreate)"));
+                    return Err(fail(
+                        "exists but is not a directory (type DirectoryOrCreate)",
+                    ));
                 }
             }
             HostPathTypeConfig::File => {
@@ -595,7 +687,8 @@ fn prepare_host_paths(c: &ContainerConfig) -> Result<(), EngineError> {
             HostPathTypeConfig::FileOrCreate => {
                 if meta.is_err() {
                     if let Some(parent) = std::path::Path::new(path).parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| fail(&format!("cannot create parent: {e}")))?;
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| fail(&format!("cannot create parent: {e}")))?;
                     }
                     std::fs::OpenOptions::new()
                         .create(true)
@@ -625,7 +718,11 @@ fn files_tar(c: &ContainerConfig) -> std::io::Result<Vec<u8>> {
         h.set_mode(f.mode);
         h.set_uid(u64::from(f.uid));
         h.set_gid(u64::from(f.gid));
-        h.set_mtime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+        h.set_mtime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        );
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, f.path.trim_start_matches('/'), f.content.as_bytes())?;
     }
@@ -640,8 +737,14 @@ mod tests {
     fn references_split_into_repo_and_tag() {
         assert_eq!(split_reference("busybox"), ("busybox", "latest"));
         assert_eq!(split_reference("busybox:1.36"), ("busybox", "1.36"));
-        assert_eq!(split_reference("localhost:5000/app"), ("localhost:5000/app", "latest"));
-        assert_eq!(split_reference("localhost:5000/app:v2"), ("localhost:5000/app", "v2"));
+        assert_eq!(
+            split_reference("localhost:5000/app"),
+            ("localhost:5000/app", "latest")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/app:v2"),
+            ("localhost:5000/app", "v2")
+        );
         assert_eq!(split_reference("app@sha256:abc"), ("app", "sha256:abc"));
     }
 }

@@ -46,8 +46,12 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
             dependents[*d].push(a.id);
         }
     }
-    let mut ready: std::collections::VecDeque<usize> =
-        plan.actions.iter().filter(|a| a.after.is_empty()).map(|a| a.id).collect();
+    let mut ready: std::collections::VecDeque<usize> = plan
+        .actions
+        .iter()
+        .filter(|a| a.after.is_empty())
+        .map(|a| a.id)
+        .collect();
     let mut running = FuturesUnordered::new();
     let parallelism = parallelism.max(1);
     loop {
@@ -57,7 +61,9 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
             let action = &plan.actions[id];
             running.push(async move { (id, rt.execute(&action.action).await) });
         }
-        let Some((id, result)) = running.next().await else { break };
+        let Some((id, result)) = running.next().await else {
+            break;
+        };
         let ok = result.is_ok();
         if let Err(e) = &result {
             tracing::warn!(owner = %plan.actions[id].owner, action = %plan.actions[id].action, error = %e, "action failed");
@@ -86,7 +92,10 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
                         .unwrap_or_default();
                     outcomes[dep] = Some(Outcome {
                         id: dep,
-                        result: Err(format!("skipped: {} failed: {why}", plan.actions[*failed].action)),
+                        result: Err(format!(
+                            "skipped: {} failed: {why}",
+                            plan.actions[*failed].action
+                        )),
                         skipped: true,
                     });
                     stack.push(dep);

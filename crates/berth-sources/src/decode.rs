@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use berth_api::{API_VERSION, ContainerSpec, Kind, Manifest, ManifestMetadata, NetworkSpec, VolumeSpec};
+use berth_api::{
+    API_VERSION, ContainerSpec, Kind, Manifest, ManifestMetadata, NetworkSpec, VolumeSpec,
+};
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
@@ -75,7 +77,11 @@ pub fn decode(file: &str, text: &str) -> Result<Vec<Located>, Vec<DecodeError>> 
             message: "the file holds no document; its previous objects are kept (delete the file to remove them)".into(),
         });
     }
-    if errors.is_empty() { Ok(objects) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(errors)
+    }
 }
 
 struct Chunk {
@@ -90,7 +96,8 @@ fn split_documents(text: &str) -> Vec<Chunk> {
     let mut start = 0u64;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let bare = line.trim_end_matches(['\n', '\r']);
-        let marker = |m: &str| bare == m || bare.starts_with(m) && bare[3..].starts_with([' ', '\t']);
+        let marker =
+            |m: &str| bare == m || bare.starts_with(m) && bare[3..].starts_with([' ', '\t']);
         if marker("---") || marker("...") {
             chunks.push(Chunk {
                 line_offset: start,
@@ -164,7 +171,10 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
         message,
     };
     let from_saphyr = |e: serde_saphyr::Error| {
-        let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
         let inner = match &e {
             serde_saphyr::Error::WithSnippet { error, .. } => error.to_string(),
             other => other.to_string(),
@@ -173,9 +183,14 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
     };
     let head: Head = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
     let first = first_content_line(&chunk.text);
-    let api = head
-        .api_version
-        .ok_or_else(|| vec![err(first, 1, Some("apiVersion"), format!("missing; expected {API_VERSION}"))])?;
+    let api = head.api_version.ok_or_else(|| {
+        vec![err(
+            first,
+            1,
+            Some("apiVersion"),
+            format!("missing; expected {API_VERSION}"),
+        )]
+    })?;
     if api.value != API_VERSION {
         return Err(vec![err(
             api.referenced.line(),
@@ -184,15 +199,23 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
             format!("expected {API_VERSION}, got {:?}", api.value),
         )]);
     }
-    let kind_s = head
-        .kind
-        .ok_or_else(|| vec![err(first, 1, Some("kind"), "missing; expected Container, Network or Volume".into())])?;
+    let kind_s = head.kind.ok_or_else(|| {
+        vec![err(
+            first,
+            1,
+            Some("kind"),
+            "missing; expected Container, Network or Volume".into(),
+        )]
+    })?;
     let Some(kind) = Kind::parse(&kind_s.value) else {
         return Err(vec![err(
             kind_s.referenced.line(),
             kind_s.referenced.column(),
             Some("kind"),
-            format!("expected Container, Network or Volume, got {:?}", kind_s.value),
+            format!(
+                "expected Container, Network or Volume, got {:?}",
+                kind_s.value
+            ),
         )]);
     };
     let manifest = match kind {
@@ -204,14 +227,16 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
             }
         }
         Kind::Network => {
-            let d: DocDefaultSpec<NetworkSpec> = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+            let d: DocDefaultSpec<NetworkSpec> =
+                serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
             Manifest::Network {
                 metadata: d.metadata,
                 spec: d.spec,
             }
         }
         Kind::Volume => {
-            let d: DocDefaultSpec<VolumeSpec> = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+            let d: DocDefaultSpec<VolumeSpec> =
+                serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
             Manifest::Volume {
                 metadata: d.metadata,
                 spec: d.spec,
@@ -224,7 +249,10 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
         return Err(problems
             .into_iter()
             .map(|p| {
-                let (line, col) = tree.as_ref().map(|t| locate(t, &p.path)).unwrap_or((first, 1));
+                let (line, col) = tree
+                    .as_ref()
+                    .map(|t| locate(t, &p.path))
+                    .unwrap_or((first, 1));
                 err(line, col, Some(&p.path), p.message)
             })
             .collect());
@@ -375,8 +403,12 @@ fn locate(root: &Spanned<Node>, path: &str) -> (u64, u64) {
                 }
             }
             Node::Seq(items) => {
-                let Some(inner) = rest.strip_prefix('[') else { return pos };
-                let Some((idx, after)) = inner.split_once(']') else { return pos };
+                let Some(inner) = rest.strip_prefix('[') else {
+                    return pos;
+                };
+                let Some((idx, after)) = inner.split_once(']') else {
+                    return pos;
+                };
                 match idx.parse::<usize>().ok().and_then(|i| items.get(i)) {
                     Some(v) => {
                         rest = after;
@@ -417,7 +449,11 @@ spec:
 ";
 
     fn errors(text: &str) -> Vec<String> {
-        decode("f.yaml", text).expect_err("must fail").iter().map(ToString::to_string).collect()
+        decode("f.yaml", text)
+            .expect_err("must fail")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
@@ -431,7 +467,10 @@ spec:
 
     #[test]
     fn unknown_field_is_located() {
-        let e = errors(&GOOD.replace("    - containerPort: 80", "    - containerPort: 80\n      hostprot: 1"));
+        let e = errors(&GOOD.replace(
+            "    - containerPort: 80",
+            "    - containerPort: 80\n      hostprot: 1",
+        ));
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("f.yaml:16:"), "{e:?}");
         assert!(e[0].contains("hostprot"), "{e:?}");
@@ -446,7 +485,10 @@ spec:
     #[test]
     fn validation_error_names_field_and_position() {
         let e = errors(&GOOD.replace("hostPort: 8080", "hostPort: 0"));
-        assert_eq!(e, vec!["f.yaml:16:17: spec.ports[0].hostPort: expected 1–65535, got 0"]);
+        assert_eq!(
+            e,
+            vec!["f.yaml:16:17: spec.ports[0].hostPort: expected 1–65535, got 0"]
+        );
     }
 
     #[test]
@@ -460,14 +502,25 @@ spec:
     #[test]
     fn wrong_api_version_and_kind() {
         let e = errors(&GOOD.replacen("berth.dev/v1alpha1", "v1", 1));
-        assert_eq!(e, vec!["f.yaml:2:13: apiVersion: expected berth.dev/v1alpha1, got \"v1\""]);
+        assert_eq!(
+            e,
+            vec!["f.yaml:2:13: apiVersion: expected berth.dev/v1alpha1, got \"v1\""]
+        );
         let e = errors(&GOOD.replace("kind: Network", "kind: Pod"));
-        assert!(e[0].contains("kind: expected Container, Network or Volume"), "{e:?}");
+        assert!(
+            e[0].contains("kind: expected Container, Network or Volume"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn label_keys_with_dots_are_located() {
         let text = "apiVersion: berth.dev/v1alpha1\nkind: Volume\nmetadata: {name: v}\nspec:\n  labels:\n    berth.dev/x: y\n";
-        assert_eq!(errors(text), vec!["f.yaml:6:18: spec.labels.berth.dev/x: label keys under berth.dev/ are reserved for berth"]);
+        assert_eq!(
+            errors(text),
+            vec![
+                "f.yaml:6:18: spec.labels.berth.dev/x: label keys under berth.dev/ are reserved for berth"
+            ]
+        );
     }
 }

@@ -151,7 +151,11 @@ impl DirectorySource {
         self.previous = merged.objects.clone();
         Ok(Snapshot {
             objects: merged.objects,
-            errors: self.files.values().flat_map(|f| f.errors.iter().cloned()).collect(),
+            errors: self
+                .files
+                .values()
+                .flat_map(|f| f.errors.iter().cloned())
+                .collect(),
             conflicts: merged.conflicts,
         })
     }
@@ -174,39 +178,47 @@ impl DirectorySource {
             path: root.clone(),
             message: e.to_string(),
         };
-        let mut debouncer = new_debouncer(debounce, move |res: notify_debouncer_mini::DebounceEventResult| {
-            // Errors (e.g. a queue overflow) also just trigger a full rescan.
-            let relevant = match res {
-                Ok(events) => events.iter().any(|e| relevant_path(&e.path)),
-                Err(_) => true,
-            };
-            if relevant {
-                let _ = ev_tx.send(());
-            }
-        })
+        let mut debouncer = new_debouncer(
+            debounce,
+            move |res: notify_debouncer_mini::DebounceEventResult| {
+                // Errors (e.g. a queue overflow) also just trigger a full rescan.
+                let relevant = match res {
+                    Ok(events) => events.iter().any(|e| relevant_path(&e.path)),
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = ev_tx.send(());
+                }
+            },
+        )
         .map_err(watch_err)?;
         debouncer
             .watcher()
             .watch(&self.root, RecursiveMode::Recursive)
             .map_err(watch_err)?;
-        let publish = move |source: &mut DirectorySource, tx: &watch::Sender<Option<Arc<Snapshot>>>| match source.scan() {
-            Ok(snap) => {
-                for e in &snap.errors {
-                    tracing::warn!(error = %e, "manifest file rejected; its last-known-good objects stay in force");
-                }
-                for c in &snap.conflicts {
-                    tracing::warn!(conflict = %c, "conflicting declarations; neither new version applied");
-                }
-                tx.send_if_modified(|cur| {
-                    if cur.as_deref() == Some(&snap) {
-                        false
-                    } else {
-                        *cur = Some(Arc::new(snap));
-                        true
+        let publish = move |source: &mut DirectorySource,
+                            tx: &watch::Sender<Option<Arc<Snapshot>>>| {
+            match source.scan() {
+                Ok(snap) => {
+                    for e in &snap.errors {
+                        tracing::warn!(error = %e, "manifest file rejected; its last-known-good objects stay in force");
                     }
-                });
+                    for c in &snap.conflicts {
+                        tracing::warn!(conflict = %c, "conflicting declarations; neither new version applied");
+                    }
+                    tx.send_if_modified(|cur| {
+                        if cur.as_deref() == Some(&snap) {
+                            false
+                        } else {
+                            *cur = Some(Arc::new(snap));
+                            true
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "manifest directory scan failed; keeping the last complete set")
+                }
             }
-            Err(e) => tracing::error!(error = %e, "manifest directory scan failed; keeping the last complete set"),
         };
         publish(&mut self, &tx);
         tokio::spawn(async move {
@@ -279,7 +291,15 @@ mod tests {
     fn editor_leftovers_and_hidden_files_are_ignored() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("a.yaml"), NET).expect("write");
-        for junk in ["a.yaml.bak", "a.yaml~", ".a.yaml.swp", "4913", "#a.yaml#", ".#a.yaml", "notes.txt"] {
+        for junk in [
+            "a.yaml.bak",
+            "a.yaml~",
+            ".a.yaml.swp",
+            "4913",
+            "#a.yaml#",
+            ".#a.yaml",
+            "notes.txt",
+        ] {
             std::fs::write(dir.path().join(junk), "garbage: [").expect("write");
         }
         std::fs::create_dir(dir.path().join(".git")).expect("mkdir");
@@ -287,7 +307,10 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
         std::fs::write(dir.path().join("sub/v.yml"), VOL).expect("write");
         let snap = DirectorySource::new(dir.path()).scan().expect("scan");
-        assert_eq!(keys(&snap), vec!["Network/default/net", "Volume/default/vol"]);
+        assert_eq!(
+            keys(&snap),
+            vec!["Network/default/net", "Volume/default/vol"]
+        );
         assert!(snap.errors.is_empty(), "{:?}", snap.errors);
     }
 
@@ -302,9 +325,17 @@ mod tests {
         let snap = src.scan().expect("scan");
         assert_eq!(snap.objects.len(), 2, "truncated file keeps its objects");
         assert_eq!(snap.errors.len(), 1);
-        assert!(snap.errors[0].to_string().starts_with("a.yaml:"), "{}", snap.errors[0]);
+        assert!(
+            snap.errors[0].to_string().starts_with("a.yaml:"),
+            "{}",
+            snap.errors[0]
+        );
         std::fs::write(&a, "").expect("empty");
-        assert_eq!(src.scan().expect("scan").objects.len(), 2, "emptied file keeps its objects");
+        assert_eq!(
+            src.scan().expect("scan").objects.len(),
+            2,
+            "emptied file keeps its objects"
+        );
         std::fs::remove_file(&a).expect("rm");
         assert!(src.scan().expect("scan").objects.is_empty());
     }
@@ -325,7 +356,11 @@ mod tests {
         std::fs::write(dir.path().join("a.yaml"), NET).expect("write");
         let mut src = DirectorySource::new(dir.path());
         let first = src.scan().expect("scan");
-        std::fs::write(dir.path().join("b.yaml"), NET.replace("{name: net}", "{name: net}\nspec: {internal: true}")).expect("write");
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            NET.replace("{name: net}", "{name: net}\nspec: {internal: true}"),
+        )
+        .expect("write");
         let snap = src.scan().expect("scan");
         assert_eq!(snap.conflicts.len(), 1);
         assert_eq!(snap.objects, first.objects, "neither new version applied");

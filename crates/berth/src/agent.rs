@@ -53,16 +53,30 @@ pub struct Reconciler {
 impl Reconciler {
     /// One pass. Errors only when the engine cannot be observed (then nothing is planned).
     pub async fn pass(&mut self, desired: &DesiredState) -> anyhow::Result<PassReport> {
-        let observed = self.engine.observe(&desired.instance).await.context("observe the engine")?;
+        let observed = self
+            .engine
+            .observe(&desired.instance)
+            .await
+            .context("observe the engine")?;
         let now = Instant::now();
-        self.book.expire_restarts(now, CRASH_RESET, |owner, hash| wanted(desired, owner, hash));
+        self.book
+            .expire_restarts(now, CRASH_RESET, |owner, hash| wanted(desired, owner, hash));
         let plan = plan(desired, &observed, &self.book, now);
         if plan.is_empty() {
-            return Ok(PassReport { plan, outcomes: vec![] });
+            return Ok(PassReport {
+                plan,
+                outcomes: vec![],
+            });
         }
         for a in &plan.actions {
-            if let Action::StartContainer { restart: true, name } = &a.action {
-                let e = self.book.record_restart(a.owner.clone(), &a.hash, now, self.crash_backoff);
+            if let Action::StartContainer {
+                restart: true,
+                name,
+            } = &a.action
+            {
+                let e = self
+                    .book
+                    .record_restart(a.owner.clone(), &a.hash, now, self.crash_backoff);
                 tracing::info!(owner = %a.owner, container = %name, restart_count = e.attempts, "restarting exited container");
             }
         }
@@ -73,7 +87,13 @@ impl Reconciler {
             if let Err(e) = &o.result
                 && failed.insert(&a.owner)
             {
-                let entry = self.book.record_failure(a.owner.clone(), &a.hash, Instant::now(), e.clone(), jittered);
+                let entry = self.book.record_failure(
+                    a.owner.clone(),
+                    &a.hash,
+                    Instant::now(),
+                    e.clone(),
+                    jittered,
+                );
                 tracing::warn!(owner = %a.owner, attempts = entry.attempts, retry_in = ?entry.not_before.saturating_duration_since(Instant::now()), error = %e, "object failed; backing off");
             }
         }
@@ -107,7 +127,10 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
     let version = engine.version().await?;
     tracing::info!(engine = %version, instance, manifests = %args.manifests.display(), "berth agent starting");
     if !args.manifests.is_dir() {
-        anyhow::bail!("manifest directory {} does not exist or is not a directory", args.manifests.display());
+        anyhow::bail!(
+            "manifest directory {} does not exist or is not a directory",
+            args.manifests.display()
+        );
     }
     let mut source = DirectorySource::new(&args.manifests)
         .watch(Duration::from_millis(args.debounce_ms), args.resync())
@@ -156,10 +179,15 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                 } else {
                     tracing::debug!(reason, took = ?started.elapsed(), "pass: converged");
                 }
-                let waiting: Vec<Waiting> = report.plan.waiting.into_iter().map(|mut w| {
-                    w.until = None;
-                    w
-                }).collect();
+                let waiting: Vec<Waiting> = report
+                    .plan
+                    .waiting
+                    .into_iter()
+                    .map(|mut w| {
+                        w.until = None;
+                        w
+                    })
+                    .collect();
                 if waiting != last_waiting {
                     for w in &waiting {
                         tracing::warn!(owner = %w.owner, reason = w.reason, message = %w.message, "not converging");
@@ -167,7 +195,11 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                     last_waiting = waiting;
                 }
             }
-            Err(e) => tracing::error!(error = format!("{e:#}"), reason, "pass failed; retrying on the next trigger"),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                reason,
+                "pass failed; retrying on the next trigger"
+            ),
         }
         let retry_at = rec.book.next_due(Instant::now());
         let retry = async {
@@ -199,7 +231,8 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
-fn shutdown_signal() -> anyhow::Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+fn shutdown_signal()
+-> anyhow::Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;

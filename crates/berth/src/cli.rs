@@ -30,7 +30,9 @@ fn parse_instance(s: &str) -> Result<String, String> {
     if berth_api::validate::is_dns1123_label(s) {
         Ok(s.to_string())
     } else {
-        Err(format!("expected a DNS-1123 label (lower-case letters, digits and '-'), got {s:?}"))
+        Err(format!(
+            "expected a DNS-1123 label (lower-case letters, digits and '-'), got {s:?}"
+        ))
     }
 }
 

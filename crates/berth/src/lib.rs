@@ -18,7 +18,9 @@ use cli::{Cli, Command, LogFormat};
 fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -27,7 +29,10 @@ fn init_logging(format: LogFormat, default: &str) {
 
 /// Parses the command line and runs the command; the whole `berth` program.
 pub fn main_entry() -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -40,10 +45,16 @@ pub fn main_entry() -> ExitCode {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     // The agent logs its work at info; one-shot commands print their own report on stdout.
-    let default_level = if matches!(cli.command, Command::Agent(_)) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Agent(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
-        Command::Agent(args) => agent::run(&cli.instance, args).await.map(|()| ExitCode::SUCCESS),
+        Command::Agent(args) => agent::run(&cli.instance, args)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Apply(args) => report::apply(&cli.instance, args).await,
         Command::Diff(args) => report::diff(&cli.instance, args).await,
         Command::Validate(args) => Ok(report::validate(&args.dir)),

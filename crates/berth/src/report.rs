@@ -16,11 +16,19 @@ use crate::agent::Reconciler;
 use crate::cli::{ApplyArgs, DirArg, EXIT_ERROR};
 
 /// Reasons that make `apply` fail: the object cannot converge until the input changes.
-const BLOCKING: [&str; 4] = ["Conflict", "InvalidReference", "DependencyBlocked", "NetworkInUse"];
+const BLOCKING: [&str; 4] = [
+    "Conflict",
+    "InvalidReference",
+    "DependencyBlocked",
+    "NetworkInUse",
+];
 
 /// Reads `dir` strictly: any file error or conflict is fatal (there is no last-known-good state
 /// for a one-shot command, and applying a partial set would remove the broken file's objects).
-fn read_strict(instance: &str, dir: &Path) -> anyhow::Result<Result<(Snapshot, DesiredState), ExitCode>> {
+fn read_strict(
+    instance: &str,
+    dir: &Path,
+) -> anyhow::Result<Result<(Snapshot, DesiredState), ExitCode>> {
     let snap = DirectorySource::new(dir).scan()?;
     if !snap.errors.is_empty() || !snap.conflicts.is_empty() {
         print_input_problems(&snap);
@@ -70,7 +78,11 @@ pub async fn apply(instance: &str, args: ApplyArgs) -> anyhow::Result<ExitCode> 
     if report.plan.is_empty() {
         println!("nothing to do: the host is converged");
     } else {
-        println!("applied {} action(s) in {:.2?}:", report.plan.actions.len(), started.elapsed());
+        println!(
+            "applied {} action(s) in {:.2?}:",
+            report.plan.actions.len(),
+            started.elapsed()
+        );
         for (a, o) in report.plan.actions.iter().zip(&report.outcomes) {
             let status = match &o.result {
                 Ok(()) => "ok".to_string(),
@@ -115,7 +127,10 @@ pub async fn diff(instance: &str, args: DirArg) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let engine = DockerEngine::connect().await?;
-    let observed = engine.observe(instance).await.context("observe the engine")?;
+    let observed = engine
+        .observe(instance)
+        .await
+        .context("observe the engine")?;
     let p = plan(&desired, &observed, &RetryBook::default(), Instant::now());
     if !p.waiting.is_empty() {
         println!("not converging:");
