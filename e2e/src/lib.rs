@@ -422,7 +422,12 @@ pub async fn cleanup(docker: &Docker, ns: &str) {
             .await
             .unwrap_or_default();
         for n in nets {
-            if n.name.as_ref().is_some_and(|n| n.starts_with(&prefix)) {
+            let labelled = n
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("berth.dev/instance"))
+                .is_some_and(|i| i == ns);
+            if labelled || n.name.as_ref().is_some_and(|n| n.starts_with(&prefix)) {
                 let _ = docker
                     .remove_network(n.id.as_deref().unwrap_or_default())
                     .await;
@@ -435,7 +440,9 @@ pub async fn cleanup(docker: &Docker, ns: &str) {
             .and_then(|v| v.volumes)
             .unwrap_or_default();
         for v in vols {
-            if v.name.starts_with(&prefix) {
+            if v.labels.get("berth.dev/instance").is_some_and(|i| i == ns)
+                || v.name.starts_with(&prefix)
+            {
                 let _ = docker
                     .remove_volume(
                         &v.name,

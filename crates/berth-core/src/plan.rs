@@ -244,8 +244,8 @@ pub fn plan(
         }
         if observed.foreign_networks.contains(&dn.engine_name) {
             let msg = format!(
-                "a network named {:?} exists and is not managed by berth; it is left alone",
-                dn.engine_name
+                "a network named {:?} exists and is not managed by berth instance {:?}; it is left alone",
+                dn.engine_name, desired.instance
             );
             p.wait(&owner, "Conflict", msg.clone(), None);
             nets.insert(key, Dep::Unavailable(msg));
@@ -320,8 +320,8 @@ pub fn plan(
         let owner = Owner::object(key.clone());
         if observed.foreign_volumes.contains(&dv.engine_name) {
             let msg = format!(
-                "a volume named {:?} exists and is not managed by berth; it is left alone",
-                dv.engine_name
+                "a volume named {:?} exists and is not managed by berth instance {:?}; it is left alone",
+                dv.engine_name, desired.instance
             );
             p.wait(&owner, "Conflict", msg.clone(), None);
             vols.insert(key, Dep::Unavailable(msg));
@@ -445,7 +445,7 @@ pub fn plan(
                 p.wait(
                     &owner,
                     "Conflict",
-                    format!("a container named {name:?} exists and is not managed by berth; it is left alone"),
+                    format!("a container named {name:?} exists and is not managed by berth instance {:?}; it is left alone", desired.instance),
                     None,
                 );
                 continue;

@@ -66,9 +66,18 @@ pub async fn containers_with(d: &Docker, label: &str, running_only: bool) -> any
 
 /// Removes (force) every container and network the bench created, and only those.
 pub async fn clean(d: &Docker) -> anyhow::Result<()> {
+    clean_labelled(d, &own_label_filters()).await
+}
+
+/// Removes the Compose project's containers and network.
+pub async fn clean_compose(d: &Docker) -> anyhow::Result<()> {
+    clean_labelled(d, &[format!("com.docker.compose.project={COMPOSE_PROJECT}")]).await
+}
+
+async fn clean_labelled(d: &Docker, label_filters: &[String]) -> anyhow::Result<()> {
     let mut ids = Vec::new();
-    for f in own_label_filters() {
-        ids.extend(containers_with(d, &f, false).await?);
+    for f in label_filters {
+        ids.extend(containers_with(d, f, false).await?);
     }
     ids.sort();
     ids.dedup();
@@ -85,7 +94,7 @@ pub async fn clean(d: &Docker) -> anyhow::Result<()> {
             Err(e) => return Err(e).context("remove a bench container"),
         }
     }
-    for f in own_label_filters() {
+    for f in label_filters {
         let filters = HashMap::from([("label", vec![f.as_str()])]);
         let nets = d
             .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
