@@ -44,6 +44,26 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Builds the test images with `e2e/images/build.sh WHICH` (`busybox` or `services`) once per
+/// test process; the script is idempotent and takes no time when they exist.
+pub fn ensure_images(which: &str) {
+    use std::sync::{Mutex, OnceLock};
+    static DONE: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let done = DONE.get_or_init(|| Mutex::new(Vec::new()));
+    let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+    if done.iter().any(|d| d == which) {
+        return;
+    }
+    let status = Command::new("bash")
+        .arg(repo_root().join("e2e/images/build.sh"))
+        .arg(which)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run e2e/images/build.sh");
+    assert!(status.success(), "e2e/images/build.sh {which} failed");
+    done.push(which.to_string());
+}
+
 /// A running `berth agent` process whose log goes to a file.
 pub struct Agent {
     child: Child,

@@ -61,6 +61,7 @@ async fn hello_example_runs_under_the_agent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn blog_example_serves_and_keeps_data() {
     let env = test_env!("blog").await;
+    berth_e2e::ensure_images("services");
     if env.docker.inspect_image(SERVICES).await.is_err() {
         panic!("image {SERVICES} missing: run `bash e2e/images/build.sh services`");
     }
