@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -54,13 +56,20 @@ pub async fn describe(d: &Docker) -> anyhow::Result<(String, i64)> {
 }
 
 /// IDs of containers (all states) carrying label filter `label` (`key` or `key=value`).
-pub async fn containers_with(d: &Docker, label: &str, running_only: bool) -> anyhow::Result<Vec<String>> {
+pub async fn containers_with(
+    d: &Docker,
+    label: &str,
+    running_only: bool,
+) -> anyhow::Result<Vec<String>> {
     let filters = HashMap::from([("label", vec![label])]);
     let mut b = ListContainersOptionsBuilder::default().filters(&filters);
     if !running_only {
         b = b.all(true);
     }
-    let list = d.list_containers(Some(b.build())).await.context("list containers")?;
+    let list = d
+        .list_containers(Some(b.build()))
+        .await
+        .context("list containers")?;
     Ok(list.into_iter().filter_map(|c| c.id).collect())
 }
 
@@ -71,7 +80,11 @@ pub async fn clean(d: &Docker) -> anyhow::Result<()> {
 
 /// Removes the Compose project's containers and network.
 pub async fn clean_compose(d: &Docker) -> anyhow::Result<()> {
-    clean_labelled(d, &[format!("com.docker.compose.project={COMPOSE_PROJECT}")]).await
+    clean_labelled(
+        d,
+        &[format!("com.docker.compose.project={COMPOSE_PROJECT}")],
+    )
+    .await
 }
 
 async fn clean_labelled(d: &Docker, label_filters: &[String]) -> anyhow::Result<()> {
@@ -82,7 +95,15 @@ async fn clean_labelled(d: &Docker, label_filters: &[String]) -> anyhow::Result<
     ids.sort();
     ids.dedup();
     let results: Vec<_> = futures_util::stream::iter(ids.iter().map(|id| {
-        d.remove_container(id, Some(RemoveContainerOptionsBuilder::default().force(true).v(true).build()))
+        d.remove_container(
+            id,
+            Some(
+                RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .v(true)
+                    .build(),
+            ),
+        )
     }))
     .buffer_unordered(RAW_PARALLELISM)
     .collect()
@@ -90,22 +111,34 @@ async fn clean_labelled(d: &Docker, label_filters: &[String]) -> anyhow::Result<
     for r in results {
         match r {
             Ok(()) => {}
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
             Err(e) => return Err(e).context("remove a bench container"),
         }
     }
     for f in label_filters {
         let filters = HashMap::from([("label", vec![f.as_str()])]);
         let nets = d
-            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
             .context("list networks")?;
         for n in nets {
             let id = n.id.unwrap_or_default();
             match d.remove_network(&id).await {
                 Ok(()) => {}
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-                Err(e) => return Err(e).with_context(|| format!("remove bench network {}", n.name.unwrap_or_default())),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("remove bench network {}", n.name.unwrap_or_default())
+                    });
+                }
             }
         }
     }
@@ -125,7 +158,10 @@ fn raw_body(network: &str) -> ContainerCreateBody {
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(network.to_string(), EndpointSettings::default())])),
+            endpoints_config: Some(HashMap::from([(
+                network.to_string(),
+                EndpointSettings::default(),
+            )])),
         }),
         ..Default::default()
     }
@@ -144,10 +180,15 @@ async fn raw_network(d: &Docker) -> anyhow::Result<()> {
 }
 
 async fn create_start(d: &Docker, name: &str) -> anyhow::Result<()> {
-    d.create_container(Some(CreateContainerOptionsBuilder::default().name(name).build()), raw_body(RAW_NETWORK))
+    d.create_container(
+        Some(CreateContainerOptionsBuilder::default().name(name).build()),
+        raw_body(RAW_NETWORK),
+    )
+    .await
+    .with_context(|| format!("create {name}"))?;
+    d.start_container(name, None)
         .await
-        .with_context(|| format!("create {name}"))?;
-    d.start_container(name, None).await.with_context(|| format!("start {name}"))?;
+        .with_context(|| format!("start {name}"))?;
     Ok(())
 }
 
@@ -179,19 +220,28 @@ pub async fn floors(d: &Docker, reps: usize) -> anyhow::Result<(Vec<Duration>, V
     for _ in 0..reps {
         // A replacement, as berth does it for a changed spec.
         let t = Instant::now();
-        d.stop_container(name, Some(StopContainerOptionsBuilder::default().t(10).build()))
-            .await
-            .context("stop")?;
-        d.remove_container(name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
-            .await
-            .context("remove")?;
+        d.stop_container(
+            name,
+            Some(StopContainerOptionsBuilder::default().t(10).build()),
+        )
+        .await
+        .context("stop")?;
+        d.remove_container(
+            name,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await
+        .context("remove")?;
         create_start(d, name).await?;
         replace_t.push(t.elapsed());
         // A re-creation after `docker rm -f`, timed from the removal.
         let t = Instant::now();
-        d.remove_container(name, Some(RemoveContainerOptionsBuilder::default().force(true).build()))
-            .await
-            .context("remove")?;
+        d.remove_container(
+            name,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await
+        .context("remove")?;
         create_start(d, name).await?;
         create_start_t.push(t.elapsed());
     }
@@ -200,14 +250,22 @@ pub async fn floors(d: &Docker, reps: usize) -> anyhow::Result<(Vec<Duration>, V
 
 /// Starts following `start` events of the bench instance's containers; each arrives as
 /// (arrival instant, container name). Returns once the engine has answered the events request.
-pub async fn start_events(d: &Docker) -> anyhow::Result<mpsc::UnboundedReceiver<(Instant, String)>> {
+pub async fn start_events(
+    d: &Docker,
+) -> anyhow::Result<mpsc::UnboundedReceiver<(Instant, String)>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let d = d.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let label = format!("berth.dev/instance={INSTANCE}");
-        let filters = HashMap::from([("type", vec!["container"]), ("event", vec!["start"]), ("label", vec![label.as_str()])]);
-        let mut stream = d.events(Some(EventsOptionsBuilder::default().filters(&filters).build()));
+        let filters = HashMap::from([
+            ("type", vec!["container"]),
+            ("event", vec!["start"]),
+            ("label", vec![label.as_str()]),
+        ]);
+        let mut stream = d.events(Some(
+            EventsOptionsBuilder::default().filters(&filters).build(),
+        ));
         let mut ready = Some(ready_tx);
         loop {
             let next = tokio::time::timeout(Duration::from_millis(200), stream.next()).await;
