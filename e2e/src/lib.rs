@@ -208,6 +208,11 @@ impl Env {
 
     /// Starts `berth agent` on the manifest directory (2 s resync).
     pub fn agent(&self) -> Agent {
+        self.agent_with(&[])
+    }
+
+    /// Starts `berth agent` with extra agent flags.
+    pub fn agent_with(&self, extra: &[&str]) -> Agent {
         let seq = self
             .agent_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -215,14 +220,9 @@ impl Env {
         let file = std::fs::File::create(&log).expect("log file");
         let child = self
             .berth()
-            .args([
-                "--log-format",
-                "text",
-                "agent",
-                "--resync-seconds",
-                "2",
-                "--manifests",
-            ])
+            .args(["--log-format", "text", "agent", "--resync-seconds", "2"])
+            .args(extra)
+            .arg("--manifests")
             .arg(self.dir.path())
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

@@ -93,6 +93,68 @@ pub struct ContainerSpec {
     /// Extra `/etc/hosts` entries as `hostname:ip` (`docker run --add-host`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<String>,
+    /// The engine's native health check (Docker `HEALTHCHECK`); overrides the image's. A container
+    /// whose health turns `unhealthy` is restarted by berth (with CrashLoopBackOff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Containers (same namespace) that must reach a condition before this one is created or
+    /// started. Same idea as Compose's `depends_on` with conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    /// Network namespace: `bridge` (default; attach to `networks`), `host`, `none`, or
+    /// `container:<name>` to share the namespace of replica 0 of Container `<name>` (same
+    /// namespace). Only `bridge` may be combined with `networks` and published `ports`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+}
+
+/// Docker's native health check. Durations are written like `10s`, `1m30s`, `500ms` and sent to
+/// the engine in nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The check, in Docker's form: `["CMD", "prog", "arg"]`, `["CMD-SHELL", "shell command"]`,
+    /// or `["NONE"]` to disable the image's check.
+    pub test: Vec<String>,
+    /// Time between checks; engine default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Time before one check counts as failed; engine default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Consecutive failures before `unhealthy`; engine default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Grace period after start during which failures do not count; engine default 0s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<String>,
+    /// Time between checks during the start period (needs Engine API 1.44+; reported and left
+    /// out on older engines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<String>,
+}
+
+/// One dependency of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dependency {
+    /// Name of a Container object in the same namespace.
+    pub name: String,
+    /// What must hold for every replica of it; default `Started`.
+    #[serde(default)]
+    pub condition: DependencyCondition,
+}
+
+/// Condition a dependency must reach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DependencyCondition {
+    /// Running (Compose's `service_started`).
+    #[default]
+    Started,
+    /// Running and its health check reports `healthy` (Compose's `service_healthy`).
+    Healthy,
+    /// Exited with code 0 (Compose's `service_completed_successfully`).
+    Completed,
 }
 
 impl ContainerSpec {

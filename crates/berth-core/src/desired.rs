@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use berth_api::{HostPathType, ObjectKey, Protocol, PullPolicy, ReclaimPolicy, RestartPolicy};
+use berth_api::{
+    DependencyCondition, HostPathType, ObjectKey, Protocol, PullPolicy, ReclaimPolicy,
+    RestartPolicy,
+};
 use serde::Serialize;
 
 /// Who an action or a retry belongs to: an object, or one replica of a `Container`.
@@ -126,6 +129,11 @@ pub struct DesiredContainer {
     pub networks: Vec<ObjectKey>,
     /// Volumes (object keys) the container needs.
     pub volumes: Vec<ObjectKey>,
+    /// Containers (object keys) that must reach a condition before this one is created or
+    /// started; includes the target of `networkMode: container:<name>` (condition `Started`).
+    pub depends_on: Vec<(ObjectKey, DependencyCondition)>,
+    /// Target of `networkMode: container:<name>`.
+    pub network_target: Option<ObjectKey>,
     /// Resolved engine configuration; hashed.
     pub config: ContainerConfig,
     /// Versioned hash of `config`.
@@ -201,6 +209,35 @@ pub struct ContainerConfig {
     /// `hostname:ip` entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<String>,
+    /// Native health check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckConfig>,
+    /// `host`, `none` or `container:<engine name of the target>`; `None` is the bridge mode
+    /// (attach to `networks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+}
+
+/// Native health check with durations in nanoseconds (the engine's unit).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HealthCheckConfig {
+    /// `["CMD", …]`, `["CMD-SHELL", …]` or `["NONE"]`.
+    pub test: Vec<String>,
+    /// Interval, nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_ns: Option<u64>,
+    /// Timeout, nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ns: Option<u64>,
+    /// Failures before unhealthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Start period, nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_period_ns: Option<u64>,
+    /// Start interval, nanoseconds (Engine API 1.44+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_interval_ns: Option<u64>,
 }
 
 impl ContainerConfig {

@@ -75,6 +75,37 @@ pub struct ObservedContainer {
     pub exit_code: Option<i64>,
     /// Attached networks: engine network name → network ID.
     pub networks: BTreeMap<String, String>,
+    /// Engine health, when the container has a health check.
+    pub health: Option<Health>,
+    /// The engine's `HostConfig.NetworkMode` (e.g. `container:<id>`), when not the default.
+    pub network_mode: Option<String>,
+}
+
+/// Health reported by the engine's native health check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Within the start period, or no result yet.
+    Starting,
+    /// Passing.
+    Healthy,
+    /// Failed `retries` times in a row.
+    Unhealthy,
+}
+
+impl Health {
+    /// Reads the health from the engine's status text (`Up 5 minutes (healthy)`); `None` when
+    /// the text carries no health (no health check).
+    pub fn from_status(status: &str) -> Option<Health> {
+        if status.contains("(healthy)") {
+            Some(Health::Healthy)
+        } else if status.contains("(unhealthy)") {
+            Some(Health::Unhealthy)
+        } else if status.contains("(health: starting)") {
+            Some(Health::Starting)
+        } else {
+            None
+        }
+    }
 }
 
 /// A network carrying berth's labels.

@@ -15,12 +15,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use berth_api::{ObjectKey, PullPolicy, RestartPolicy};
+use berth_api::{DependencyCondition, ObjectKey, PullPolicy, RestartPolicy};
 
 use crate::backoff::{RetryBook, RetryKind};
 use crate::desired::{ContainerConfig, DesiredState, NetworkConfig, Owner, VolumeConfig};
 use crate::labels;
-use crate::observed::{ObservedContainer, ObservedState, RunState};
+use crate::observed::{Health, ObservedContainer, ObservedState, RunState};
 
 /// One change to the engine.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +80,16 @@ pub enum Action {
         /// All labels.
         labels: BTreeMap<String, String>,
     },
+    /// Restart a running container (stop with its grace period, start again); counts as a
+    /// restart for CrashLoopBackOff.
+    RestartContainer {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+        /// Seconds between the stop signal and SIGKILL.
+        stop_timeout: u32,
+    },
     /// Start a container.
     StartContainer {
         /// Engine name.
@@ -102,6 +112,9 @@ impl std::fmt::Display for Action {
             Action::RemoveContainer { name, .. } => write!(f, "remove container {name}"),
             Action::CreateContainer { name, config, .. } => {
                 write!(f, "create container {name} ({})", config.image)
+            }
+            Action::RestartContainer { name, .. } => {
+                write!(f, "restart unhealthy container {name}")
             }
             Action::StartContainer {
                 name,
@@ -400,7 +413,12 @@ pub fn plan(
             by_replica.entry((k, r)).or_default().push(c);
         }
     }
-    for (key, dc) in &desired.containers {
+    let mut changing: BTreeSet<&ObjectKey> = BTreeSet::new();
+    for key in dependency_order(desired) {
+        let Some(dc) = desired.containers.get(key) else {
+            continue;
+        };
+        let actions_before = p.actions.len();
         // Dependencies: every network and volume must be usable.
         let mut deps = Vec::new();
         let mut blocked = None;
@@ -486,8 +504,20 @@ pub fn plan(
                     Some("created but never started".to_string())
                 }
                 Some(c) if c.state == RunState::Dead => Some("container is dead".to_string()),
-                Some(c) => network_drift(c, &dc.config, &net_ids, &replaced_nets),
+                Some(c) => network_drift(c, &dc.config, &net_ids, &replaced_nets)
+                    .or_else(|| namespace_drift(c, dc, &by_replica)),
             };
+            let needs_start = match (&recreate, current) {
+                (Some(_), _) => true,
+                (None, Some(c)) => {
+                    c.state == RunState::Exited && restart_wanted(dc.restart_policy, c)
+                }
+                (None, None) => false,
+            };
+            if needs_start && let Some(why) = dependency_gate(dc, desired, &by_replica, &changing) {
+                p.wait(&owner, "WaitingForDependency", why, None);
+                continue;
+            }
             match (recreate, current) {
                 (Some(reason), current) => {
                     let img_key = (dc.config.image.clone(), dc.pull_policy);
@@ -554,12 +584,7 @@ pub fn plan(
                     );
                 }
                 (None, Some(c)) if c.state == RunState::Exited => {
-                    let wanted = match dc.restart_policy {
-                        RestartPolicy::Always => true,
-                        RestartPolicy::OnFailure => c.exit_code != Some(0),
-                        RestartPolicy::Never => false,
-                    };
-                    if !wanted {
+                    if !restart_wanted(dc.restart_policy, c) {
                         continue;
                     }
                     if let Some(e) =
@@ -592,8 +617,40 @@ pub fn plan(
                         vec![],
                     );
                 }
+                (None, Some(c))
+                    if c.state == RunState::Running && c.health == Some(Health::Unhealthy) =>
+                {
+                    if let Some(e) =
+                        entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now)
+                    {
+                        p.wait(
+                            &owner,
+                            "Unhealthy",
+                            format!(
+                                "health check failing; restart {} delayed (CrashLoopBackOff)",
+                                e.attempts + 1
+                            ),
+                            Some(e.not_before),
+                        );
+                        continue;
+                    }
+                    p.push(
+                        &owner,
+                        &dc.hash,
+                        "health check reports unhealthy",
+                        Action::RestartContainer {
+                            id: c.id.clone(),
+                            name: c.name.clone(),
+                            stop_timeout: dc.config.stop_timeout(),
+                        },
+                        vec![],
+                    );
+                }
                 (None, _) => {}
             }
+        }
+        if p.actions.len() > actions_before {
+            changing.insert(key);
         }
     }
 
@@ -684,6 +741,131 @@ pub fn plan(
 
     reorder(&mut p);
     p
+}
+
+/// Whether `restartPolicy` wants an exited container started again.
+fn restart_wanted(policy: RestartPolicy, c: &ObservedContainer) -> bool {
+    match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => c.exit_code != Some(0),
+        RestartPolicy::Never => false,
+    }
+}
+
+/// Containers in an order where every container comes after its dependencies (cycles were
+/// removed by `resolve`; should one remain, its members come last in key order).
+fn dependency_order(desired: &DesiredState) -> Vec<&ObjectKey> {
+    let mut order: Vec<&ObjectKey> = Vec::with_capacity(desired.containers.len());
+    let mut placed: BTreeSet<&ObjectKey> = BTreeSet::new();
+    while order.len() < desired.containers.len() {
+        let before = order.len();
+        for (k, c) in &desired.containers {
+            if !placed.contains(k)
+                && c.depends_on
+                    .iter()
+                    .all(|(d, _)| placed.contains(d) || !desired.containers.contains_key(d))
+            {
+                placed.insert(k);
+                order.push(k);
+            }
+        }
+        if order.len() == before {
+            for k in desired.containers.keys() {
+                if placed.insert(k) {
+                    order.push(k);
+                }
+            }
+        }
+    }
+    order
+}
+
+/// Why `dc` may not be created or started yet: the first dependency whose condition does not
+/// hold (every replica must satisfy it), or that is being changed in this very plan.
+fn dependency_gate(
+    dc: &crate::desired::DesiredContainer,
+    desired: &DesiredState,
+    by_replica: &BTreeMap<(&ObjectKey, u32), Vec<&ObservedContainer>>,
+    changing: &BTreeSet<&ObjectKey>,
+) -> Option<String> {
+    for (dk, cond) in &dc.depends_on {
+        let Some(dep) = desired.containers.get(dk) else {
+            return Some(format!("dependency {dk} is not declared or blocked"));
+        };
+        if changing.contains(dk) {
+            return Some(format!(
+                "dependency {} is being created or changed",
+                dk.name
+            ));
+        }
+        for r in 0..dep.replicas {
+            let name = labels::container_name(dk, r, dep.container_name.as_deref());
+            let Some(c) = by_replica
+                .get(&(dk, r))
+                .and_then(|cs| cs.iter().find(|c| c.name == name))
+            else {
+                return Some(format!("dependency {name} does not exist yet"));
+            };
+            let exited = |what: &str| {
+                format!(
+                    "dependency {name} exited with code {} ({what})",
+                    c.exit_code.map_or("unknown".to_string(), |x| x.to_string())
+                )
+            };
+            let ok = match cond {
+                DependencyCondition::Started => c.state == RunState::Running,
+                DependencyCondition::Healthy => {
+                    c.state == RunState::Running && c.health == Some(Health::Healthy)
+                }
+                DependencyCondition::Completed => {
+                    c.state == RunState::Exited && c.exit_code == Some(0)
+                }
+            };
+            if !ok {
+                return Some(match (cond, c.state, c.health) {
+                    (DependencyCondition::Completed, RunState::Exited, _) => {
+                        exited("condition Completed needs code 0")
+                    }
+                    (DependencyCondition::Completed, _, _) => {
+                        format!("waiting for dependency {name} to complete")
+                    }
+                    (_, RunState::Exited, _) => exited("condition needs it running"),
+                    (DependencyCondition::Healthy, RunState::Running, None) => {
+                        format!(
+                            "dependency {name} has no health check, so condition Healthy cannot hold"
+                        )
+                    }
+                    (DependencyCondition::Healthy, RunState::Running, Some(h)) => {
+                        format!("waiting for dependency {name} to become healthy (now {h:?})")
+                    }
+                    _ => format!("waiting for dependency {name} to run"),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Why a container sharing another's network namespace must be recreated: the other container
+/// was replaced (its ID differs from the one the namespace was taken from).
+fn namespace_drift(
+    c: &ObservedContainer,
+    dc: &crate::desired::DesiredContainer,
+    by_replica: &BTreeMap<(&ObjectKey, u32), Vec<&ObservedContainer>>,
+) -> Option<String> {
+    let target = dc.network_target.as_ref()?;
+    let target_name = dc
+        .config
+        .network_mode
+        .as_deref()?
+        .strip_prefix("container:")?;
+    let current = by_replica
+        .get(&(target, 0))
+        .and_then(|cs| cs.iter().find(|t| t.name == target_name))?;
+    let want = format!("container:{}", current.id);
+    (c.network_mode.as_deref() != Some(want.as_str())).then(|| {
+        format!("the container whose network namespace it shares ({target_name}) was replaced")
+    })
 }
 
 /// Why an up-to-date container must still be recreated because of its networks.

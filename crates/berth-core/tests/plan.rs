@@ -8,6 +8,7 @@ use berth_api::*;
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::hash::spec_hash;
 use berth_core::labels;
+use berth_core::observed::Health;
 use berth_core::resolve::resolve;
 use berth_core::{
     Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, Owner, Plan,
@@ -139,7 +140,35 @@ impl Sim {
                         state: RunState::Created,
                         exit_code: None,
                         networks,
+                        health: None,
+                        network_mode: config.network_mode.as_ref().map(|m| {
+                            match m.strip_prefix("container:") {
+                                Some(target) => {
+                                    let id = self
+                                        .state
+                                        .containers
+                                        .iter()
+                                        .find(|t| t.name == target)
+                                        .map(|t| t.id.clone());
+                                    format!(
+                                        "container:{}",
+                                        id.expect("target exists before dependent")
+                                    )
+                                }
+                                None => m.clone(),
+                            }
+                        }),
                     });
+                }
+                Action::RestartContainer { id, .. } => {
+                    let c = self
+                        .state
+                        .containers
+                        .iter_mut()
+                        .find(|c| &c.id == id)
+                        .expect("exists");
+                    c.state = RunState::Running;
+                    c.health = None;
                 }
                 Action::StartContainer { name, .. } => {
                     let c = self
@@ -576,4 +605,219 @@ fn golden_spec_hashes() {
     .collect();
     assert_eq!(got, want);
     assert_eq!(spec_hash(&()), "v1-74234e98afe7498f", "hash of JSON null");
+}
+
+fn with_deps(condition: DependencyCondition) -> Vec<Manifest> {
+    let mut objs = stack();
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.depends_on = vec![Dependency {
+            name: "db".into(),
+            condition,
+        }];
+    }
+    objs
+}
+
+fn set_db(sim: &mut Sim, state: RunState, health: Option<Health>, exit: Option<i64>) {
+    let c = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_db_0")
+        .expect("db");
+    c.state = state;
+    c.health = health;
+    c.exit_code = exit;
+}
+
+fn waiting_reason(p: &Plan, name: &str) -> Option<String> {
+    p.waiting
+        .iter()
+        .find(|w| w.owner.key.name == name)
+        .map(|w| format!("{}: {}", w.reason, w.message))
+}
+
+#[test]
+fn dependent_waits_until_dependency_is_healthy() {
+    let objs = with_deps(DependencyCondition::Healthy);
+    let desired = resolve(&objs);
+    let mut sim = Sim::default();
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(
+        !names(&p).iter().any(|n| n.contains("app_web_0")),
+        "{:?}",
+        names(&p)
+    );
+    assert!(waiting_reason(&p, "web").is_some_and(|w| w.starts_with("WaitingForDependency")));
+    sim.apply(&p);
+    set_db(&mut sim, RunState::Running, Some(Health::Starting), None);
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(p.is_empty());
+    assert!(
+        waiting_reason(&p, "web").is_some_and(|w| w.contains("become healthy")),
+        "{:?}",
+        p.waiting
+    );
+    set_db(&mut sim, RunState::Running, Some(Health::Healthy), None);
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(
+        names(&p).contains(&"start container app_web_0".to_string()),
+        "{:?}",
+        names(&p)
+    );
+}
+
+#[test]
+fn failed_dependency_keeps_dependent_waiting_with_reason() {
+    let objs = with_deps(DependencyCondition::Started);
+    let desired = resolve(&objs);
+    let mut sim = Sim::default();
+    sim.apply(&plan(
+        &desired,
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    ));
+    set_db(&mut sim, RunState::Exited, None, Some(1));
+    let mut book = RetryBook::default();
+    let db = ObjectKey::new(Kind::Container, "app", "db");
+    book.record_restart(
+        Owner::replica(db.clone(), 0),
+        &desired.containers[&db].hash,
+        Instant::now(),
+        Backoff::CRASH_LOOP,
+    );
+    let p = plan(&desired, &sim.state, &book, Instant::now());
+    assert!(waiting_reason(&p, "db").is_some_and(|w| w.starts_with("CrashLoopBackOff")));
+    assert!(
+        waiting_reason(&p, "web").is_some_and(|w| w.contains("exited with code 1")),
+        "{:?}",
+        p.waiting
+    );
+    assert!(p.actions.iter().all(|a| a.owner.key.name != "web"));
+}
+
+#[test]
+fn completed_condition_needs_exit_zero() {
+    let objs = with_deps(DependencyCondition::Completed);
+    let desired = resolve(&objs);
+    let mut sim = Sim::default();
+    sim.apply(&plan(
+        &desired,
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    ));
+    set_db(&mut sim, RunState::Running, None, None);
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(waiting_reason(&p, "web").is_some_and(|w| w.contains("to complete")));
+    set_db(&mut sim, RunState::Exited, None, Some(0));
+    let mut objs = objs;
+    if let Manifest::Container { spec, .. } = &mut objs[3] {
+        spec.restart_policy = RestartPolicy::OnFailure;
+    }
+    let p = plan(
+        &resolve(&objs),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    assert!(
+        names(&p).contains(&"start container app_web_0".to_string()),
+        "{:?}",
+        names(&p)
+    );
+}
+
+#[test]
+fn cycles_and_unknown_dependencies_are_blocked() {
+    let mut objs = with_deps(DependencyCondition::Started);
+    if let Manifest::Container { spec, .. } = &mut objs[3] {
+        spec.depends_on = vec![Dependency {
+            name: "web".into(),
+            ..Default::default()
+        }];
+    }
+    let d = resolve(&objs);
+    assert!(d.containers.is_empty());
+    assert!(
+        d.blocked.values().any(|w| w.contains("cycle")),
+        "{:?}",
+        d.blocked
+    );
+    let mut objs = with_deps(DependencyCondition::Started);
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.depends_on[0].name = "nope".into();
+    }
+    let d = resolve(&objs);
+    assert!(
+        d.blocked
+            .values()
+            .any(|w| w.contains("\"nope\" is not declared")),
+        "{:?}",
+        d.blocked
+    );
+}
+
+#[test]
+fn unhealthy_container_is_restarted_with_backoff_but_not_while_starting() {
+    let desired = resolve(&stack());
+    let mut sim = Sim::default();
+    sim.apply(&plan(
+        &desired,
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    ));
+    set_db(&mut sim, RunState::Running, Some(Health::Starting), None);
+    assert!(plan(&desired, &sim.state, &RetryBook::default(), Instant::now()).is_empty());
+    set_db(&mut sim, RunState::Running, Some(Health::Unhealthy), None);
+    let now = Instant::now();
+    let p = plan(&desired, &sim.state, &RetryBook::default(), now);
+    assert_eq!(names(&p), vec!["restart unhealthy container app_db_0"]);
+    let mut book = RetryBook::default();
+    book.record_restart(
+        p.actions[0].owner.clone(),
+        &p.actions[0].hash,
+        now,
+        Backoff::CRASH_LOOP,
+    );
+    let p = plan(&desired, &sim.state, &book, now + Duration::from_secs(1));
+    assert!(p.is_empty());
+    assert!(waiting_reason(&p, "db").is_some_and(|w| w.starts_with("Unhealthy")));
+}
+
+#[test]
+fn shared_network_namespace_follows_a_replaced_target() {
+    let mut objs = stack();
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.networks.clear();
+        spec.network_mode = Some("container:db".into());
+    }
+    let desired = resolve(&objs);
+    let pass = |sim: &mut Sim| {
+        let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+        sim.apply(&p);
+        names(&p)
+    };
+    let mut sim = Sim::default();
+    let first = pass(&mut sim);
+    assert!(
+        first.iter().all(|n| !n.contains("app_web_0")),
+        "web waits for db in the first pass: {first:?}"
+    );
+    assert!(pass(&mut sim).contains(&"start container app_web_0".to_string()));
+    assert!(pass(&mut sim).is_empty(), "converged");
+    let web_id = sim.container_id("app_web_0");
+    // db really replaced: web follows in the next pass, once db runs again.
+    sim.state.containers.retain(|c| c.name != "app_db_0");
+    let p = pass(&mut sim);
+    assert!(p.iter().all(|n| !n.contains("app_web_0")), "{p:?}");
+    let p = pass(&mut sim);
+    assert!(
+        p.contains(&"remove container app_web_0".to_string()),
+        "{p:?}"
+    );
+    assert!(pass(&mut sim).is_empty());
+    assert_ne!(sim.container_id("app_web_0"), web_id);
 }

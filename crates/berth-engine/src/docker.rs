@@ -10,16 +10,19 @@ use berth_core::desired::{
     ContainerConfig, HostPathTypeConfig, MountSource, NetworkConfig, VolumeConfig,
 };
 use berth_core::labels;
+use berth_core::observed::Health;
 use berth_core::{
     Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, RunState,
 };
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
+use bollard::models::HealthConfig;
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount,
     MountTmpfsOptions, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
     PortBinding, VolumeCreateRequest,
 };
+use bollard::query_parameters::RestartContainerOptionsBuilder;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -176,6 +179,11 @@ impl DockerEngine {
                 continue;
             }
             let state = RunState::parse(&c.state.map(|s| s.to_string()).unwrap_or_default());
+            let health = c.status.as_deref().and_then(Health::from_status);
+            let network_mode = c
+                .host_config
+                .and_then(|h| h.network_mode)
+                .filter(|m| m.starts_with("container:") || m == "host" || m == "none");
             let nets = c
                 .network_settings
                 .and_then(|s| s.networks)
@@ -192,6 +200,8 @@ impl DockerEngine {
                 state,
                 exit_code: None,
                 networks: nets,
+                health,
+                network_mode,
             });
         }
         let exited: Vec<usize> = (0..obs.containers.len())
@@ -423,7 +433,41 @@ impl DockerEngine {
         l: &BTreeMap<String, String>,
     ) -> Result<(), EngineError> {
         prepare_host_paths(c)?;
-        let body = container_body(c, l);
+        let mut body = container_body(c, l);
+        // `container:<name>` is pinned to the target's current ID, so that a replaced target is
+        // visible as drift (the observed mode then names a dead ID).
+        if let Some(target) = c
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
+            self.count();
+            let id = self
+                .docker
+                .inspect_container(target, None)
+                .await
+                .map_err(api(format!(
+                    "find container {target} whose network namespace {name} shares"
+                )))?
+                .id
+                .unwrap_or_default();
+            if let Some(hc) = body.host_config.as_mut() {
+                hc.network_mode = Some(format!("container:{id}"));
+            }
+        }
+        if let Some(h) = body.healthcheck.as_mut()
+            && h.start_interval.is_some()
+        {
+            let v = self.docker.client_version();
+            if (v.major_version, v.minor_version) < (1, 44) {
+                tracing::warn!(
+                    container = name,
+                    api = %format!("{}.{}", v.major_version, v.minor_version),
+                    "healthCheck.startInterval needs Engine API 1.44 or newer; not sent to this engine"
+                );
+                h.start_interval = None;
+            }
+        }
         self.count();
         self.docker
             .create_container(
@@ -538,6 +582,21 @@ impl Runtime for DockerEngine {
                 labels,
             } => self.create_container(name, config, labels).await,
             Action::StartContainer { name, .. } => self.start_container(name).await,
+            Action::RestartContainer {
+                id,
+                name,
+                stop_timeout,
+            } => {
+                let t = i32::try_from(*stop_timeout).unwrap_or(i32::MAX);
+                self.count();
+                self.docker
+                    .restart_container(
+                        id,
+                        Some(RestartContainerOptionsBuilder::default().t(t).build()),
+                    )
+                    .await
+                    .map_err(api(format!("restart container {name}")))
+            }
         }
     }
 }
@@ -614,6 +673,15 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
             mount
         })
         .collect();
+    let ns_i64 = |v: Option<u64>| v.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let healthcheck = c.health_check.as_ref().map(|h| HealthConfig {
+        test: Some(h.test.clone()),
+        interval: ns_i64(h.interval_ns),
+        timeout: ns_i64(h.timeout_ns),
+        retries: h.retries.map(i64::from),
+        start_period: ns_i64(h.start_period_ns),
+        start_interval: ns_i64(h.start_interval_ns),
+    });
     let networking = c.networks.first().map(|a| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(a.network.clone(), endpoint(a))])),
     });
@@ -630,6 +698,7 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
         stop_signal: c.stop_signal.clone(),
         stop_timeout: Some(i64::from(c.stop_timeout())),
         networking_config: networking,
+        healthcheck,
         host_config: Some(HostConfig {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             mounts: Some(mounts),
@@ -640,7 +709,10 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
             readonly_rootfs: Some(c.read_only_root_filesystem),
             init: c.init.then_some(true),
             extra_hosts: (!c.extra_hosts.is_empty()).then(|| c.extra_hosts.clone()),
-            network_mode: c.networks.first().map(|a| a.network.clone()),
+            network_mode: c
+                .network_mode
+                .clone()
+                .or_else(|| c.networks.first().map(|a| a.network.clone())),
             ..Default::default()
         }),
         ..Default::default()

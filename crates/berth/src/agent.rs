@@ -69,16 +69,15 @@ impl Reconciler {
             });
         }
         for a in &plan.actions {
-            if let Action::StartContainer {
-                restart: true,
-                name,
-            } = &a.action
-            {
-                let e = self
-                    .book
-                    .record_restart(a.owner.clone(), &a.hash, now, self.crash_backoff);
-                tracing::info!(owner = %a.owner, container = %name, restart_count = e.attempts, "restarting exited container");
-            }
+            let why = match &a.action {
+                Action::StartContainer { restart: true, .. } => "restarting exited container",
+                Action::RestartContainer { .. } => "restarting unhealthy container",
+                _ => continue,
+            };
+            let e = self
+                .book
+                .record_restart(a.owner.clone(), &a.hash, now, self.crash_backoff);
+            tracing::info!(owner = %a.owner, restart_count = e.attempts, next_restart_not_before = ?e.not_before.saturating_duration_since(now), "{why}");
         }
         let outcomes = execute(&self.engine, &plan, self.parallelism).await;
         let mut failed: BTreeSet<&Owner> = BTreeSet::new();
