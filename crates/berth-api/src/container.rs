@@ -101,6 +101,18 @@ pub struct ContainerSpec {
     /// started. Same idea as Compose's `depends_on` with conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,
+    /// Restart the container when this probe fails (same meaning as Kubernetes'
+    /// `livenessProbe`); run by the agent, not the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// Whether the container is ready (Kubernetes' `readinessProbe`): gates `dependsOn`
+    /// condition `Healthy`. Run by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    /// Must succeed once before liveness and readiness probes run; failing it
+    /// `failureThreshold` times restarts the container (Kubernetes' `startupProbe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
     /// Network namespace: `bridge` (default; attach to `networks`), `host`, `none`, or
     /// `container:<name>` to share the namespace of replica 0 of Container `<name>` (same
     /// namespace). Only `bridge` may be combined with `networks` and published `ports`.
@@ -132,6 +144,98 @@ pub struct HealthCheck {
     /// out on older engines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_interval: Option<String>,
+}
+
+/// A probe run by the agent (Kubernetes' `Probe`): exactly one of `exec`, `httpGet`,
+/// `tcpSocket`. Defaults are Kubernetes': delay 0 s, period 10 s, timeout 1 s, success
+/// threshold 1, failure threshold 3.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probe {
+    /// Run a command inside the container; exit code 0 is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecAction>,
+    /// HTTP GET; a status from 200 to 399 is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    /// TCP connect; an established connection is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
+    /// Seconds after the container started before the first probe; default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay_seconds: Option<u32>,
+    /// Seconds between probes; default 10, minimum 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<u32>,
+    /// Seconds before a probe attempt counts as failed; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// Consecutive successes to count as passing after a failure; default 1 (must be 1 for
+    /// liveness and startup probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_threshold: Option<u32>,
+    /// Consecutive failures to count as failing; default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+}
+
+impl Probe {
+    /// `initialDelaySeconds` after defaulting.
+    pub fn initial_delay(&self) -> u32 {
+        self.initial_delay_seconds.unwrap_or(0)
+    }
+    /// `periodSeconds` after defaulting (at least 1).
+    pub fn period(&self) -> u32 {
+        self.period_seconds.unwrap_or(10).max(1)
+    }
+    /// `timeoutSeconds` after defaulting (at least 1).
+    pub fn timeout(&self) -> u32 {
+        self.timeout_seconds.unwrap_or(1).max(1)
+    }
+    /// `successThreshold` after defaulting.
+    pub fn success_threshold(&self) -> u32 {
+        self.success_threshold.unwrap_or(1).max(1)
+    }
+    /// `failureThreshold` after defaulting.
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold.unwrap_or(3).max(1)
+    }
+}
+
+/// A command run inside the container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecAction {
+    /// Command and arguments (no shell unless you call one).
+    pub command: Vec<String>,
+}
+
+/// An HTTP GET request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpGetAction {
+    /// Path; default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Port, 1–65535.
+    pub port: u16,
+    /// Host to connect to; default the container's IP address (127.0.0.1 with `networkMode: host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Extra request headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_headers: Vec<EnvVar>,
+}
+
+/// A TCP connection attempt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpSocketAction {
+    /// Port, 1–65535.
+    pub port: u16,
+    /// Host; default the container's IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One dependency of a container.

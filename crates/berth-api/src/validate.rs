@@ -390,6 +390,41 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
             );
         }
     }
+    for (field, probe) in [
+        ("livenessProbe", &spec.liveness_probe),
+        ("readinessProbe", &spec.readiness_probe),
+        ("startupProbe", &spec.startup_probe),
+    ] {
+        let Some(pr) = probe else { continue };
+        let handlers = [
+            pr.exec.is_some(),
+            pr.http_get.is_some(),
+            pr.tcp_socket.is_some(),
+        ];
+        if handlers.iter().filter(|h| **h).count() != 1 {
+            e.push(
+                format!("spec.{field}"),
+                "expected exactly one of exec, httpGet, tcpSocket",
+            );
+        }
+        if pr.exec.as_ref().is_some_and(|x| x.command.is_empty()) {
+            e.push(
+                format!("spec.{field}.exec.command"),
+                "expected a non-empty command",
+            );
+        }
+        if pr.http_get.as_ref().is_some_and(|h| h.port == 0)
+            || pr.tcp_socket.as_ref().is_some_and(|t| t.port == 0)
+        {
+            e.push(format!("spec.{field}"), "expected a port from 1 to 65535");
+        }
+        if field != "readinessProbe" && pr.success_threshold.is_some_and(|t| t != 1) {
+            e.push(
+                format!("spec.{field}.successThreshold"),
+                "must be 1 for liveness and startup probes (as in Kubernetes)",
+            );
+        }
+    }
     if let Some(mode) = &spec.network_mode {
         match mode.as_str() {
             "bridge" => {}

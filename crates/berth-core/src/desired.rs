@@ -134,6 +134,8 @@ pub struct DesiredContainer {
     pub depends_on: Vec<(ObjectKey, DependencyCondition)>,
     /// Target of `networkMode: container:<name>`.
     pub network_target: Option<ObjectKey>,
+    /// Probes run by the agent (not hashed: changing a probe does not recreate the container).
+    pub probes: Probes,
     /// Resolved engine configuration; hashed.
     pub config: ContainerConfig,
     /// Versioned hash of `config`.
@@ -216,6 +218,24 @@ pub struct ContainerConfig {
     /// (attach to `networks`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
+}
+
+/// The agent-run probes of a container (Kubernetes semantics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probes {
+    /// `livenessProbe`.
+    pub liveness: Option<berth_api::Probe>,
+    /// `readinessProbe`.
+    pub readiness: Option<berth_api::Probe>,
+    /// `startupProbe`.
+    pub startup: Option<berth_api::Probe>,
+}
+
+impl Probes {
+    /// True when no probe is declared.
+    pub fn is_empty(&self) -> bool {
+        self.liveness.is_none() && self.readiness.is_none() && self.startup.is_none()
+    }
 }
 
 /// Native health check with durations in nanoseconds (the engine's unit).

@@ -79,6 +79,21 @@ pub struct ObservedContainer {
     pub health: Option<Health>,
     /// The engine's `HostConfig.NetworkMode` (e.g. `container:<id>`), when not the default.
     pub network_mode: Option<String>,
+    /// Results of the agent-run probes, when the container has any.
+    pub probe: Option<ProbeStatus>,
+}
+
+/// What the agent's probes say about one running container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProbeStatus {
+    /// The startup probe succeeded (true when there is none).
+    pub started: bool,
+    /// Readiness: `None` without a readiness probe; `Some(false)` until it passes.
+    pub ready: Option<bool>,
+    /// False once the liveness (or startup) probe failed `failureThreshold` times in a row.
+    pub live: bool,
+    /// Last failure message, for reports.
+    pub message: Option<String>,
 }
 
 /// Health reported by the engine's native health check.
@@ -90,6 +105,22 @@ pub enum Health {
     Healthy,
     /// Failed `retries` times in a row.
     Unhealthy,
+}
+
+impl ObservedContainer {
+    /// True when the container reports healthy: it has an engine health check or a readiness
+    /// probe, and every one of them passes.
+    pub fn healthy(&self) -> bool {
+        let ready = self.probe.as_ref().and_then(|p| p.ready);
+        (self.health.is_some() || ready.is_some())
+            && self.health.is_none_or(|h| h == Health::Healthy)
+            && ready.is_none_or(|r| r)
+    }
+
+    /// True when the engine health check or the liveness/startup probe says restart.
+    pub fn failing(&self) -> bool {
+        self.health == Some(Health::Unhealthy) || self.probe.as_ref().is_some_and(|p| !p.live)
+    }
 }
 
 impl Health {

@@ -20,7 +20,7 @@ use berth_api::{DependencyCondition, ObjectKey, PullPolicy, RestartPolicy};
 use crate::backoff::{RetryBook, RetryKind};
 use crate::desired::{ContainerConfig, DesiredState, NetworkConfig, Owner, VolumeConfig};
 use crate::labels;
-use crate::observed::{Health, ObservedContainer, ObservedState, RunState};
+use crate::observed::{ObservedContainer, ObservedState, RunState};
 
 /// One change to the engine.
 #[derive(Clone, Debug, PartialEq)]
@@ -617,9 +617,7 @@ pub fn plan(
                         vec![],
                     );
                 }
-                (None, Some(c))
-                    if c.state == RunState::Running && c.health == Some(Health::Unhealthy) =>
-                {
+                (None, Some(c)) if c.state == RunState::Running && c.failing() => {
                     if let Some(e) =
                         entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now)
                     {
@@ -637,7 +635,13 @@ pub fn plan(
                     p.push(
                         &owner,
                         &dc.hash,
-                        "health check reports unhealthy",
+                        match &c.probe {
+                            Some(pr) if !pr.live => format!(
+                                "liveness probe failed: {}",
+                                pr.message.as_deref().unwrap_or("no detail")
+                            ),
+                            _ => "health check reports unhealthy".to_string(),
+                        },
                         Action::RestartContainer {
                             id: c.id.clone(),
                             name: c.name.clone(),
@@ -814,9 +818,7 @@ fn dependency_gate(
             };
             let ok = match cond {
                 DependencyCondition::Started => c.state == RunState::Running,
-                DependencyCondition::Healthy => {
-                    c.state == RunState::Running && c.health == Some(Health::Healthy)
-                }
+                DependencyCondition::Healthy => c.state == RunState::Running && c.healthy(),
                 DependencyCondition::Completed => {
                     c.state == RunState::Exited && c.exit_code == Some(0)
                 }
@@ -830,10 +832,15 @@ fn dependency_gate(
                         format!("waiting for dependency {name} to complete")
                     }
                     (_, RunState::Exited, _) => exited("condition needs it running"),
-                    (DependencyCondition::Healthy, RunState::Running, None) => {
+                    (DependencyCondition::Healthy, RunState::Running, None)
+                        if c.probe.as_ref().and_then(|p| p.ready).is_none() =>
+                    {
                         format!(
-                            "dependency {name} has no health check, so condition Healthy cannot hold"
+                            "dependency {name} has no health check or readiness probe, so condition Healthy cannot hold"
                         )
+                    }
+                    (DependencyCondition::Healthy, RunState::Running, None) => {
+                        format!("waiting for dependency {name} to become ready (readiness probe)")
                     }
                     (DependencyCondition::Healthy, RunState::Running, Some(h)) => {
                         format!("waiting for dependency {name} to become healthy (now {h:?})")

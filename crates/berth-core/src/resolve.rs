@@ -370,6 +370,11 @@ fn container(
         volumes,
         depends_on,
         network_target,
+        probes: crate::desired::Probes {
+            liveness: spec.liveness_probe.clone(),
+            readiness: spec.readiness_probe.clone(),
+            startup: spec.startup_probe.clone(),
+        },
         hash: spec_hash(&config),
         config,
     })

@@ -8,7 +8,7 @@ use berth_api::*;
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::hash::spec_hash;
 use berth_core::labels;
-use berth_core::observed::Health;
+use berth_core::observed::{Health, ProbeStatus};
 use berth_core::resolve::resolve;
 use berth_core::{
     Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, Owner, Plan,
@@ -141,6 +141,7 @@ impl Sim {
                         exit_code: None,
                         networks,
                         health: None,
+                        probe: None,
                         network_mode: config.network_mode.as_ref().map(|m| {
                             match m.strip_prefix("container:") {
                                 Some(target) => {
@@ -820,4 +821,74 @@ fn shared_network_namespace_follows_a_replaced_target() {
     );
     assert!(pass(&mut sim).is_empty());
     assert_ne!(sim.container_id("app_web_0"), web_id);
+}
+
+#[test]
+fn failed_liveness_probe_restarts_and_readiness_gates_dependents() {
+    let objs = with_deps(DependencyCondition::Healthy);
+    let desired = resolve(&objs);
+    let mut sim = Sim::default();
+    sim.apply(&plan(
+        &desired,
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    ));
+    let probe = |ready: Option<bool>, live: bool| ProbeStatus {
+        started: true,
+        ready,
+        live,
+        message: Some("GET /: HTTP 500".into()),
+    };
+    let db = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_db_0")
+        .expect("db");
+    db.state = RunState::Running;
+    db.probe = Some(probe(Some(false), true));
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(
+        waiting_reason(&p, "web").is_some_and(|w| w.contains("become ready")),
+        "{:?}",
+        p.waiting
+    );
+    let db = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_db_0")
+        .expect("db");
+    db.probe = Some(probe(Some(true), true));
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(
+        names(&p).contains(&"start container app_web_0".to_string()),
+        "{:?}",
+        names(&p)
+    );
+    let db = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_db_0")
+        .expect("db");
+    db.probe = Some(probe(Some(true), false));
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    let restart = p
+        .actions
+        .iter()
+        .find(|a| a.owner.key.name == "db")
+        .expect("db restarted");
+    assert_eq!(
+        restart.action.to_string(),
+        "restart unhealthy container app_db_0"
+    );
+    assert!(
+        restart
+            .reason
+            .contains("liveness probe failed: GET /: HTTP 500"),
+        "{}",
+        restart.reason
+    );
 }

@@ -202,6 +202,7 @@ impl DockerEngine {
                 networks: nets,
                 health,
                 network_mode,
+                probe: None,
             });
         }
         let exited: Vec<usize> = (0..obs.containers.len())

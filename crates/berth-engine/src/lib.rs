@@ -6,6 +6,8 @@
 
 mod docker;
 mod executor;
+mod prober;
 
 pub use docker::{DockerEngine, EngineError};
 pub use executor::{Outcome, Runtime, execute};
+pub use prober::{ProbeTarget, Prober};

@@ -12,7 +12,7 @@ use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::plan::Waiting;
 use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Owner, Plan, plan};
-use berth_engine::{DockerEngine, Outcome, execute};
+use berth_engine::{DockerEngine, Outcome, ProbeTarget, Prober, execute};
 use berth_sources::directory::DirectorySource;
 use rand::Rng;
 
@@ -48,16 +48,21 @@ pub struct Reconciler {
     pub parallelism: usize,
     /// CrashLoopBackOff delays.
     pub crash_backoff: Backoff,
+    /// Runs probes (the agent); `None` for one-shot commands, which do not wait for probes.
+    pub prober: Option<Prober>,
 }
 
 impl Reconciler {
     /// One pass. Errors only when the engine cannot be observed (then nothing is planned).
     pub async fn pass(&mut self, desired: &DesiredState) -> anyhow::Result<PassReport> {
-        let observed = self
+        let mut observed = self
             .engine
             .observe(&desired.instance)
             .await
             .context("observe the engine")?;
+        if let Some(prober) = &self.prober {
+            attach_probe_results(prober, desired, &mut observed);
+        }
         let now = Instant::now();
         self.book
             .expire_restarts(now, CRASH_RESET, |owner, hash| wanted(desired, owner, hash));
@@ -80,6 +85,13 @@ impl Reconciler {
             tracing::info!(owner = %a.owner, restart_count = e.attempts, next_restart_not_before = ?e.not_before.saturating_duration_since(now), "{why}");
         }
         let outcomes = execute(&self.engine, &plan, self.parallelism).await;
+        if let Some(prober) = &self.prober {
+            for (a, o) in plan.actions.iter().zip(&outcomes) {
+                if let (Action::RestartContainer { id, .. }, Ok(())) = (&a.action, &o.result) {
+                    prober.reset(id);
+                }
+            }
+        }
         let mut failed: BTreeSet<&Owner> = BTreeSet::new();
         for o in &outcomes {
             let a = &plan.actions[o.id];
@@ -103,6 +115,44 @@ impl Reconciler {
         }
         Ok(PassReport { plan, outcomes })
     }
+}
+
+/// Copies the prober's results into the observed containers and points the prober at the
+/// running containers that have probes. A container the prober has not seen yet counts as
+/// just started (not ready, live).
+fn attach_probe_results(
+    prober: &Prober,
+    desired: &DesiredState,
+    observed: &mut berth_core::ObservedState,
+) {
+    let mut targets = Vec::new();
+    for c in &mut observed.containers {
+        let Some(dc) = c.key.as_ref().and_then(|k| desired.containers.get(k)) else {
+            continue;
+        };
+        if dc.probes.is_empty()
+            || c.state != berth_core::RunState::Running
+            || c.hash.as_deref() != Some(&dc.hash)
+        {
+            continue;
+        }
+        c.probe = Some(
+            prober
+                .status(&c.id)
+                .unwrap_or(berth_core::observed::ProbeStatus {
+                    started: dc.probes.startup.is_none(),
+                    ready: dc.probes.readiness.as_ref().map(|_| false),
+                    live: true,
+                    message: None,
+                }),
+        );
+        targets.push(ProbeTarget {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            probes: dc.probes.clone(),
+        });
+    }
+    prober.sync(&targets);
 }
 
 /// True when the desired state still wants `owner` at `hash` (its retry entry stays relevant).
@@ -135,7 +185,10 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
         .watch(Duration::from_millis(args.debounce_ms), args.resync())
         .context("watch the manifest directory")?;
     let mut events = engine.events();
+    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel(16);
+    let prober = Prober::new(engine.client().clone(), probe_tx);
     let mut rec = Reconciler {
+        prober: Some(prober),
         engine,
         book: RetryBook::default(),
         parallelism: args.parallelism,
@@ -219,6 +272,10 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                 if ev.is_none() { anyhow::bail!("engine event stream stopped"); }
                 while events.try_recv().is_ok() {}
                 reason = "engine event";
+            }
+            _ = probe_rx.recv() => {
+                while probe_rx.try_recv().is_ok() {}
+                reason = "probe result";
             }
             _ = relist.tick() => reason = "periodic relist",
             _ = retry => reason = "retry due",

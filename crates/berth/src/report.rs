@@ -72,6 +72,7 @@ pub async fn apply(instance: &str, args: ApplyArgs) -> anyhow::Result<ExitCode> 
         book: RetryBook::default(),
         parallelism: args.parallelism,
         crash_backoff: Backoff::CRASH_LOOP,
+        prober: None,
     };
     let started = Instant::now();
     let report = rec.pass(&desired).await?;
