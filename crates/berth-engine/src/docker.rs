@@ -538,6 +538,12 @@ impl DockerEngine {
     }
 }
 
+impl crate::executor::Engine for DockerEngine {
+    async fn observe(&self, instance: &str) -> Result<ObservedState, EngineError> {
+        DockerEngine::observe(self, instance).await
+    }
+}
+
 impl Runtime for DockerEngine {
     async fn execute(&self, action: &Action) -> Result<(), EngineError> {
         match action {

@@ -14,6 +14,15 @@ pub trait Runtime {
     fn execute(&self, action: &Action) -> impl Future<Output = Result<(), EngineError>> + Send;
 }
 
+/// A container engine as the agent loop needs it: observe, then carry out actions.
+pub trait Engine: Runtime {
+    /// One relist of the engine's objects of berth instance `instance`.
+    fn observe(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<berth_core::ObservedState, EngineError>> + Send;
+}
+
 /// What happened to one planned action.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {

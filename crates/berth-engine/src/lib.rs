@@ -9,5 +9,5 @@ mod executor;
 mod prober;
 
 pub use docker::{DockerEngine, EngineError};
-pub use executor::{Outcome, Runtime, execute};
+pub use executor::{Engine, Outcome, Runtime, execute};
 pub use prober::{ProbeTarget, Prober};

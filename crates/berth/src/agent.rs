@@ -12,7 +12,7 @@ use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::plan::Waiting;
 use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Owner, Plan, plan};
-use berth_engine::{DockerEngine, Outcome, ProbeTarget, Prober, execute};
+use berth_engine::{DockerEngine, Engine, Outcome, ProbeTarget, Prober, execute};
 use berth_sources::directory::DirectorySource;
 use rand::Rng;
 
@@ -39,9 +39,9 @@ impl PassReport {
 }
 
 /// Observes, plans and executes; keeps the retry book between passes.
-pub struct Reconciler {
+pub struct Reconciler<E: Engine = DockerEngine> {
     /// The engine.
-    pub engine: DockerEngine,
+    pub engine: E,
     /// Backoff state.
     pub book: RetryBook,
     /// Engine actions at once.
@@ -52,20 +52,28 @@ pub struct Reconciler {
     pub prober: Option<Prober>,
 }
 
-impl Reconciler {
+impl<E: Engine> Reconciler<E> {
     /// One pass. Errors only when the engine cannot be observed (then nothing is planned).
     pub async fn pass(&mut self, desired: &DesiredState) -> anyhow::Result<PassReport> {
-        let mut observed = self
-            .engine
-            .observe(&desired.instance)
+        let mut observed = Engine::observe(&self.engine, &desired.instance)
             .await
             .context("observe the engine")?;
         if let Some(prober) = &self.prober {
             attach_probe_results(prober, desired, &mut observed);
         }
-        let now = Instant::now();
-        self.book
-            .expire_restarts(now, CRASH_RESET, |owner, hash| wanted(desired, owner, hash));
+        let now = now_instant();
+        let running: std::collections::BTreeSet<Owner> = observed
+            .containers
+            .iter()
+            .filter(|c| c.state == berth_core::RunState::Running && !c.failing())
+            .filter_map(|c| Some(Owner::replica(c.key.clone()?, c.replica?)))
+            .collect();
+        self.book.expire_restarts(
+            now,
+            CRASH_RESET,
+            |owner, hash| wanted(desired, owner, hash),
+            |owner| running.contains(owner),
+        );
         let plan = plan(desired, &observed, &self.book, now);
         if plan.is_empty() {
             return Ok(PassReport {
@@ -101,11 +109,11 @@ impl Reconciler {
                 let entry = self.book.record_failure(
                     a.owner.clone(),
                     &a.hash,
-                    Instant::now(),
+                    now_instant(),
                     e.clone(),
                     jittered,
                 );
-                tracing::warn!(owner = %a.owner, attempts = entry.attempts, retry_in = ?entry.not_before.saturating_duration_since(Instant::now()), error = %e, "object failed; backing off");
+                tracing::warn!(owner = %a.owner, attempts = entry.attempts, retry_in = ?entry.not_before.saturating_duration_since(now_instant()), error = %e, "object failed; backing off");
             }
         }
         for a in &plan.actions {
@@ -153,6 +161,11 @@ fn attach_probe_results(
         });
     }
     prober.sync(&targets);
+}
+
+/// The current instant from tokio's clock, so that paused-time tests control it.
+fn now_instant() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// True when the desired state still wants `owner` at `hash` (its retry entry stays relevant).
@@ -217,7 +230,7 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
     let mut reason = "start";
     let mut last_waiting: Vec<Waiting> = Vec::new();
     loop {
-        let started = Instant::now();
+        let started = now_instant();
         match rec.pass(&desired).await {
             Ok(report) => {
                 if !report.plan.is_empty() {
@@ -253,7 +266,7 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                 "pass failed; retrying on the next trigger"
             ),
         }
-        let retry_at = rec.book.next_due(Instant::now());
+        let retry_at = rec.book.next_due(now_instant());
         let retry = async {
             match retry_at {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -298,4 +311,142 @@ fn shutdown_signal()
             _ = int.recv() => {},
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The agent's retry timing with a fake engine and paused tokio time.
+
+    use std::sync::Mutex;
+
+    use berth_api::{ContainerSpec, Manifest, ManifestMetadata};
+    use berth_core::labels;
+    use berth_core::{ObservedContainer, ObservedState, RunState};
+    use berth_engine::{EngineError, Runtime};
+
+    use super::*;
+
+    /// An engine whose containers exit with code 1 right after every start while `crashing`.
+    #[derive(Default)]
+    struct CrashingEngine {
+        state: Mutex<ObservedState>,
+        crashing: Mutex<bool>,
+        starts: Mutex<Vec<Instant>>,
+    }
+
+    impl Runtime for CrashingEngine {
+        async fn execute(&self, action: &Action) -> Result<(), EngineError> {
+            let mut st = self.state.lock().expect("lock");
+            match action {
+                Action::CreateContainer {
+                    name, labels: l, ..
+                } => st.containers.push(ObservedContainer {
+                    id: format!("id-{name}"),
+                    name: name.clone(),
+                    key: labels::key_from_labels(l),
+                    replica: labels::replica_from_labels(l),
+                    hash: l.get(labels::SPEC_HASH).cloned(),
+                    state: RunState::Created,
+                    exit_code: None,
+                    networks: Default::default(),
+                    health: None,
+                    network_mode: None,
+                    probe: None,
+                }),
+                Action::StartContainer { name, .. } => {
+                    self.starts.lock().expect("lock").push(now_instant());
+                    let crashing = *self.crashing.lock().expect("lock");
+                    for c in st.containers.iter_mut().filter(|c| &c.name == name) {
+                        (c.state, c.exit_code) = if crashing {
+                            (RunState::Exited, Some(1))
+                        } else {
+                            (RunState::Running, None)
+                        };
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+    }
+
+    impl Engine for CrashingEngine {
+        async fn observe(&self, _instance: &str) -> Result<ObservedState, EngineError> {
+            Ok(self.state.lock().expect("lock").clone())
+        }
+    }
+
+    fn desired() -> DesiredState {
+        let m = Manifest::Container {
+            metadata: ManifestMetadata {
+                name: "crash".into(),
+                ..Default::default()
+            },
+            spec: Box::new(ContainerSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+        };
+        berth_core::resolve::resolve([&m])
+    }
+
+    /// Runs passes the way the agent loop does: one now, then whenever a retry falls due (or
+    /// at once when none is due, as the engine's "die" event would trigger).
+    async fn run_until(
+        rec: &mut Reconciler<CrashingEngine>,
+        desired: &DesiredState,
+        starts: usize,
+    ) {
+        rec.pass(desired).await.expect("pass");
+        while rec.engine.starts.lock().expect("lock").len() < starts {
+            if let Some(due) = rec.book.next_due(now_instant()) {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            rec.pass(desired).await.expect("pass");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn crash_loop_backoff_sequence_and_reset_after_ten_minutes() {
+        let mut rec = Reconciler {
+            engine: CrashingEngine {
+                crashing: Mutex::new(true),
+                ..Default::default()
+            },
+            book: RetryBook::default(),
+            parallelism: 4,
+            crash_backoff: Backoff::CRASH_LOOP,
+            prober: None,
+        };
+        let desired = desired();
+        // First start, an immediate first restart, then 7 backed-off restarts.
+        run_until(&mut rec, &desired, 9).await;
+        let starts = rec.engine.starts.lock().expect("lock").clone();
+        let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+        assert_eq!(gaps, vec![0, 10, 20, 40, 80, 160, 300, 300]);
+
+        // The next restart succeeds and the container runs for 10 minutes: the count resets,
+        // so a later crash is restarted at once and then after 10 s again.
+        *rec.engine.crashing.lock().expect("lock") = false;
+        run_until(&mut rec, &desired, 10).await;
+        tokio::time::sleep(Duration::from_secs(601)).await;
+        rec.pass(&desired).await.expect("pass");
+        *rec.engine.crashing.lock().expect("lock") = true;
+        for c in rec.engine.state.lock().expect("lock").containers.iter_mut() {
+            (c.state, c.exit_code) = (RunState::Exited, Some(1));
+        }
+        run_until(&mut rec, &desired, 12).await;
+        let starts = rec.engine.starts.lock().expect("lock").clone();
+        let n = starts.len();
+        assert_eq!(
+            (starts[n - 2] - starts[n - 3]).as_secs(),
+            601,
+            "restarted at once after the reset"
+        );
+        assert_eq!(
+            (starts[n - 1] - starts[n - 2]).as_secs(),
+            10,
+            "backoff starts again at 10 s"
+        );
+    }
 }
