@@ -70,9 +70,11 @@ pub fn converge_chart(path: &Path, title: &str, series: &[Series<'_>]) -> anyhow
                     .map(|(n, m)| Circle::new((*n, m.median), 4, color.filled())),
             )
             .map_err(e)?;
+        // Bars nudged sideways per contender so that they do not hide each other.
+        let dx = (i as f64 - 1.0) * xmax * 0.006;
         chart
             .draw_series(s.points.iter().map(|(n, m)| {
-                ErrorBar::new_vertical(*n, m.min, m.median, m.max, color.stroke_width(1), 10)
+                ErrorBar::new_vertical(*n + dx, m.min, m.median, m.max, color.stroke_width(1), 10)
             }))
             .map_err(e)?;
     }

@@ -1,7 +1,9 @@
 //! Direct engine access: cleaning up the bench's own objects, the raw-engine baseline, engine
 //! floors for latency figures, and a start-event listener.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -73,6 +75,12 @@ pub async fn containers_with(
     Ok(list.into_iter().filter_map(|c| c.id).collect())
 }
 
+/// Networks the engine refused to remove for good (IDs).
+fn leaked() -> &'static Mutex<BTreeSet<String>> {
+    static LEAKED: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    LEAKED.get_or_init(|| Mutex::new(BTreeSet::new()))
+}
+
 /// Removes (force) every container and network the bench created, and only those.
 pub async fn clean(d: &Docker) -> anyhow::Result<()> {
     clean_labelled(d, &own_label_filters()).await
@@ -85,6 +93,11 @@ pub async fn clean_compose(d: &Docker) -> anyhow::Result<()> {
         &[format!("com.docker.compose.project={COMPOSE_PROJECT}")],
     )
     .await
+}
+
+/// Removes the raw baseline's containers and network.
+pub async fn clean_raw(d: &Docker) -> anyhow::Result<()> {
+    clean_labelled(d, &[RAW_LABEL.to_string()]).await
 }
 
 async fn clean_labelled(d: &Docker, label_filters: &[String]) -> anyhow::Result<()> {
@@ -129,15 +142,44 @@ async fn clean_labelled(d: &Docker, label_filters: &[String]) -> anyhow::Result<
             .context("list networks")?;
         for n in nets {
             let id = n.id.unwrap_or_default();
-            match d.remove_network(&id).await {
-                Ok(()) => {}
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {}
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("remove bench network {}", n.name.unwrap_or_default())
-                    });
+            let name = n.name.unwrap_or_default();
+            if leaked().lock().is_ok_and(|l| l.contains(&id)) {
+                continue;
+            }
+            // Right after a forced container removal the engine may still hold the endpoint
+            // (403 "has active endpoints"): retry for a while. Docker 20.10 sometimes never
+            // releases it (a stale endpoint count in libnetwork, cleared only by a daemon
+            // restart); such a network is reported once and left alone, which is harmless
+            // since every raw round uses a fresh network name and berth and Compose reuse
+            // theirs.
+            let mut tries = 0;
+            loop {
+                match d.remove_network(&id).await {
+                    Ok(()) => break,
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => break,
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 403,
+                        message,
+                    }) => {
+                        if tries < 20 {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                            continue;
+                        }
+                        eprintln!(
+                            "[bench] warning: the engine cannot remove network {name} ({message}); leaving it"
+                        );
+                        if let Ok(mut l) = leaked().lock() {
+                            l.insert(id.clone());
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("remove bench network {name}"));
+                    }
                 }
             }
         }
@@ -167,22 +209,34 @@ fn raw_body(network: &str) -> ContainerCreateBody {
     }
 }
 
-async fn raw_network(d: &Docker) -> anyhow::Result<()> {
+/// A fresh name for the raw baseline's network: `berthbench-raw-<pid>-<k>`. Fresh, so that a
+/// network the engine failed to delete (see [`clean`]) never blocks a later round.
+fn raw_network_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{RAW_NETWORK}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn raw_network(d: &Docker) -> anyhow::Result<String> {
+    let name = raw_network_name();
     d.create_network(NetworkCreateRequest {
-        name: RAW_NETWORK.to_string(),
+        name: name.clone(),
         driver: Some("bridge".into()),
         labels: Some(HashMap::from([(RAW_LABEL.to_string(), "true".to_string())])),
         ..Default::default()
     })
     .await
     .context("create the raw baseline network")?;
-    Ok(())
+    Ok(name)
 }
 
-async fn create_start(d: &Docker, name: &str) -> anyhow::Result<()> {
+async fn create_start(d: &Docker, name: &str, network: &str) -> anyhow::Result<()> {
     d.create_container(
         Some(CreateContainerOptionsBuilder::default().name(name).build()),
-        raw_body(RAW_NETWORK),
+        raw_body(network),
     )
     .await
     .with_context(|| format!("create {name}"))?;
@@ -196,12 +250,13 @@ async fn create_start(d: &Docker, name: &str) -> anyhow::Result<()> {
 /// time, no planning. Returns the wall time.
 pub async fn raw_converge(d: &Docker, n: usize) -> anyhow::Result<Duration> {
     let t = Instant::now();
-    raw_network(d).await?;
+    let net = raw_network(d).await?;
     let names: Vec<String> = (0..n).map(|i| format!("berthbench-raw-c{i:03}")).collect();
-    let results: Vec<_> = futures_util::stream::iter(names.iter().map(|n| create_start(d, n)))
-        .buffer_unordered(RAW_PARALLELISM)
-        .collect()
-        .await;
+    let results: Vec<_> =
+        futures_util::stream::iter(names.iter().map(|n| create_start(d, n, &net)))
+            .buffer_unordered(RAW_PARALLELISM)
+            .collect()
+            .await;
     let took = t.elapsed();
     for r in results {
         r?;
@@ -212,11 +267,11 @@ pub async fn raw_converge(d: &Docker, n: usize) -> anyhow::Result<Duration> {
 /// Engine floors for the latency figures, each over `reps` repetitions on one raw container:
 /// (create + start, stop + remove + create + start).
 pub async fn floors(d: &Docker, reps: usize) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
-    raw_network(d).await?;
+    let net = raw_network(d).await?;
     let name = "berthbench-raw-floor";
     let mut create_start_t = Vec::new();
     let mut replace_t = Vec::new();
-    create_start(d, name).await?;
+    create_start(d, name, &net).await?;
     for _ in 0..reps {
         // A replacement, as berth does it for a changed spec.
         let t = Instant::now();
@@ -232,7 +287,7 @@ pub async fn floors(d: &Docker, reps: usize) -> anyhow::Result<(Vec<Duration>, V
         )
         .await
         .context("remove")?;
-        create_start(d, name).await?;
+        create_start(d, name, &net).await?;
         replace_t.push(t.elapsed());
         // A re-creation after `docker rm -f`, timed from the removal.
         let t = Instant::now();
@@ -242,7 +297,7 @@ pub async fn floors(d: &Docker, reps: usize) -> anyhow::Result<(Vec<Duration>, V
         )
         .await
         .context("remove")?;
-        create_start(d, name).await?;
+        create_start(d, name, &net).await?;
         create_start_t.push(t.elapsed());
     }
     Ok((create_start_t, replace_t))

@@ -93,6 +93,9 @@ enum Section {
 struct Config {
     quick: bool,
     sizes: Vec<usize>,
+    /// Sizes measured for berth only (growth points that would cost the run too much time if
+    /// measured for all three contenders).
+    berth_only_sizes: Vec<usize>,
     rounds_override: Option<usize>,
     noop_n: usize,
     noop_passes: usize,
@@ -110,6 +113,7 @@ impl Config {
             Config {
                 quick: true,
                 sizes: vec![5, 10],
+                berth_only_sizes: vec![],
                 rounds_override: None,
                 noop_n: 10,
                 noop_passes: 5,
@@ -124,8 +128,10 @@ impl Config {
             Config {
                 quick: false,
                 // On a 2-core machine with fuse-overlayfs one create + start costs ~0.25 s of
-                // engine time, so N=100 and N=200 get fewer rounds to keep the run near 15 min.
-                sizes: vec![10, 50, 100, 200],
+                // engine time (and a forced remove ~0.1 s), so N=200 gets two rounds and N=100
+                // (a growth point only) is measured for berth alone, to keep the run near 15 min.
+                sizes: vec![10, 50, 200],
+                berth_only_sizes: vec![100],
                 rounds_override: None,
                 noop_n: 50,
                 noop_passes: 10,
@@ -139,6 +145,7 @@ impl Config {
         };
         if !a.sizes.is_empty() {
             c.sizes = a.sizes.clone();
+            c.berth_only_sizes.clear();
         }
         c.rounds_override = a.rounds;
         c
@@ -147,7 +154,6 @@ impl Config {
     fn rounds(&self, n: usize) -> usize {
         self.rounds_override.unwrap_or(match (self.quick, n) {
             (true, _) => 3,
-            (false, n) if n <= 10 => 5,
             (false, n) if n <= 50 => 3,
             _ => 2,
         })
@@ -163,6 +169,19 @@ impl Config {
         };
         let hi = *self.sizes.iter().max()?;
         (hi > lo).then_some((lo, hi))
+    }
+
+    /// All cold-converge sizes in increasing order, with whether all contenders run at each.
+    fn cold_sizes(&self) -> Vec<(usize, bool)> {
+        let mut v: Vec<(usize, bool)> = self.sizes.iter().map(|n| (*n, true)).collect();
+        v.extend(
+            self.berth_only_sizes
+                .iter()
+                .filter(|n| !self.sizes.contains(n))
+                .map(|n| (*n, false)),
+        );
+        v.sort();
+        v
     }
 }
 
@@ -411,6 +430,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .report
                     .cold
                     .iter()
+                    .filter(|(_, _, s)| s[i].n > 0)
                     .map(|(n, _, s)| (*n as f64, s[i]))
                     .collect(),
             })
@@ -542,8 +562,13 @@ impl Bench {
 
     /// Sections 1 and 6.
     async fn cold(&mut self) -> anyhow::Result<()> {
-        for n in self.cfg.sizes.clone() {
+        for (n, all) in self.cfg.cold_sizes() {
             let rounds = self.cfg.rounds(n);
+            let contenders: &[Contender] = if all {
+                &Contender::ALL
+            } else {
+                &[Contender::Berth]
+            };
             let bdir = self.work.join(format!("berth-{n}"));
             workload::write_berth(&bdir, n)?;
             let cfile = workload::write_compose(&self.work.join(format!("compose-{n}")), n)?;
@@ -551,8 +576,8 @@ impl Bench {
             let mut noop_calls = (Counts::new(), Counts::new());
             for r in 0..rounds {
                 // A B C, B C A, C A B, …: each contender takes each position in turn.
-                for k in 0..3 {
-                    let c = Contender::ALL[(r + k) % 3];
+                for k in 0..contenders.len() {
+                    let c = contenders[(r + k) % contenders.len()];
                     self.clean().await?;
                     let took = match c {
                         Contender::Berth => self.berth_apply(&bdir, false).await?,
@@ -639,7 +664,7 @@ impl Bench {
     async fn noop(&mut self) -> anyhow::Result<()> {
         let n = self.cfg.noop_n;
         self.clean().await?;
-        let bdir = self.work.join(format!("noop-berth-{n}"));
+        let bdir = self.work.join(format!("agent-berth-{n}"));
         workload::write_berth(&bdir, n)?;
         let cfile = workload::write_compose(&self.work.join(format!("noop-compose-{n}")), n)?;
         // Cold converges through the proxy: the setup, and the call counts of a cold converge.
@@ -765,13 +790,16 @@ impl Bench {
             cold_apply_calls,
             cold_compose_calls,
         });
-        self.clean().await
+        // The berth containers stay: the latency section runs its agent on the same workload.
+        Ok(())
     }
 
     /// Sections 3 and 4, with one agent.
     async fn latency(&mut self, change: bool, drift: bool) -> anyhow::Result<()> {
         let n = self.cfg.noop_n;
-        self.clean().await?;
+        // Keep berth's containers if the no-op section left them; remove everything else.
+        engine::clean_compose(&self.docker).await?;
+        engine::clean_raw(&self.docker).await?;
         let (create_start, replace) = engine::floors(&self.docker, self.cfg.floor_reps).await?;
         let floors = (
             Summary::of_durations(&create_start),
@@ -781,11 +809,12 @@ impl Bench {
         self.row("floor", "stop_remove_create_start", "raw", 1, "s", floors.1);
         self.report.floors = Some(floors);
         self.report.latency_n = n;
-        self.clean().await?;
+        engine::clean_raw(&self.docker).await?;
 
-        let dir = self.work.join(format!("latency-berth-{n}"));
+        let dir = self.work.join(format!("agent-berth-{n}"));
         workload::write_berth(&dir, n)?;
         self.berth_apply(&dir, false).await?;
+        self.expect_running(Contender::Berth, n).await?;
         let log = self.out.join("logs/agent-latency.log");
         let mut agent = Agent::start(&self.berth, &dir, &[], None, &log)?;
         agent.wait_converged(Duration::from_secs(60)).await?;
@@ -996,7 +1025,7 @@ fn utc_now() -> String {
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
+    if b > 0.0 && a > 0.0 {
         format!("{:.2}×", a / b)
     } else {
         "n/a".into()
@@ -1004,6 +1033,9 @@ fn ratio(a: f64, b: f64) -> String {
 }
 
 fn cell(s: &Summary) -> String {
+    if s.n == 0 {
+        return "—".into();
+    }
     format!("{} ({}–{})", secs(s.median), secs(s.min), secs(s.max))
 }
 
@@ -1021,7 +1053,7 @@ fn render(r: &Report, cfg: &Config) -> String {
     let mut targets: Vec<(String, String, bool)> = Vec::new();
 
     if !r.cold.is_empty() {
-        s.push_str("\n### 1. Cold converge (median, min–max)\n\n| N | rounds | berth apply | docker compose up -d | raw engine API (floor) | berth / raw | berth / compose |\n|---:|---:|---|---|---|---:|---:|\n");
+        s.push_str("\n### 1. Cold converge (median, min–max; — : not measured at that N, a growth point for berth only)\n\n| N | rounds | berth apply | docker compose up -d | raw engine API (floor) | berth / raw | berth / compose |\n|---:|---:|---|---|---|---:|---:|\n");
         for (n, rounds, m) in &r.cold {
             let _ = writeln!(
                 s,
@@ -1032,6 +1064,9 @@ fn render(r: &Report, cfg: &Config) -> String {
                 ratio(m[0].median, m[2].median),
                 ratio(m[0].median, m[1].median)
             );
+            if m[1].n == 0 || m[2].n == 0 {
+                continue;
+            }
             targets.push((
                 format!("cold converge N={n}: berth / raw ≤ 1.05"),
                 ratio(m[0].median, m[2].median),
@@ -1223,8 +1258,10 @@ fn render(r: &Report, cfg: &Config) -> String {
             for (i, c) in Contender::ALL.iter().enumerate() {
                 let _ = write!(s, "| {} | {}", c.label(), secs(a[i].median));
                 for m in &mid {
-                    let v = at(*m).map_or(0.0, |x| x[i].median);
-                    let _ = write!(s, " | {}", secs(v));
+                    let _ = match at(*m).filter(|x| x[i].n > 0) {
+                        Some(x) => write!(s, " | {}", secs(x[i].median)),
+                        None => write!(s, " | —"),
+                    };
                 }
                 let _ = writeln!(
                     s,
