@@ -53,7 +53,8 @@ pub struct ContainerSpec {
     /// Their content is part of the spec hash: editing one recreates the container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<File>,
-    /// Number of identical containers; default 1. Engine names carry the replica index (0-based).
+    /// Number of identical containers; default 1, at most 1000. Engine names carry the replica
+    /// index (0-based).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
     /// Fixed engine container name; only allowed with `replicas` ≤ 1.

@@ -28,6 +28,8 @@ pub const GROUP: &str = "berth.dev";
 pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests: `berth.dev/v1alpha1`.
 pub const API_VERSION: &str = "berth.dev/v1alpha1";
+/// Largest `replicas` accepted for one Container object (one host runs them all).
+pub const MAX_REPLICAS: u32 = 1000;
 /// Namespace used when `metadata.namespace` is absent (same as Kubernetes).
 pub const DEFAULT_NAMESPACE: &str = "default";
 

@@ -161,6 +161,16 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
             ),
         );
     }
+    if spec.replica_count() > crate::MAX_REPLICAS {
+        e.push(
+            "spec.replicas",
+            format!(
+                "expected at most {} replicas on one host, got {}",
+                crate::MAX_REPLICAS,
+                spec.replica_count()
+            ),
+        );
+    }
     if let Some(name) = &spec.container_name {
         if spec.replica_count() > 1 {
             e.push(

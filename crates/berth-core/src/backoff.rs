@@ -127,7 +127,9 @@ impl RetryBook {
             hash: hash.to_string(),
             kind,
             attempts,
-            not_before: now + delay(attempts),
+            not_before: now
+                .checked_add(delay(attempts))
+                .unwrap_or(now + Backoff::FAILURE.cap),
             last_attempt: now,
             last_error: error,
         };

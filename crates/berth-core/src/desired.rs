@@ -56,6 +56,11 @@ pub struct DesiredState {
     /// Objects that cannot be applied as declared (unknown reference, name clash), with why.
     /// Their existing engine objects are left alone.
     pub blocked: BTreeMap<ObjectKey, String>,
+    /// Why the set may be missing objects, if it may: a source has a file that never decoded
+    /// since the agent started, or a conflict without a previously applied version. While set,
+    /// `plan` removes nothing that is not declared (orphans stay), so that a broken file never
+    /// deletes what it used to declare — not even across an agent restart.
+    pub incomplete: Option<String>,
 }
 
 /// A network to exist.

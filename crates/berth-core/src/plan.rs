@@ -320,7 +320,7 @@ pub fn plan(
         }
     }
     for n in &observed.networks {
-        if !seen_nets.contains(n.id.as_str()) {
+        if !seen_nets.contains(n.id.as_str()) && desired.incomplete.is_none() {
             let owner = orphan_owner(n.key.as_ref(), &n.name);
             net_removals.push((owner, n.id.clone(), n.name.clone(), None));
         }
@@ -398,7 +398,7 @@ pub fn plan(
             .key
             .as_ref()
             .is_some_and(|k| desired.volumes.contains_key(k));
-        if !declared && v.delete_when_orphaned {
+        if !declared && v.delete_when_orphaned && desired.incomplete.is_none() {
             vol_removals.push((orphan_owner(v.key.as_ref(), &v.name), v.name.clone()));
         }
     }
@@ -414,6 +414,9 @@ pub fn plan(
         }
     }
     let mut changing: BTreeSet<&ObjectKey> = BTreeSet::new();
+    // Creates that publish host ports; they wait for orphan removals (a renamed object's old
+    // container may hold the same port).
+    let mut publishing: Vec<usize> = Vec::new();
     for key in dependency_order(desired) {
         let Some(dc) = desired.containers.get(key) else {
             continue;
@@ -481,6 +484,7 @@ pub fn plan(
             let (current, extras): (Vec<&ObservedContainer>, Vec<&ObservedContainer>) =
                 candidates.iter().partition(|c| c.name == name);
             let current = current.first().copied();
+            let mut extra_removals = Vec::new();
             for x in &extras {
                 let a = p.push(
                     &owner,
@@ -494,6 +498,7 @@ pub fn plan(
                     vec![],
                 );
                 removing.insert(x.id.as_str(), a);
+                extra_removals.push(a);
             }
             let recreate = match current {
                 None => Some("container missing".to_string()),
@@ -540,6 +545,7 @@ pub fn plan(
                     };
                     let mut create_after = deps.clone();
                     create_after.push(img);
+                    create_after.extend(&extra_removals);
                     if let Some(c) = current {
                         let rm = p.push(
                             &owner,
@@ -572,6 +578,9 @@ pub fn plan(
                         },
                         create_after,
                     );
+                    if dc.config.ports.iter().any(|pc| pc.host_port.is_some()) {
+                        publishing.push(create);
+                    }
                     p.push(
                         &owner,
                         &dc.hash,
@@ -671,6 +680,18 @@ pub fn plan(
             continue;
         }
         let owner = orphan_owner(c.key.as_ref(), &c.name);
+        if let Some(why) = &desired.incomplete {
+            p.wait(
+                &owner,
+                "RemovalPaused",
+                format!(
+                    "{} is not removed while the desired set is incomplete: {why}",
+                    c.name
+                ),
+                None,
+            );
+            continue;
+        }
         let a = p.push(
             &owner,
             "",
@@ -683,6 +704,16 @@ pub fn plan(
             vec![],
         );
         removing.insert(c.id.as_str(), a);
+    }
+
+    let orphan_removals: Vec<usize> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a.action, Action::RemoveContainer { .. }) && a.hash.is_empty())
+        .map(|a| a.id)
+        .collect();
+    for c in &publishing {
+        p.actions[*c].after.extend(&orphan_removals);
     }
 
     // Network removals wait for the removal of every container attached to them; a network that

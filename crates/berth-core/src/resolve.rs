@@ -362,7 +362,7 @@ fn container(
         network_mode,
     };
     Ok(DesiredContainer {
-        replicas: spec.replica_count(),
+        replicas: spec.replica_count().min(berth_api::MAX_REPLICAS),
         container_name: spec.container_name.clone(),
         restart_policy: spec.restart_policy,
         pull_policy: spec.pull_policy,

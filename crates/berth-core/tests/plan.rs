@@ -892,3 +892,53 @@ fn failed_liveness_probe_restarts_and_readiness_gates_dependents() {
         restart.reason
     );
 }
+
+/// A broken file's objects are unknown after an agent restart: nothing undeclared is removed
+/// until the set is complete again.
+#[test]
+fn incomplete_desired_set_removes_nothing() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &stack());
+    let mut desired = resolve(&[]);
+    desired.incomplete = Some("a.yaml has not decoded".into());
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(p.is_empty(), "{:?}", names(&p));
+    assert!(p.waiting.iter().any(|w| w.reason == "RemovalPaused"));
+    desired.incomplete = None;
+    assert!(!plan(&desired, &sim.state, &RetryBook::default(), Instant::now()).is_empty());
+}
+
+/// Review finding: renaming an object that publishes a host port must remove the old container
+/// before the new one is created.
+#[test]
+fn renamed_object_with_host_port_waits_for_the_old_container() {
+    let mut objs = stack();
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.ports = vec![ContainerPort {
+            container_port: 80,
+            host_port: Some(8080),
+            ..Default::default()
+        }];
+    }
+    let mut sim = Sim::default();
+    converge(&mut sim, &objs);
+    if let Manifest::Container { metadata, .. } = &mut objs[2] {
+        metadata.name = "web2".into();
+    }
+    let p = converge(&mut sim, &objs);
+    let rm = p
+        .actions
+        .iter()
+        .find(|a| a.action.to_string() == "remove container app_web_0")
+        .expect("rm");
+    let create = p
+        .actions
+        .iter()
+        .find(|a| {
+            a.action
+                .to_string()
+                .starts_with("create container app_web2_0")
+        })
+        .expect("create");
+    assert!(create.after.contains(&rm.id), "{:?}", p.actions);
+}

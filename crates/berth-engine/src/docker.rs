@@ -252,9 +252,10 @@ impl DockerEngine {
 
     /// Engine events that should trigger a relist (container, network and volume events),
     /// delivered as unit messages. The stream reconnects by itself after errors.
-    pub fn events(&self) -> mpsc::Receiver<()> {
+    pub fn events(&self, instance: &str) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel(64);
         let docker = self.docker.clone();
+        let instance = instance.to_string();
         tokio::spawn(async move {
             let mut filters = HashMap::new();
             filters.insert("type", vec!["container", "network", "volume"]);
@@ -263,6 +264,7 @@ impl DockerEngine {
                 let mut stream = docker.events(Some(opts));
                 while let Some(ev) = stream.next().await {
                     match ev {
+                        Ok(ev) if !relevant_event(&ev, &instance) => {}
                         Ok(_) => {
                             if tx.try_send(()).is_err() && tx.is_closed() {
                                 return;
@@ -605,6 +607,26 @@ impl Runtime for DockerEngine {
                     .map_err(api(format!("restart container {name}")))
             }
         }
+    }
+}
+
+/// Whether an engine event may change what berth instance `instance` sees: any network or
+/// volume event, and container events of the instance's own containers except exec events
+/// (probes and health checks exec every few seconds).
+fn relevant_event(ev: &bollard::models::EventMessage, instance: &str) -> bool {
+    use bollard::models::EventMessageTypeEnum;
+    match ev.typ {
+        Some(EventMessageTypeEnum::CONTAINER) => {
+            let ours = ev
+                .actor
+                .as_ref()
+                .and_then(|a| a.attributes.as_ref())
+                .and_then(|a| a.get(labels::INSTANCE))
+                .is_some_and(|i| i == instance);
+            let exec = ev.action.as_deref().is_some_and(|a| a.starts_with("exec_"));
+            ours && !exec
+        }
+        _ => true,
     }
 }
 

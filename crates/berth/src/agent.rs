@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use berth_core::backoff::{Backoff, RetryBook};
-use berth_core::plan::Waiting;
 use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Owner, Plan, plan};
 use berth_engine::{DockerEngine, Engine, Outcome, ProbeTarget, Prober, execute};
@@ -197,7 +196,7 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
     let mut source = DirectorySource::new(&args.manifests)
         .watch(Duration::from_millis(args.debounce_ms), args.resync())
         .context("watch the manifest directory")?;
-    let mut events = engine.events();
+    let mut events = engine.events(instance);
     let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel(16);
     let prober = Prober::new(engine.client().clone(), probe_tx);
     let mut rec = Reconciler {
@@ -223,12 +222,13 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
         }
     };
     let mut desired = resolve_for(instance, first.manifests());
+    desired.incomplete = first.incomplete.clone();
     tracing::info!(objects = first.objects.len(), "manifest directory read");
 
     let mut relist = tokio::time::interval(args.resync());
     relist.tick().await;
     let mut reason = "start";
-    let mut last_waiting: Vec<Waiting> = Vec::new();
+    let mut last_waiting: BTreeSet<(Owner, &'static str)> = BTreeSet::new();
     loop {
         let started = now_instant();
         match rec.pass(&desired).await {
@@ -244,21 +244,19 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                 } else {
                     tracing::debug!(reason, took = ?started.elapsed(), "pass: converged");
                 }
-                let waiting: Vec<Waiting> = report
+                // Log each (owner, reason) once when it appears, not on every pass.
+                let waiting: BTreeSet<(Owner, &'static str)> = report
                     .plan
                     .waiting
-                    .into_iter()
-                    .map(|mut w| {
-                        w.until = None;
-                        w
-                    })
+                    .iter()
+                    .map(|w| (w.owner.clone(), w.reason))
                     .collect();
-                if waiting != last_waiting {
-                    for w in &waiting {
+                for w in &report.plan.waiting {
+                    if !last_waiting.contains(&(w.owner.clone(), w.reason)) {
                         tracing::warn!(owner = %w.owner, reason = w.reason, message = %w.message, "not converging");
                     }
-                    last_waiting = waiting;
                 }
+                last_waiting = waiting;
             }
             Err(e) => tracing::error!(
                 error = format!("{e:#}"),
@@ -278,6 +276,7 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                 if r.is_err() { anyhow::bail!("manifest source stopped"); }
                 if let Some(s) = source.borrow_and_update().clone() {
                     desired = resolve_for(instance, s.manifests());
+                    desired.incomplete = s.incomplete.clone();
                 }
                 reason = "manifests changed";
             }
