@@ -557,3 +557,37 @@ async fn restart_with_a_broken_file_removes_nothing() {
     })
     .await;
 }
+
+/// Regression (review finding): a container that takes long to stop holds up only itself;
+/// drift elsewhere is repaired meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_stop_does_not_hold_up_other_repairs() {
+    let env = test_env!("slowstop").await;
+    let slow = |v: &str| {
+        env.container(
+            "slow",
+            BUSYBOX,
+            &format!("  env: [{{name: V, value: \"{v}\"}}]\n"),
+        )
+        .replace("stopGracePeriodSeconds: 1", "stopGracePeriodSeconds: 30")
+    };
+    env.write("slow.yaml", &slow("1"));
+    env.write("fast.yaml", &env.container("fast", BUSYBOX, ""));
+    let _agent = env.agent();
+    let (s, f) = (env.cname("slow"), env.cname("fast"));
+    env.until("both running", T, || async {
+        env.running(&s).await && env.running(&f).await
+    })
+    .await;
+    env.write("slow.yaml", &slow("2")); // its old container now takes 30 s to stop
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.docker_cli(&["rm", "-f", &f]);
+    let took = env
+        .until("fast repaired", T, || async { env.running(&f).await })
+        .await;
+    println!("fast repaired in {took:?} while slow was stopping");
+    assert!(
+        took < Duration::from_secs(10),
+        "repair waited for the slow stop: {took:?}"
+    );
+}

@@ -174,6 +174,61 @@ impl Plan {
         self.actions.is_empty()
     }
 
+    /// The plan without the actions of `busy` owners (their earlier actions are still being
+    /// carried out) and without every action that depends on a dropped one. Each dropped owner
+    /// is listed as waiting with reason `InProgress`.
+    pub fn without_owners(mut self, busy: &BTreeSet<Owner>) -> Plan {
+        let n = self.actions.len();
+        // A shared image action belongs to whoever needs it first; hand it to an owner that is
+        // not busy, so that its other users are not held back.
+        for i in 0..n {
+            if matches!(self.actions[i].action, Action::EnsureImage { .. })
+                && busy.contains(&self.actions[i].owner)
+            {
+                let heir = self
+                    .actions
+                    .iter()
+                    .find(|a| a.after.contains(&i) && !busy.contains(&a.owner))
+                    .map(|a| (a.owner.clone(), a.hash.clone()));
+                if let Some((owner, hash)) = heir {
+                    self.actions[i].owner = owner;
+                    self.actions[i].hash = hash;
+                }
+            }
+        }
+        let mut dropped = vec![false; n];
+        // `after` points backwards, so one forward sweep cascades.
+        for i in 0..n {
+            let a = &self.actions[i];
+            dropped[i] = busy.contains(&a.owner) || a.after.iter().any(|d| dropped[*d]);
+        }
+        let mut new_id = vec![usize::MAX; n];
+        let mut out = Plan {
+            actions: Vec::new(),
+            waiting: self.waiting,
+        };
+        let mut waiting_owners = BTreeSet::new();
+        for (i, mut a) in self.actions.into_iter().enumerate() {
+            if dropped[i] {
+                if waiting_owners.insert(a.owner.clone()) {
+                    out.waiting.push(Waiting {
+                        owner: a.owner,
+                        reason: "InProgress",
+                        message: "earlier actions for this object are still being carried out"
+                            .into(),
+                        until: None,
+                    });
+                }
+                continue;
+            }
+            new_id[i] = out.actions.len();
+            a.id = new_id[i];
+            a.after = a.after.iter().map(|d| new_id[*d]).collect();
+            out.actions.push(a);
+        }
+        out
+    }
+
     fn push(
         &mut self,
         owner: &Owner,

@@ -942,3 +942,41 @@ fn renamed_object_with_host_port_waits_for_the_old_container() {
         .expect("create");
     assert!(create.after.contains(&rm.id), "{:?}", p.actions);
 }
+
+#[test]
+fn busy_owners_are_left_out_with_their_dependents() {
+    let p = plan(
+        &resolve(&stack()),
+        &ObservedState::default(),
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    let db = Owner::replica(ObjectKey::new(Kind::Container, "app", "db"), 0);
+    let net = Owner::object(ObjectKey::new(Kind::Network, "app", "net"));
+    let rest = p
+        .clone()
+        .without_owners(&[db.clone()].into_iter().collect());
+    assert!(rest.actions.iter().all(|a| a.owner != db));
+    assert!(
+        rest.actions
+            .iter()
+            .any(|a| a.action.to_string() == "start container app_web_0")
+    );
+    for a in &rest.actions {
+        assert_eq!(
+            a.id,
+            rest.actions.iter().position(|b| b.id == a.id).expect("id")
+        );
+        assert!(a.after.iter().all(|d| *d < a.id));
+    }
+    // Both containers need the network: only the volume and the image are left.
+    let rest = p.without_owners(&[net].into_iter().collect());
+    assert_eq!(
+        names(&rest),
+        vec![
+            "create volume app_data",
+            "ensure image busybox:1 (pull policy IfNotPresent)"
+        ]
+    );
+    assert!(rest.waiting.iter().any(|w| w.reason == "InProgress"));
+}

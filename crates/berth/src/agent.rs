@@ -4,7 +4,8 @@
 //! relist timer fires, or when a retry falls due. Why a pass runs is logged, never passed to
 //! `plan`. Nothing runs before the manifest directory delivered its first complete set.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,6 +14,8 @@ use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Owner, Plan, plan};
 use berth_engine::{DockerEngine, Engine, Outcome, ProbeTarget, Prober, execute};
 use berth_sources::directory::DirectorySource;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use rand::Rng;
 
 use crate::cli::AgentArgs;
@@ -52,8 +55,27 @@ pub struct Reconciler<E: Engine = DockerEngine> {
 }
 
 impl<E: Engine> Reconciler<E> {
-    /// One pass. Errors only when the engine cannot be observed (then nothing is planned).
+    /// One pass, executed to the end. Errors only when the engine cannot be observed (then
+    /// nothing is planned). The agent loop uses [`Reconciler::prepare`] and
+    /// [`Reconciler::record`] instead, so that slow actions do not hold up other objects.
     pub async fn pass(&mut self, desired: &DesiredState) -> anyhow::Result<PassReport> {
+        let plan = self.prepare(desired, &BTreeSet::new()).await?;
+        let outcomes = if plan.is_empty() {
+            vec![]
+        } else {
+            execute(&self.engine, &plan, self.parallelism).await
+        };
+        self.record(&plan, &outcomes);
+        Ok(PassReport { plan, outcomes })
+    }
+
+    /// Observes and plans, leaving out the owners in `busy` (their earlier actions are still
+    /// running); counts the restarts the plan makes.
+    pub async fn prepare(
+        &mut self,
+        desired: &DesiredState,
+        busy: &BTreeSet<Owner>,
+    ) -> anyhow::Result<Plan> {
         let mut observed = Engine::observe(&self.engine, &desired.instance)
             .await
             .context("observe the engine")?;
@@ -61,7 +83,7 @@ impl<E: Engine> Reconciler<E> {
             attach_probe_results(prober, desired, &mut observed);
         }
         let now = now_instant();
-        let running: std::collections::BTreeSet<Owner> = observed
+        let running: BTreeSet<Owner> = observed
             .containers
             .iter()
             .filter(|c| c.state == berth_core::RunState::Running && !c.failing())
@@ -73,12 +95,9 @@ impl<E: Engine> Reconciler<E> {
             |owner, hash| wanted(desired, owner, hash),
             |owner| running.contains(owner),
         );
-        let plan = plan(desired, &observed, &self.book, now);
-        if plan.is_empty() {
-            return Ok(PassReport {
-                plan,
-                outcomes: vec![],
-            });
+        let mut plan = plan(desired, &observed, &self.book, now);
+        if !busy.is_empty() {
+            plan = plan.without_owners(busy);
         }
         for a in &plan.actions {
             let why = match &a.action {
@@ -91,16 +110,20 @@ impl<E: Engine> Reconciler<E> {
                 .record_restart(a.owner.clone(), &a.hash, now, self.crash_backoff);
             tracing::info!(owner = %a.owner, restart_count = e.attempts, next_restart_not_before = ?e.not_before.saturating_duration_since(now), "{why}");
         }
-        let outcomes = execute(&self.engine, &plan, self.parallelism).await;
+        Ok(plan)
+    }
+
+    /// Records the outcomes of an executed plan: failures back off, successes clear them.
+    pub fn record(&mut self, plan: &Plan, outcomes: &[Outcome]) {
         if let Some(prober) = &self.prober {
-            for (a, o) in plan.actions.iter().zip(&outcomes) {
+            for (a, o) in plan.actions.iter().zip(outcomes) {
                 if let (Action::RestartContainer { id, .. }, Ok(())) = (&a.action, &o.result) {
                     prober.reset(id);
                 }
             }
         }
         let mut failed: BTreeSet<&Owner> = BTreeSet::new();
-        for o in &outcomes {
+        for o in outcomes {
             let a = &plan.actions[o.id];
             if let Err(e) = &o.result
                 && failed.insert(&a.owner)
@@ -120,7 +143,6 @@ impl<E: Engine> Reconciler<E> {
                 self.book.clear_failures(&a.owner);
             }
         }
-        Ok(PassReport { plan, outcomes })
     }
 }
 
@@ -160,6 +182,16 @@ fn attach_probe_results(
         });
     }
     prober.sync(&targets);
+}
+
+/// What makes a "not converging" log line new: owner, reason and message — except for
+/// backoffs, whose messages count attempts and would repeat the line on every pass.
+fn log_key(w: &berth_core::plan::Waiting) -> (Owner, &'static str, String) {
+    let message = match w.reason {
+        "BackOff" | "CrashLoopBackOff" | "Unhealthy" | "ImagePullBackOff" => String::new(),
+        _ => w.message.clone(),
+    };
+    (w.owner.clone(), w.reason, message)
 }
 
 /// The current instant from tokio's clock, so that paused-time tests control it.
@@ -228,35 +260,44 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
     let mut relist = tokio::time::interval(args.resync());
     relist.tick().await;
     let mut reason = "start";
-    let mut last_waiting: BTreeSet<(Owner, &'static str)> = BTreeSet::new();
+    let mut last_waiting: BTreeSet<(Owner, &'static str, String)> = BTreeSet::new();
+    // Plans being carried out in the background, and the owners they hold. A slow action
+    // (a long stop grace period, a big pull) holds up only its own objects: passes go on for
+    // everything else.
+    type Execution = (Arc<Plan>, Vec<Outcome>, Instant);
+    let mut executing: FuturesUnordered<tokio::task::JoinHandle<Execution>> =
+        FuturesUnordered::new();
+    let mut busy: BTreeMap<Owner, usize> = BTreeMap::new();
     loop {
         let started = now_instant();
-        match rec.pass(&desired).await {
-            Ok(report) => {
-                if !report.plan.is_empty() {
-                    tracing::info!(
-                        reason,
-                        actions = report.plan.actions.len(),
-                        failed = report.outcomes.iter().filter(|o| o.result.is_err()).count(),
-                        took = ?started.elapsed(),
-                        "pass executed"
-                    );
-                } else {
-                    tracing::debug!(reason, took = ?started.elapsed(), "pass: converged");
-                }
+        let busy_now: BTreeSet<Owner> = busy.keys().cloned().collect();
+        match rec.prepare(&desired, &busy_now).await {
+            Ok(plan) => {
                 // Log each (owner, reason) once when it appears, not on every pass.
-                let waiting: BTreeSet<(Owner, &'static str)> = report
-                    .plan
-                    .waiting
-                    .iter()
-                    .map(|w| (w.owner.clone(), w.reason))
-                    .collect();
-                for w in &report.plan.waiting {
-                    if !last_waiting.contains(&(w.owner.clone(), w.reason)) {
+                let waiting: BTreeSet<(Owner, &'static str, String)> =
+                    plan.waiting.iter().map(log_key).collect();
+                for w in &plan.waiting {
+                    if w.reason != "InProgress" && !last_waiting.contains(&log_key(w)) {
                         tracing::warn!(owner = %w.owner, reason = w.reason, message = %w.message, "not converging");
                     }
                 }
                 last_waiting = waiting;
+                if plan.is_empty() {
+                    tracing::debug!(reason, took = ?started.elapsed(), "pass: converged");
+                } else {
+                    tracing::info!(reason, actions = plan.actions.len(), "pass: executing");
+                    let owners: BTreeSet<Owner> =
+                        plan.actions.iter().map(|a| a.owner.clone()).collect();
+                    for o in owners {
+                        *busy.entry(o).or_default() += 1;
+                    }
+                    let (engine, parallelism, plan) =
+                        (rec.engine.clone(), rec.parallelism, Arc::new(plan));
+                    executing.push(tokio::spawn(async move {
+                        let outcomes = execute(&engine, &plan, parallelism).await;
+                        (plan, outcomes, started)
+                    }));
+                }
             }
             Err(e) => tracing::error!(
                 error = format!("{e:#}"),
@@ -272,6 +313,34 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
             }
         };
         tokio::select! {
+            Some(done) = executing.next(), if !executing.is_empty() => {
+                match done {
+                    Ok((plan, outcomes, started)) => {
+                        rec.record(&plan, &outcomes);
+                        let owners: BTreeSet<&Owner> = plan.actions.iter().map(|a| &a.owner).collect();
+                        for o in owners {
+                            if let Some(n) = busy.get_mut(o) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    busy.remove(o);
+                                }
+                            }
+                        }
+                        tracing::info!(
+                            actions = plan.actions.len(),
+                            failed = outcomes.iter().filter(|o| o.result.is_err()).count(),
+                            took = ?started.elapsed(),
+                            "pass executed"
+                        );
+                    }
+                    Err(e) => {
+                        // A panicked execution: forget what it held; the next pass re-plans.
+                        tracing::error!(error = %e, "plan execution task failed");
+                        busy.clear();
+                    }
+                }
+                reason = "actions finished";
+            }
             r = source.changed() => {
                 if r.is_err() { anyhow::bail!("manifest source stopped"); }
                 if let Some(s) = source.borrow_and_update().clone() {
