@@ -202,6 +202,7 @@ impl DockerEngine {
                 networks: nets,
                 health,
                 network_mode,
+                image_id: c.image_id,
             });
         }
         let exited: Vec<usize> = (0..obs.containers.len())
@@ -540,7 +541,8 @@ impl DockerEngine {
 impl Runtime for DockerEngine {
     async fn execute(&self, action: &Action) -> Result<(), EngineError> {
         match action {
-            Action::EnsureImage { image, policy } => self.ensure_image(image, *policy).await,
+            // Credentials (`pull_secrets`) are not used yet.
+            Action::EnsureImage { image, policy, .. } => self.ensure_image(image, *policy).await,
             Action::CreateNetwork {
                 name,
                 config,
