@@ -4,8 +4,9 @@
 //! The adapter only observes and carries out actions; it never decides. Works with Engine 20.10
 //! (API 1.41) and newer: the API version is negotiated at connect time.
 
+pub mod credentials;
 mod docker;
 mod executor;
 
-pub use docker::{DockerEngine, EngineError};
+pub use docker::{DockerEngine, EngineError, ImageRefresh};
 pub use executor::{Outcome, Runtime, execute};
