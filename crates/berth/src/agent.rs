@@ -4,7 +4,7 @@
 //! relist timer fires, or when a retry falls due. Why a pass runs is logged, never passed to
 //! `plan`. Nothing runs before the manifest directory delivered its first complete set.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,6 +17,7 @@ use berth_sources::directory::DirectorySource;
 use rand::Rng;
 
 use crate::cli::AgentArgs;
+use crate::images::{always_images, log_refresh, observe, refresh_images};
 
 /// How long a restarted container must run before its CrashLoopBackOff count is forgotten
 /// (Kubernetes: 10 minutes).
@@ -53,11 +54,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// One pass. Errors only when the engine cannot be observed (then nothing is planned).
     pub async fn pass(&mut self, desired: &DesiredState) -> anyhow::Result<PassReport> {
-        let observed = self
-            .engine
-            .observe(&desired.instance)
-            .await
-            .context("observe the engine")?;
+        let observed = observe(&self.engine, desired).await?;
         let now = Instant::now();
         self.book
             .expire_restarts(now, CRASH_RESET, |owner, hash| wanted(desired, owner, hash));
@@ -161,6 +158,12 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
 
     let mut relist = tokio::time::interval(args.resync());
     relist.tick().await;
+    // `pullPolicy: Always` tags are re-resolved in the background (registries can be slow), at
+    // start and then periodically; a moved tag is followed in the pass that the result triggers.
+    let mut refresh_timer = tokio::time::interval(args.image_refresh());
+    let (refreshed_tx, mut refreshed) = tokio::sync::mpsc::channel(1);
+    let mut refreshing = false;
+    let mut refresh_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut reason = "start";
     let mut last_waiting: Vec<Waiting> = Vec::new();
     loop {
@@ -221,6 +224,21 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                 reason = "engine event";
             }
             _ = relist.tick() => reason = "periodic relist",
+            _ = refresh_timer.tick() => {
+                let images = always_images(&desired);
+                if !refreshing && !images.is_empty() {
+                    refreshing = true;
+                    let (engine, tx) = (rec.engine.clone(), refreshed_tx.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send(refresh_images(engine, images).await).await;
+                    });
+                }
+                reason = "image refresh timer";
+            }
+            Some(results) = refreshed.recv() => {
+                refreshing = false;
+                reason = log_refresh(&results, &mut refresh_errors).unwrap_or("images re-resolved");
+            }
             _ = retry => reason = "retry due",
             _ = &mut shutdown => {
                 tracing::info!("berth agent stopping; containers keep running");
