@@ -86,6 +86,9 @@ fn status_of(e: &BollardError) -> Option<u16> {
     }
 }
 
+/// Longest time spent reading the credentials of one pull (files and helper programs).
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What [`DockerEngine::refresh_image`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageRefresh {
@@ -334,7 +337,8 @@ impl DockerEngine {
     }
 
     /// Registry credentials for `image` (see [`crate::credentials::credentials_for`]); read on
-    /// a blocking thread (files, helper programs).
+    /// a blocking thread (files, helper programs), for at most [`CREDENTIALS_TIMEOUT`] (a hung
+    /// credential helper fails the pull instead of holding up the pass).
     async fn credentials(
         image: &str,
         pull_secrets: &[String],
@@ -345,8 +349,15 @@ impl DockerEngine {
             image: image.to_string(),
             message,
         };
-        tokio::task::spawn_blocking(move || credentials::credentials_for(&owned, &files))
+        let read =
+            tokio::task::spawn_blocking(move || credentials::credentials_for(&owned, &files));
+        tokio::time::timeout(CREDENTIALS_TIMEOUT, read)
             .await
+            .map_err(|_| {
+                fail(format!(
+                    "reading credentials took more than {CREDENTIALS_TIMEOUT:?} (a credential helper hangs?)"
+                ))
+            })?
             .map_err(|e| fail(format!("reading credentials: {e}")))?
             .map_err(|e| fail(e.to_string()))
     }
