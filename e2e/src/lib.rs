@@ -8,6 +8,8 @@
 //!
 //! Images come from `e2e/images/build.sh` (no registry is reachable here).
 
+pub mod registry;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -213,6 +215,11 @@ impl Env {
 
     /// Starts `berth agent` with extra agent flags.
     pub fn agent_with(&self, extra: &[&str]) -> Agent {
+        self.agent_with_env(extra, &[])
+    }
+
+    /// Starts `berth agent` with extra agent flags and environment variables.
+    pub fn agent_with_env(&self, extra: &[&str], vars: &[(&str, &std::ffi::OsStr)]) -> Agent {
         let seq = self
             .agent_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -225,6 +232,7 @@ impl Env {
             .arg("--manifests")
             .arg(self.dir.path())
             .env("NO_COLOR", "1")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -67,6 +67,12 @@ pub struct ContainerSpec {
     /// When berth pulls the image; default `IfNotPresent` (same meaning as Kubernetes' `imagePullPolicy`).
     #[serde(default)]
     pub pull_policy: PullPolicy,
+    /// Registry credentials for pulling `image`: Docker config files tried in order, before the
+    /// agent's own Docker config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
+    /// Same name and role as Kubernetes' `imagePullSecrets`, with a file in place of a Secret.
+    /// Not part of the spec hash: changing credentials never recreates a running container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<ImagePullSecret>,
     /// Labels set on the engine container (keys under `berth.dev/` are reserved).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -465,13 +471,27 @@ pub enum RestartPolicy {
     JsonSchema,
 )]
 pub enum PullPolicy {
-    /// Pull before every create.
+    /// Pull before every create; and the agent re-resolves the tag against the registry every
+    /// resync period: a container not running the image the tag now names is recreated.
     Always,
     /// Pull only when the image is not present (default).
     #[default]
     IfNotPresent,
     /// Never pull; a missing image is an error.
     Never,
+}
+
+/// A file holding registry credentials in Docker's config format, the same content as a
+/// Kubernetes `kubernetes.io/dockerconfigjson` Secret:
+/// `{"auths": {"registry.example:5000": {"auth": "<base64 of user:password>"}}}`. Entries may
+/// also give `username` and `password`, or an `identitytoken`; `credHelpers` and `credsStore`
+/// name `docker-credential-<helper>` programs, as in `~/.docker/config.json`. The file is read
+/// at each pull, so it can be rotated without touching the manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImagePullSecret {
+    /// Absolute path of the file on the host where the agent runs.
+    pub file: String,
 }
 
 /// Resource limits.

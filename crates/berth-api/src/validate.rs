@@ -171,6 +171,14 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
             ),
         );
     }
+    for (i, secret) in spec.image_pull_secrets.iter().enumerate() {
+        if !secret.file.starts_with('/') {
+            e.push(
+                format!("spec.imagePullSecrets[{i}].file"),
+                format!("expected an absolute path, got {:?}", secret.file),
+            );
+        }
+    }
     if let Some(name) = &spec.container_name {
         if spec.replica_count() > 1 {
             e.push(
@@ -484,6 +492,18 @@ mod tests {
     #[test]
     fn minimal_container_is_valid() {
         assert_eq!(validate_container(&spec()), vec![]);
+    }
+
+    #[test]
+    fn image_pull_secrets_decode_and_need_absolute_paths() {
+        let s: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "registry.example:5000/app:1",
+            "imagePullSecrets": [{"file": "/etc/berth/auth.json"}, {"file": "auth.json"}],
+        }))
+        .expect("decodes");
+        assert_eq!(s.image_pull_secrets[0].file, "/etc/berth/auth.json");
+        let paths: Vec<String> = validate_container(&s).into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, vec!["spec.imagePullSecrets[1].file"]);
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct DesiredContainer {
     pub restart_policy: RestartPolicy,
     /// Pull policy.
     pub pull_policy: PullPolicy,
+    /// Credential files for pulls (`imagePullSecrets[].file`), in order; not hashed.
+    pub image_pull_secrets: Vec<String>,
     /// Networks (object keys) the container needs.
     pub networks: Vec<ObjectKey>,
     /// Volumes (object keys) the container needs.

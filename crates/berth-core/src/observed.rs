@@ -20,6 +20,10 @@ pub struct ObservedState {
     pub volumes: Vec<ObservedVolume>,
     /// Names of volumes berth does not manage.
     pub foreign_volumes: BTreeSet<String>,
+    /// Local image ID (`sha256:…`) that each image reference of a `pullPolicy: Always`
+    /// container names now. References missing locally are absent; so is everything when the
+    /// caller did not look (then no container is recreated for its image).
+    pub image_ids: BTreeMap<String, String>,
 }
 
 /// Lifecycle state of a container, as the engine reports it.
@@ -79,6 +83,8 @@ pub struct ObservedContainer {
     pub health: Option<Health>,
     /// The engine's `HostConfig.NetworkMode` (e.g. `container:<id>`), when not the default.
     pub network_mode: Option<String>,
+    /// ID (`sha256:…`) of the image the container was created from.
+    pub image_id: Option<String>,
     /// Results of the agent-run probes, when the container has any.
     pub probe: Option<ProbeStatus>,
 }

@@ -31,6 +31,8 @@ pub enum Action {
         image: String,
         /// Pull policy.
         policy: PullPolicy,
+        /// Credential files (`imagePullSecrets`) to try first, in order.
+        pull_secrets: Vec<String>,
     },
     /// Create a network.
     CreateNetwork {
@@ -102,7 +104,7 @@ pub enum Action {
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Action::EnsureImage { image, policy } => {
+            Action::EnsureImage { image, policy, .. } => {
                 write!(f, "ensure image {image} (pull policy {policy:?})")
             }
             Action::CreateNetwork { name, .. } => write!(f, "create network {name}"),
@@ -151,7 +153,8 @@ pub struct Waiting {
     /// The object (replica).
     pub owner: Owner,
     /// Kubernetes-style reason: `Conflict`, `InvalidReference`, `DependencyBlocked`, `BackOff`,
-    /// `CrashLoopBackOff`, `NetworkInUse`, `VolumeSpecChanged`.
+    /// `ImagePullBackOff`, `ErrImageNeverPull`, `CrashLoopBackOff`, `NetworkInUse`,
+    /// `VolumeSpecChanged`.
     pub reason: &'static str,
     /// Human-readable detail.
     pub message: String,
@@ -459,7 +462,7 @@ pub fn plan(
     }
 
     // ---- containers
-    let mut images: BTreeMap<(String, PullPolicy), usize> = BTreeMap::new();
+    let mut images: BTreeMap<(String, PullPolicy, &[String]), usize> = BTreeMap::new();
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
     let mut removing: BTreeMap<&str, usize> = BTreeMap::new(); // container id → remove action
     let mut by_replica: BTreeMap<(&ObjectKey, u32), Vec<&ObservedContainer>> = BTreeMap::new();
@@ -530,7 +533,7 @@ pub fn plan(
             if let Some(e) = entry.filter(|e| e.kind == RetryKind::Failure && e.not_before > now) {
                 p.wait(
                     &owner,
-                    "BackOff",
+                    failure_reason(e),
                     retry_message(retries, &owner, &dc.hash),
                     Some(e.not_before),
                 );
@@ -565,7 +568,8 @@ pub fn plan(
                 }
                 Some(c) if c.state == RunState::Dead => Some("container is dead".to_string()),
                 Some(c) => network_drift(c, &dc.config, &net_ids, &replaced_nets)
-                    .or_else(|| namespace_drift(c, dc, &by_replica)),
+                    .or_else(|| namespace_drift(c, dc, &by_replica))
+                    .or_else(|| image_drift(c, dc, observed)),
             };
             let needs_start = match (&recreate, current) {
                 (Some(_), _) => true,
@@ -580,7 +584,11 @@ pub fn plan(
             }
             match (recreate, current) {
                 (Some(reason), current) => {
-                    let img_key = (dc.config.image.clone(), dc.pull_policy);
+                    let img_key = (
+                        dc.config.image.clone(),
+                        dc.pull_policy,
+                        dc.image_pull_secrets.as_slice(),
+                    );
                     let img = match images.get(&img_key) {
                         Some(a) => *a,
                         None => {
@@ -591,6 +599,7 @@ pub fn plan(
                                 Action::EnsureImage {
                                     image: dc.config.image.clone(),
                                     policy: dc.pull_policy,
+                                    pull_secrets: dc.image_pull_secrets.clone(),
                                 },
                                 vec![],
                             );
@@ -959,6 +968,45 @@ fn namespace_drift(
     (c.network_mode.as_deref() != Some(want.as_str())).then(|| {
         format!("the container whose network namespace it shares ({target_name}) was replaced")
     })
+}
+
+/// Why a `pullPolicy: Always` container must be recreated: the image its reference names now
+/// (after the agent re-pulled it) is not the one it runs. Other policies never follow a moved tag.
+fn image_drift(
+    c: &ObservedContainer,
+    dc: &crate::desired::DesiredContainer,
+    observed: &ObservedState,
+) -> Option<String> {
+    if dc.pull_policy != PullPolicy::Always {
+        return None;
+    }
+    let now = observed.image_ids.get(&dc.config.image)?;
+    let running = c.image_id.as_ref()?;
+    (running != now).then(|| {
+        format!(
+            "image {} now names {} (pullPolicy Always; running {})",
+            dc.config.image,
+            short_id(now),
+            short_id(running)
+        )
+    })
+}
+
+/// `sha256:0123456789ab…` → `0123456789ab` (as `docker images` shows IDs).
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.get(..12).unwrap_or(hex)
+}
+
+/// Waiting reason for an owner whose last action failed: `ImagePullBackOff` after a failed pull,
+/// `ErrImageNeverPull` when the image is missing and `pullPolicy` is `Never` (Kubernetes'
+/// reasons), else `BackOff`.
+fn failure_reason(e: &crate::backoff::RetryEntry) -> &'static str {
+    match e.last_error.as_deref() {
+        Some(m) if m.contains("ErrImageNeverPull") => "ErrImageNeverPull",
+        Some(m) if m.contains("ErrImagePull") => "ImagePullBackOff",
+        _ => "BackOff",
+    }
 }
 
 /// Why an up-to-date container must still be recreated because of its networks.

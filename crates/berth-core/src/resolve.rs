@@ -366,6 +366,11 @@ fn container(
         container_name: spec.container_name.clone(),
         restart_policy: spec.restart_policy,
         pull_policy: spec.pull_policy,
+        image_pull_secrets: spec
+            .image_pull_secrets
+            .iter()
+            .map(|s| s.file.clone())
+            .collect(),
         networks,
         volumes,
         depends_on,

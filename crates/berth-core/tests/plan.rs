@@ -159,6 +159,7 @@ impl Sim {
                                 None => m.clone(),
                             }
                         }),
+                        image_id: self.state.image_ids.get(&config.image).cloned(),
                     });
                 }
                 Action::RestartContainer { id, .. } => {
@@ -979,4 +980,127 @@ fn busy_owners_are_left_out_with_their_dependents() {
         ]
     );
     assert!(rest.waiting.iter().any(|w| w.reason == "InProgress"));
+}
+
+fn always(objs: &mut [Manifest]) {
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.pull_policy = PullPolicy::Always;
+    }
+}
+
+/// `pullPolicy: Always`: once the agent re-pulled the tag and it names another image, the
+/// container is recreated in that same pass (image first); `IfNotPresent` ignores a moved tag.
+#[test]
+fn always_container_follows_a_moved_tag_and_if_not_present_does_not() {
+    let mut objs = stack();
+    always(&mut objs);
+    let mut sim = Sim::default();
+    sim.state
+        .image_ids
+        .insert("busybox:1".into(), "sha256:1111111111111111".into());
+    converge(&mut sim, &objs);
+    let (web_id, db_id) = (sim.container_id("app_web_0"), sim.container_id("app_db_0"));
+    sim.state
+        .image_ids
+        .insert("busybox:1".into(), "sha256:2222222222222222".into());
+    let p = converge(&mut sim, &objs);
+    assert_eq!(
+        names(&p),
+        vec![
+            "ensure image busybox:1 (pull policy Always)",
+            "remove container app_web_0",
+            "create container app_web_0 (busybox:1)",
+            "start container app_web_0",
+        ]
+    );
+    assert_eq!(p.actions[1].after, vec![0], "image first");
+    assert!(
+        p.actions[1].reason.contains("now names 222222222222"),
+        "{}",
+        p.actions[1].reason
+    );
+    assert_ne!(sim.container_id("app_web_0"), web_id);
+    assert_eq!(
+        sim.container_id("app_db_0"),
+        db_id,
+        "IfNotPresent: a moved tag recreates nothing"
+    );
+    // Nothing known about the reference (not resolved, or missing locally): no recreate.
+    sim.state.image_ids.clear();
+    assert!(
+        plan(
+            &resolve(&objs),
+            &sim.state,
+            &RetryBook::default(),
+            Instant::now()
+        )
+        .is_empty()
+    );
+}
+
+/// Credentials are not hashed (changing them recreates nothing) but reach the pull.
+#[test]
+fn image_pull_secrets_reach_the_pull_and_are_not_hashed() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &stack());
+    let mut objs = stack();
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.image_pull_secrets = vec![ImagePullSecret {
+            file: "/etc/berth/auth.json".into(),
+        }];
+    }
+    assert!(
+        plan(
+            &resolve(&objs),
+            &sim.state,
+            &RetryBook::default(),
+            Instant::now()
+        )
+        .is_empty()
+    );
+    sim.state.containers.retain(|c| c.name != "app_web_0");
+    let p = converge(&mut sim, &objs);
+    assert_eq!(
+        p.actions[0].action,
+        Action::EnsureImage {
+            image: "busybox:1".into(),
+            policy: PullPolicy::IfNotPresent,
+            pull_secrets: vec!["/etc/berth/auth.json".into()],
+        }
+    );
+}
+
+/// A failed pull backs off as `ImagePullBackOff` (`ErrImageNeverPull` for pullPolicy Never);
+/// other failures as `BackOff`.
+#[test]
+fn failed_pull_waits_as_image_pull_back_off() {
+    let desired = resolve(&stack());
+    let now = Instant::now();
+    let reason = |error: &str| {
+        let mut book = RetryBook::default();
+        let web = ObjectKey::new(Kind::Container, "app", "web");
+        book.record_failure(
+            Owner::replica(web.clone(), 0),
+            &desired.containers[&web].hash,
+            now,
+            error.into(),
+            |n| Backoff::FAILURE.delay(n),
+        );
+        let p = plan(&desired, &ObservedState::default(), &book, now);
+        waiting_reason(&p, "web").expect("web waits")
+    };
+    let pull = reason("pull r:5000/app:1: unauthorized: authentication required (ErrImagePull)");
+    assert!(
+        pull.starts_with("ImagePullBackOff: 1 failed attempt(s)"),
+        "{pull}"
+    );
+    let skipped = reason(
+        "skipped: ensure image r:5000/app:1 (pull policy IfNotPresent) failed: pull r:5000/app:1: manifest unknown (ErrImagePull)",
+    );
+    assert!(skipped.starts_with("ImagePullBackOff"), "{skipped}");
+    assert!(
+        reason("image x is not present and pullPolicy is Never (ErrImageNeverPull)")
+            .starts_with("ErrImageNeverPull")
+    );
+    assert!(reason("create container app_web_0: conflict").starts_with("BackOff"));
 }

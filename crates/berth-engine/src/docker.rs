@@ -1,6 +1,7 @@
 //! [`DockerEngine`]: observe and act on a Docker Engine through bollard.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use berth_core::{
     Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, RunState,
 };
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::models::HealthConfig;
 use bollard::models::{
@@ -31,6 +33,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::credentials;
 use crate::executor::Runtime;
 
 /// Errors talking to the engine. Each names what was being done.
@@ -81,6 +84,23 @@ fn status_of(e: &BollardError) -> Option<u16> {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
+}
+
+/// Longest time spent reading the credentials of one pull (files and helper programs).
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What [`DockerEngine::refresh_image`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageRefresh {
+    /// The local image already is the one the tag names in the registry.
+    Unchanged,
+    /// The tag was pulled and now names another local image.
+    Moved {
+        /// Local image ID before the pull (`None`: the image was not present).
+        before: Option<String>,
+        /// Local image ID now.
+        after: String,
+    },
 }
 
 /// A connected Docker Engine.
@@ -203,6 +223,7 @@ impl DockerEngine {
                 health,
                 network_mode,
                 probe: None,
+                image_id: c.image_id,
             });
         }
         let exited: Vec<usize> = (0..obs.containers.len())
@@ -291,6 +312,7 @@ impl DockerEngine {
         &self,
         image: &str,
         policy: berth_api::PullPolicy,
+        pull_secrets: &[String],
     ) -> Result<(), EngineError> {
         use berth_api::PullPolicy;
         if policy != PullPolicy::Always {
@@ -305,21 +327,59 @@ impl DockerEngine {
                 Err(e) => return Err(api(format!("inspect image {image}"))(e)),
             }
         }
-        self.pull(image).await
+        self.pull_with(image, pull_secrets).await
     }
 
-    /// Pulls `image` (tag `latest` when none is given).
+    /// Pulls `image` (tag `latest` when none is given) with the credentials of the Docker
+    /// config file, if it has any for the image's registry.
     ///
     /// # Errors
     /// [`EngineError::Pull`] with the registry's message.
     pub async fn pull(&self, image: &str) -> Result<(), EngineError> {
+        self.pull_with(image, &[]).await
+    }
+
+    /// Registry credentials for `image` (see [`crate::credentials::credentials_for`]); read on
+    /// a blocking thread (files, helper programs), for at most [`CREDENTIALS_TIMEOUT`] (a hung
+    /// credential helper fails the pull instead of holding up the pass).
+    async fn credentials(
+        image: &str,
+        pull_secrets: &[String],
+    ) -> Result<Option<DockerCredentials>, EngineError> {
+        let files: Vec<PathBuf> = pull_secrets.iter().map(PathBuf::from).collect();
+        let owned = image.to_string();
+        let fail = |message: String| EngineError::Pull {
+            image: image.to_string(),
+            message,
+        };
+        let read =
+            tokio::task::spawn_blocking(move || credentials::credentials_for(&owned, &files));
+        tokio::time::timeout(CREDENTIALS_TIMEOUT, read)
+            .await
+            .map_err(|_| {
+                fail(format!(
+                    "reading credentials took more than {CREDENTIALS_TIMEOUT:?} (a credential helper hangs?)"
+                ))
+            })?
+            .map_err(|e| fail(format!("reading credentials: {e}")))?
+            .map_err(|e| fail(e.to_string()))
+    }
+
+    /// Pulls `image` with credentials from `pull_secrets` (Docker config files, tried in order)
+    /// or else from the Docker config file.
+    ///
+    /// # Errors
+    /// [`EngineError::Pull`] with the registry's message, or naming the unusable credentials
+    /// file.
+    pub async fn pull_with(&self, image: &str, pull_secrets: &[String]) -> Result<(), EngineError> {
+        let creds = Self::credentials(image, pull_secrets).await?;
         let (repo, tag) = split_reference(image);
         let opts = CreateImageOptionsBuilder::default()
             .from_image(repo)
             .tag(tag)
             .build();
         self.count();
-        let mut stream = self.docker.create_image(Some(opts), None, None);
+        let mut stream = self.docker.create_image(Some(opts), None, creds);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| EngineError::Pull {
                 image: image.to_string(),
@@ -333,6 +393,81 @@ impl DockerEngine {
             }
         }
         Ok(())
+    }
+
+    /// Local image IDs (`sha256:…`) of the given references; references missing locally (or
+    /// that cannot be inspected) are left out. One inspect per reference, no registry access.
+    pub async fn local_image_ids<'a>(
+        &self,
+        images: impl IntoIterator<Item = &'a str>,
+    ) -> BTreeMap<String, String> {
+        let images: Vec<&str> = images.into_iter().collect();
+        self.calls.fetch_add(images.len() as u64, Ordering::Relaxed);
+        let found =
+            futures_util::future::join_all(images.iter().map(|i| self.docker.inspect_image(i)))
+                .await;
+        images
+            .into_iter()
+            .zip(found)
+            .filter_map(|(i, r)| Some((i.to_string(), r.ok()?.id?)))
+            .collect()
+    }
+
+    /// Re-resolves tag `image` against its registry (`pullPolicy: Always`): asks the registry
+    /// for the digest the tag names now (a manifest HEAD request through the engine, cheap and
+    /// not counted by registry pull limits) and pulls only when the local image for `image`
+    /// does not have that digest. Digest references never move and are not looked up.
+    ///
+    /// # Errors
+    /// [`EngineError::Pull`] when the registry cannot be asked or the pull fails (the local
+    /// image is unchanged then).
+    pub async fn refresh_image(
+        &self,
+        image: &str,
+        pull_secrets: &[String],
+    ) -> Result<ImageRefresh, EngineError> {
+        if image.contains('@') {
+            return Ok(ImageRefresh::Unchanged);
+        }
+        let creds = Self::credentials(image, pull_secrets).await?;
+        self.calls.fetch_add(2, Ordering::Relaxed);
+        let (remote, local) = tokio::join!(
+            self.docker.inspect_registry_image(image, creds),
+            self.docker.inspect_image(image)
+        );
+        let digest = remote
+            .map_err(|e| EngineError::Pull {
+                image: image.to_string(),
+                message: e.to_string(),
+            })?
+            .descriptor
+            .digest
+            .unwrap_or_default();
+        let before = local.ok();
+        let current = before.as_ref().is_some_and(|i| {
+            i.repo_digests
+                .iter()
+                .flatten()
+                .any(|d| !digest.is_empty() && d.ends_with(&format!("@{digest}")))
+        });
+        if current {
+            return Ok(ImageRefresh::Unchanged);
+        }
+        self.pull_with(image, pull_secrets).await?;
+        let before = before.and_then(|i| i.id);
+        self.count();
+        let after = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(api(format!("inspect image {image}")))?
+            .id
+            .unwrap_or_default();
+        Ok(if before.as_deref() == Some(after.as_str()) {
+            ImageRefresh::Unchanged
+        } else {
+            ImageRefresh::Moved { before, after }
+        })
     }
 
     async fn create_network(
@@ -544,12 +679,23 @@ impl crate::executor::Engine for DockerEngine {
     async fn observe(&self, instance: &str) -> Result<ObservedState, EngineError> {
         DockerEngine::observe(self, instance).await
     }
+
+    async fn local_image_ids<'a>(
+        &'a self,
+        refs: impl Iterator<Item = &'a str> + Send + 'a,
+    ) -> BTreeMap<String, String> {
+        DockerEngine::local_image_ids(self, refs).await
+    }
 }
 
 impl Runtime for DockerEngine {
     async fn execute(&self, action: &Action) -> Result<(), EngineError> {
         match action {
-            Action::EnsureImage { image, policy } => self.ensure_image(image, *policy).await,
+            Action::EnsureImage {
+                image,
+                policy,
+                pull_secrets,
+            } => self.ensure_image(image, *policy, pull_secrets).await,
             Action::CreateNetwork {
                 name,
                 config,

@@ -21,6 +21,13 @@ pub trait Engine: Runtime {
         &self,
         instance: &str,
     ) -> impl Future<Output = Result<berth_core::ObservedState, EngineError>> + Send;
+
+    /// Local image ID (`sha256:…`) of each reference in `refs` that is present; references
+    /// that are missing are absent from the map.
+    fn local_image_ids<'a>(
+        &'a self,
+        refs: impl Iterator<Item = &'a str> + Send + 'a,
+    ) -> impl Future<Output = std::collections::BTreeMap<String, String>> + Send + 'a;
 }
 
 /// What happened to one planned action.

@@ -19,6 +19,7 @@ use futures_util::stream::FuturesUnordered;
 use rand::Rng;
 
 use crate::cli::AgentArgs;
+use crate::images::{always_images, log_refresh, refresh_images};
 
 /// How long a restarted container must run before its CrashLoopBackOff count is forgotten
 /// (Kubernetes: 10 minutes).
@@ -79,6 +80,13 @@ impl<E: Engine> Reconciler<E> {
         let mut observed = Engine::observe(&self.engine, &desired.instance)
             .await
             .context("observe the engine")?;
+        let always = always_images(desired);
+        if !always.is_empty() {
+            observed.image_ids = self
+                .engine
+                .local_image_ids(always.keys().map(String::as_str))
+                .await;
+        }
         if let Some(prober) = &self.prober {
             attach_probe_results(prober, desired, &mut observed);
         }
@@ -188,7 +196,9 @@ fn attach_probe_results(
 /// backoffs, whose messages count attempts and would repeat the line on every pass.
 fn log_key(w: &berth_core::plan::Waiting) -> (Owner, &'static str, String) {
     let message = match w.reason {
-        "BackOff" | "CrashLoopBackOff" | "Unhealthy" | "ImagePullBackOff" => String::new(),
+        "BackOff" | "CrashLoopBackOff" | "Unhealthy" | "ImagePullBackOff" | "ErrImageNeverPull" => {
+            String::new()
+        }
         _ => w.message.clone(),
     };
     (w.owner.clone(), w.reason, message)
@@ -259,6 +269,12 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
 
     let mut relist = tokio::time::interval(args.resync());
     relist.tick().await;
+    // `pullPolicy: Always` tags are re-resolved in the background (registries can be slow), at
+    // start and then periodically; a moved tag is followed in the pass that the result triggers.
+    let mut refresh_timer = tokio::time::interval(args.image_refresh());
+    let (refreshed_tx, mut refreshed) = tokio::sync::mpsc::channel(1);
+    let mut refreshing = false;
+    let mut refresh_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut reason = "start";
     let mut last_waiting: BTreeSet<(Owner, &'static str, String)> = BTreeSet::new();
     // Plans being carried out in the background, and the owners they hold. A slow action
@@ -359,6 +375,21 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                 reason = "probe result";
             }
             _ = relist.tick() => reason = "periodic relist",
+            _ = refresh_timer.tick() => {
+                let images = always_images(&desired);
+                if !refreshing && !images.is_empty() {
+                    refreshing = true;
+                    let (engine, tx) = (rec.engine.clone(), refreshed_tx.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send(refresh_images(engine, images).await).await;
+                    });
+                }
+                reason = "image refresh timer";
+            }
+            Some(results) = refreshed.recv() => {
+                refreshing = false;
+                reason = log_refresh(&results, &mut refresh_errors).unwrap_or("images re-resolved");
+            }
             _ = retry => reason = "retry due",
             _ = &mut shutdown => {
                 tracing::info!("berth agent stopping; containers keep running");
@@ -419,6 +450,7 @@ mod tests {
                     networks: Default::default(),
                     health: None,
                     network_mode: None,
+                    image_id: None,
                     probe: None,
                 }),
                 Action::StartContainer { name, .. } => {
@@ -441,6 +473,13 @@ mod tests {
     impl Engine for CrashingEngine {
         async fn observe(&self, _instance: &str) -> Result<ObservedState, EngineError> {
             Ok(self.state.lock().expect("lock").clone())
+        }
+
+        async fn local_image_ids<'a>(
+            &'a self,
+            _refs: impl Iterator<Item = &'a str> + Send + 'a,
+        ) -> BTreeMap<String, String> {
+            BTreeMap::new()
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod images;
 pub mod report;
 
 use std::process::ExitCode;
