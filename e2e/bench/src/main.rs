@@ -613,30 +613,40 @@ impl Bench {
                 Summary::of(&samples[2]),
             ];
             for (i, c) in Contender::ALL.iter().enumerate() {
-                self.row("cold_converge", "wall_time", c.id(), n, "s", sums[i]);
+                if sums[i].n > 0 {
+                    self.row("cold_converge", "wall_time", c.id(), n, "s", sums[i]);
+                }
             }
-            self.single(
-                "cold_converge",
-                "ratio_berth_to_raw",
-                "berth",
-                n,
-                "ratio",
-                sums[0].median / sums[2].median,
-            );
-            self.single(
-                "cold_converge",
-                "ratio_berth_to_compose",
-                "berth",
-                n,
-                "ratio",
-                sums[0].median / sums[1].median,
-            );
+            if all {
+                let (to_raw, to_compose) = (
+                    sums[0].median / sums[2].median,
+                    sums[0].median / sums[1].median,
+                );
+                self.single(
+                    "cold_converge",
+                    "ratio_berth_to_raw",
+                    "berth",
+                    n,
+                    "ratio",
+                    to_raw,
+                );
+                self.single(
+                    "cold_converge",
+                    "ratio_berth_to_compose",
+                    "berth",
+                    n,
+                    "ratio",
+                    to_compose,
+                );
+            }
             let (br, bw) = proxy::reads_writes(&noop_calls.0);
-            let (cr, cw) = proxy::reads_writes(&noop_calls.1);
             self.single("noop", "apply_api_reads", "berth", n, "calls", br as f64);
             self.single("noop", "apply_api_writes", "berth", n, "calls", bw as f64);
-            self.single("noop", "up_api_reads", "compose", n, "calls", cr as f64);
-            self.single("noop", "up_api_writes", "compose", n, "calls", cw as f64);
+            if all {
+                let (cr, cw) = proxy::reads_writes(&noop_calls.1);
+                self.single("noop", "up_api_reads", "compose", n, "calls", cr as f64);
+                self.single("noop", "up_api_writes", "compose", n, "calls", cw as f64);
+            }
             self.report
                 .noop_calls_by_n
                 .push((n, noop_calls.0, noop_calls.1));
@@ -646,6 +656,9 @@ impl Bench {
             let at = |n: usize| self.report.cold.iter().find(|c| c.0 == n).map(|c| c.2);
             if let (Some(a), Some(b)) = (at(lo), at(hi)) {
                 for (i, c) in Contender::ALL.iter().enumerate() {
+                    if a[i].n == 0 || b[i].n == 0 {
+                        continue;
+                    }
                     self.single(
                         "growth",
                         format!("ratio_t{hi}_to_t{lo}"),
@@ -1133,9 +1146,15 @@ fn render(r: &Report, cfg: &Config) -> String {
         for (n, b, c) in &r.noop_calls_by_n {
             let (br, bw) = proxy::reads_writes(b);
             let (cr, cw) = proxy::reads_writes(c);
+            // Compose is not run at the berth-only growth sizes.
+            let compose = if c.is_empty() {
+                "—".to_string()
+            } else {
+                format!("{cr} reads, {cw} writes")
+            };
             let _ = writeln!(
                 s,
-                "| engine API calls of a no-op run, N={n} | {br} reads, {bw} writes: {} | {cr} reads, {cw} writes |",
+                "| engine API calls of a no-op run, N={n} | {br} reads, {bw} writes: {} | {compose} |",
                 proxy::describe(b, 1.0)
             );
         }
