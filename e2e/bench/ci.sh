@@ -34,6 +34,7 @@ need noop,up_api_reads,compose
 need noop,process_wall_time,berth
 need noop,process_wall_time,compose
 need noop,agent_pass_time,berth
+need noop,list_floor,raw
 need noop,agent_pass_api_reads,berth
 need noop,agent_pass_api_writes,berth
 need floor,create_start,raw

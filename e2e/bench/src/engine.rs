@@ -147,7 +147,7 @@ async fn clean_labelled(d: &Docker, label_filters: &[String]) -> anyhow::Result<
                 continue;
             }
             // Right after a forced container removal the engine may still hold the endpoint
-            // (403 "has active endpoints"): retry for a while. Docker 20.10 sometimes never
+            // (403 "has active endpoints"): retry for 2 s. Docker 20.10 sometimes never
             // releases it (a stale endpoint count in libnetwork, cleared only by a daemon
             // restart); such a network is reported once and left alone, which is harmless
             // since every raw round uses a fresh network name and berth and Compose reuse
@@ -164,7 +164,7 @@ async fn clean_labelled(d: &Docker, label_filters: &[String]) -> anyhow::Result<
                         status_code: 403,
                         message,
                     }) => {
-                        if tries < 20 {
+                        if tries < 8 {
                             tries += 1;
                             tokio::time::sleep(Duration::from_millis(250)).await;
                             continue;
@@ -301,6 +301,28 @@ pub async fn floors(d: &Docker, reps: usize) -> anyhow::Result<(Vec<Duration>, V
         create_start_t.push(t.elapsed());
     }
     Ok((create_start_t, replace_t))
+}
+
+/// `reps` timings of the three list calls of berth's observe (all containers, networks,
+/// volumes), made at once as berth makes them: what a no-op pass costs the engine.
+pub async fn list_floor(d: &Docker, reps: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut v = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let (c, n, vol) = tokio::join!(
+            d.list_containers(Some(
+                ListContainersOptionsBuilder::default().all(true).build()
+            )),
+            d.list_networks(None::<bollard::query_parameters::ListNetworksOptions>),
+            d.list_volumes(None::<bollard::query_parameters::ListVolumesOptions>),
+        );
+        v.push(t.elapsed());
+        c.context("list containers")?;
+        n.context("list networks")?;
+        vol.context("list volumes")?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(v)
 }
 
 /// Starts following `start` events of the bench instance's containers; each arrives as

@@ -240,6 +240,8 @@ struct Report {
 struct Noop {
     n: usize,
     pass: Summary,
+    /// The same three list calls made directly, in process: the engine's share of a pass.
+    list_floor: Summary,
     pass_calls: Counts,
     passes_counted: usize,
     apply: Summary,
@@ -334,6 +336,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &proxy::engine_socket()?,
     )?;
     engine::clean(&docker).await?;
+    let prepared = started.elapsed();
 
     let berth_version = std::process::Command::new(&berth)
         .arg("--version")
@@ -414,9 +417,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cleaned?;
 
     let total = started.elapsed();
-    b.report
-        .header
-        .push(format!("Whole run took {:.0} s", total.as_secs_f64()));
+    b.report.header.push(format!(
+        "Whole run took {:.0} s: {:.0} s preparing (image, `cargo build --release -p berth`, Compose, cleanup) and {:.0} s measuring",
+        total.as_secs_f64(),
+        prepared.as_secs_f64(),
+        (total - prepared).as_secs_f64()
+    ));
     let md = render(&b.report, &b.cfg);
     std::fs::write(out.join("results.csv"), stats::csv(&b.report.rows))?;
     std::fs::write(out.join("results.md"), &md)?;
@@ -748,6 +754,9 @@ impl Bench {
         agent.stop().await?;
         let pass = Summary::of_durations(&passes);
         self.row("noop", "agent_pass_time", "berth", n, "s", pass);
+        let list_floor =
+            Summary::of_durations(&engine::list_floor(&self.docker, self.cfg.noop_passes).await?);
+        self.row("noop", "list_floor", "raw", n, "s", list_floor);
 
         // The same through the counting proxy, for the calls per pass.
         let log = self.out.join("logs/agent-noop-proxy.log");
@@ -796,6 +805,7 @@ impl Bench {
         self.report.noop = Some(Noop {
             n,
             pass,
+            list_floor,
             pass_calls,
             passes_counted: counted,
             apply,
@@ -1104,6 +1114,11 @@ fn render(r: &Report, cfg: &Config) -> String {
                 no.n,
                 no.pass.n,
                 cell(&no.pass)
+            );
+            let _ = writeln!(
+                s,
+                "| the same three list calls made directly (the engine's share of a pass) | {} | — |",
+                cell(&no.list_floor)
             );
             let _ = writeln!(
                 s,
