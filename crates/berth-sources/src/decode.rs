@@ -243,7 +243,8 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
             }
         }
     };
-    let problems = manifest.validate();
+    let mut problems = manifest.validate();
+    problems.extend(directory_only(&manifest));
     if !problems.is_empty() {
         let tree: Option<Spanned<Node>> = serde_saphyr::from_str(&chunk.text).ok();
         return Err(problems
@@ -261,6 +262,32 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
         manifest,
         origin: format!("{file}:{}:1", first + chunk.line_offset),
     }))
+}
+
+/// Fields a manifest directory cannot honour: `valueFrom` needs Secrets and ConfigMaps, which
+/// only the Kubernetes source has.
+fn directory_only(manifest: &Manifest) -> Vec<berth_api::FieldError> {
+    let mut out = Vec::new();
+    if let Manifest::Container { spec, .. } = manifest {
+        let msg = "valueFrom needs the Kubernetes source (berth agent --kube): a manifest directory has no Secrets or ConfigMaps; write the value, or declare the object as a custom resource";
+        for (i, e) in spec.env.iter().enumerate() {
+            if e.value_from.is_some() {
+                out.push(berth_api::FieldError {
+                    path: format!("spec.env[{i}].valueFrom"),
+                    message: msg.into(),
+                });
+            }
+        }
+        for (i, f) in spec.files.iter().enumerate() {
+            if f.value_from.is_some() {
+                out.push(berth_api::FieldError {
+                    path: format!("spec.files[{i}].valueFrom"),
+                    message: msg.into(),
+                });
+            }
+        }
+    }
+    out
 }
 
 fn first_line(s: &str) -> String {
@@ -511,6 +538,33 @@ spec:
             e[0].contains("kind: expected Container, Network or Volume"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn value_from_in_a_directory_is_an_error_naming_the_kubernetes_source() {
+        let text = "apiVersion: berth.dev/v1alpha1\nkind: Container\nmetadata: {name: c}\nspec:\n  image: busybox:latest\n  env:\n    - name: PASSWORD\n      valueFrom: {secretKeyRef: {name: db, key: password}}\n";
+        let e = errors(text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "f.yaml:8:18: spec.env[0].valueFrom: valueFrom needs the Kubernetes source"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn host_selector_decodes_and_is_checked() {
+        let text = "apiVersion: berth.dev/v1alpha1\nkind: Volume\nmetadata: {name: v}\nspec:\n  hostSelector:\n    matchLabels: {zone: eu-1}\n    matchExpressions:\n      - {key: role, operator: In}\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "f.yaml:8:9: spec.hostSelector.matchExpressions[0].values: operator In needs at least one value"
+            ]
+        );
+        let ok = text.replace("operator: In}", "operator: In, values: [edge]}");
+        let objs = decode("f.yaml", &ok).expect("valid");
+        assert!(objs[0].manifest.host_selector().is_some());
     }
 
     #[test]

@@ -60,6 +60,18 @@ pub enum Command {
     Diff(DirArg),
     /// Decode and validate the manifests (no engine needed). Exit 0 when valid, 1 otherwise.
     Validate(DirArg),
+    /// Print the CustomResourceDefinitions of berth's kinds (Container, Network, Volume, Host)
+    /// as YAML, generated from the same types that decode manifests.
+    Crd(CrdArgs),
+}
+
+/// `berth crd`.
+#[derive(Args, Debug)]
+pub struct CrdArgs {
+    /// Write one file per CRD into this directory instead of printing them
+    /// (`berth crd --write manifests/crds`).
+    #[arg(long)]
+    pub write: Option<PathBuf>,
 }
 
 /// A manifest directory argument.

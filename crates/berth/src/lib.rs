@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod crd;
 pub mod report;
 
 use std::process::ExitCode;
@@ -58,6 +59,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Apply(args) => report::apply(&cli.instance, args).await,
         Command::Diff(args) => report::diff(&cli.instance, args).await,
         Command::Validate(args) => Ok(report::validate(&args.dir)),
+        Command::Crd(args) => match args.write {
+            Some(dir) => crd::write_dir(&dir).map(|()| ExitCode::SUCCESS),
+            None => crd::all_yaml().map(|y| {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }),
+        },
     };
     match result {
         Ok(code) => code,
