@@ -2,21 +2,29 @@
 //!
 //! A pass runs when the desired state changes, when an engine event arrives, when the periodic
 //! relist timer fires, or when a retry falls due. Why a pass runs is logged, never passed to
-//! `plan`. Nothing runs before the manifest directory delivered its first complete set.
+//! `plan`. Nothing runs before every source (manifest directory, Kubernetes) delivered its first
+//! complete set.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use berth_api::ObjectKey;
 use berth_core::backoff::{Backoff, RetryBook};
+use berth_core::merge::{Conflict, Declaration, Merged, merge, targeted};
 use berth_core::plan::Waiting;
 use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Owner, Plan, plan};
 use berth_engine::{DockerEngine, Outcome, execute};
-use berth_sources::directory::DirectorySource;
+use berth_sources::directory::{DirectorySource, Snapshot};
+use berth_sources::kube::{KubeSource, KubeSourceConfig};
 use rand::Rng;
+use tokio::sync::watch;
 
 use crate::cli::AgentArgs;
+use crate::host::HostIdentity;
 
 /// How long a restarted container must run before its CrashLoopBackOff count is forgotten
 /// (Kubernetes: 10 minutes).
@@ -121,20 +129,152 @@ fn jittered(attempts: u32) -> Duration {
     base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
+/// Builds a Kubernetes client: `kubeconfig` if given, else `KUBECONFIG` / `~/.kube/config`,
+/// else the in-cluster service account.
+///
+/// # Errors
+/// When no configuration can be found or read.
+pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("use kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("find a Kubernetes configuration (kubeconfig or in-cluster)")?,
+    };
+    kube::Client::try_from(config).context("build the Kubernetes client")
+}
+
 /// Runs the agent until SIGINT/SIGTERM. Containers keep running after it stops.
-pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
+pub async fn run(instance: &str, host: &HostIdentity, args: AgentArgs) -> anyhow::Result<()> {
+    let client = if args.kube {
+        Some(kube_client(args.kubeconfig.as_deref()).await?)
+    } else {
+        None
+    };
+    run_with(instance, host, args, client, shutdown_signal()?).await
+}
+
+/// The agent's sources: the manifest directory and/or the Kubernetes cluster, each publishing
+/// full sets, merged here (one set per source; an object declared by both is a conflict).
+struct Sources {
+    dir: Option<watch::Receiver<Option<Arc<Snapshot>>>>,
+    kube: Option<watch::Receiver<Option<Arc<Snapshot>>>>,
+    /// The last merge's objects, so that a conflict keeps the version applied before.
+    previous: BTreeMap<ObjectKey, Declaration>,
+    last_conflicts: Vec<Conflict>,
+}
+
+async fn changed(rx: &mut Option<watch::Receiver<Option<Arc<Snapshot>>>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+impl Sources {
+    /// True once every configured source delivered its first complete set.
+    fn ready(&self) -> bool {
+        [&self.dir, &self.kube]
+            .into_iter()
+            .flatten()
+            .all(|rx| rx.borrow().is_some())
+    }
+
+    /// Waits for a change of any source; false when a source stopped.
+    async fn changed(&mut self) -> bool {
+        tokio::select! {
+            ok = changed(&mut self.dir) => ok,
+            ok = changed(&mut self.kube) => ok,
+        }
+    }
+
+    fn current(rx: &mut Option<watch::Receiver<Option<Arc<Snapshot>>>>) -> Option<Arc<Snapshot>> {
+        rx.as_mut().and_then(|rx| rx.borrow_and_update().clone())
+    }
+
+    /// Merges the sources' current sets, keeping only objects that target this host.
+    fn merged(&mut self, host: &HostIdentity) -> Merged {
+        let dir = Self::current(&mut self.dir);
+        let kube = Self::current(&mut self.kube);
+        let declarations = [&dir, &kube]
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.objects.values().cloned());
+        let merged = merge(&self.previous, targeted(declarations, &host.labels));
+        self.previous = merged.objects.clone();
+        if merged.conflicts != self.last_conflicts {
+            for c in &merged.conflicts {
+                tracing::warn!(conflict = %c, "object declared by more than one source; neither new version applied");
+            }
+            self.last_conflicts = merged.conflicts.clone();
+        }
+        merged
+    }
+}
+
+/// [`run`] with an injected Kubernetes client (tests use a fake API server) and shutdown signal.
+///
+/// # Errors
+/// When the engine is unreachable at start, a source cannot start, or a source stops.
+pub async fn run_with(
+    instance: &str,
+    host: &HostIdentity,
+    args: AgentArgs,
+    client: Option<kube::Client>,
+    mut shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> anyhow::Result<()> {
     let engine = DockerEngine::connect().await?;
     let version = engine.version().await?;
-    tracing::info!(engine = %version, instance, manifests = %args.manifests.display(), "berth agent starting");
-    if !args.manifests.is_dir() {
-        anyhow::bail!(
-            "manifest directory {} does not exist or is not a directory",
-            args.manifests.display()
-        );
-    }
-    let mut source = DirectorySource::new(&args.manifests)
-        .watch(Duration::from_millis(args.debounce_ms), args.resync())
-        .context("watch the manifest directory")?;
+    tracing::info!(
+        engine = %version,
+        instance,
+        host = %host.name,
+        manifests = ?args.manifests,
+        kube = client.is_some(),
+        "berth agent starting"
+    );
+    let dir = match &args.manifests {
+        Some(path) => {
+            if !path.is_dir() {
+                anyhow::bail!(
+                    "manifest directory {} does not exist or is not a directory",
+                    path.display()
+                );
+            }
+            Some(
+                DirectorySource::new(path)
+                    .watch(Duration::from_millis(args.debounce_ms), args.resync())
+                    .context("watch the manifest directory")?,
+            )
+        }
+        None => None,
+    };
+    let kube = client.clone().map(|c| {
+        KubeSource::new(
+            c,
+            KubeSourceConfig {
+                namespaces: args.namespaces.clone(),
+                ..Default::default()
+            },
+        )
+        .watch()
+    });
+    let (kube_rx, _kube_view) = match kube {
+        Some((rx, view)) => (Some(rx), Some(view)),
+        None => (None, None),
+    };
+    let mut sources = Sources {
+        dir,
+        kube: kube_rx,
+        previous: BTreeMap::new(),
+        last_conflicts: Vec::new(),
+    };
     let mut events = engine.events();
     let mut rec = Reconciler {
         engine,
@@ -145,20 +285,17 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
             cap: Duration::from_secs(args.crash_backoff_cap_seconds),
         },
     };
-    let mut shutdown = shutdown_signal()?;
 
-    // Nothing is planned (so nothing removed) before the first complete read.
-    let first = loop {
-        if let Some(s) = source.borrow_and_update().clone() {
-            break s;
-        }
+    // Nothing is planned (so nothing removed) before every source's first complete set.
+    while !sources.ready() {
         tokio::select! {
-            r = source.changed() => r.context("manifest source stopped")?,
+            ok = sources.changed() => if !ok { anyhow::bail!("a source stopped") },
             _ = &mut shutdown => return Ok(()),
         }
-    };
-    let mut desired = resolve_for(instance, first.manifests());
-    tracing::info!(objects = first.objects.len(), "manifest directory read");
+    }
+    let merged = sources.merged(host);
+    let mut desired = resolve_for(instance, merged.objects.values().map(|d| &d.manifest));
+    tracing::info!(objects = merged.objects.len(), "sources read");
 
     let mut relist = tokio::time::interval(args.resync());
     relist.tick().await;
@@ -209,12 +346,11 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
             }
         };
         tokio::select! {
-            r = source.changed() => {
-                if r.is_err() { anyhow::bail!("manifest source stopped"); }
-                if let Some(s) = source.borrow_and_update().clone() {
-                    desired = resolve_for(instance, s.manifests());
-                }
-                reason = "manifests changed";
+            ok = sources.changed() => {
+                if !ok { anyhow::bail!("a source stopped"); }
+                let merged = sources.merged(host);
+                desired = resolve_for(instance, merged.objects.values().map(|d| &d.manifest));
+                reason = "desired state changed";
             }
             ev = events.recv() => {
                 if ev.is_none() { anyhow::bail!("engine event stream stopped"); }
@@ -231,7 +367,11 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
-fn shutdown_signal()
+/// SIGINT or SIGTERM.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub fn shutdown_signal()
 -> anyhow::Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;

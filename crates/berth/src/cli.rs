@@ -21,6 +21,15 @@ pub struct Cli {
     /// split ownership). Lower-case letters, digits and '-'.
     #[arg(long, global = true, default_value = "default", env = "BERTH_INSTANCE", value_parser = parse_instance)]
     pub instance: String,
+    /// This host's name: the `Host` object's name, the key of its entries in custom resources'
+    /// `status.hosts[]`, and the `kubernetes.io/hostname` host label. Default: the system's
+    /// host name.
+    #[arg(long, global = true, env = "BERTH_NODE_NAME", value_parser = parse_node_name)]
+    pub node_name: Option<String>,
+    /// A host label `key=value` matched by `spec.hostSelector` (repeat the flag for several).
+    /// berth adds `kubernetes.io/hostname`, `kubernetes.io/os` and `kubernetes.io/arch` itself.
+    #[arg(long = "node-label", global = true, env = "BERTH_NODE_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    pub node_labels: Vec<(String, String)>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -33,6 +42,23 @@ fn parse_instance(s: &str) -> Result<String, String> {
         Err(format!(
             "expected a DNS-1123 label (lower-case letters, digits and '-'), got {s:?}"
         ))
+    }
+}
+
+fn parse_node_name(s: &str) -> Result<String, String> {
+    if berth_api::validate::is_dns1123_subdomain(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "expected a DNS-1123 subdomain (lower-case letters, digits, '-' and '.'), got {s:?}"
+        ))
+    }
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected key=value, got {s:?}")),
     }
 }
 
@@ -92,11 +118,35 @@ pub struct ApplyArgs {
 }
 
 /// `berth agent`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// Manifest directory to watch.
-    #[arg(long, env = "BERTH_MANIFESTS")]
-    pub manifests: PathBuf,
+    /// Manifest directory to watch. At least one of `--manifests` and `--kube` is needed; with
+    /// both, an object declared by both is a conflict (reported; the version applied before
+    /// stays in force).
+    #[arg(long, env = "BERTH_MANIFESTS", required_unless_present = "kube")]
+    pub manifests: Option<PathBuf>,
+    /// Watch berth custom resources in a Kubernetes cluster. The client configuration comes
+    /// from `--kubeconfig`, else `KUBECONFIG` / `~/.kube/config`, else the in-cluster service
+    /// account.
+    #[arg(long, env = "BERTH_KUBE")]
+    pub kube: bool,
+    /// Kubeconfig file for `--kube` (default: `KUBECONFIG`, `~/.kube/config`, in-cluster).
+    #[arg(long, env = "BERTH_KUBECONFIG", requires = "kube")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace to watch with `--kube` (repeat, or comma-separate, for several); default: all.
+    #[arg(
+        long = "namespace",
+        env = "BERTH_NAMESPACES",
+        value_delimiter = ',',
+        requires = "kube"
+    )]
+    pub namespaces: Vec<String>,
+    /// Namespace of this host's heartbeat Lease (`coordination.k8s.io/v1`, named like the host).
+    #[arg(long, env = "BERTH_LEASE_NAMESPACE", default_value = "berth-system")]
+    pub lease_namespace: String,
+    /// Do not write status, `Host`, Lease or Events back to the cluster (read-only agent).
+    #[arg(long)]
+    pub no_status: bool,
     /// Engine actions run at once.
     #[arg(long, default_value_t = 8)]
     pub parallelism: usize,

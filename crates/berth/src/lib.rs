@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cli;
 pub mod crd;
+pub mod host;
 pub mod report;
 
 use std::process::ExitCode;
@@ -52,12 +53,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, default_level);
+    let host = host::HostIdentity::from_cli(cli.node_name.as_deref(), &cli.node_labels);
     let result = match cli.command {
-        Command::Agent(args) => agent::run(&cli.instance, args)
+        Command::Agent(args) => agent::run(&cli.instance, &host, args)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Apply(args) => report::apply(&cli.instance, args).await,
-        Command::Diff(args) => report::diff(&cli.instance, args).await,
+        Command::Apply(args) => report::apply(&cli.instance, &host, args).await,
+        Command::Diff(args) => report::diff(&cli.instance, &host, args).await,
         Command::Validate(args) => Ok(report::validate(&args.dir)),
         Command::Crd(args) => match args.write {
             Some(dir) => crd::write_dir(&dir).map(|()| ExitCode::SUCCESS),

@@ -1,0 +1,154 @@
+//! The Kubernetes source end to end: berth custom resources served by a fake API server (no
+//! API server can run here; the fake sits behind kube's own client, see
+//! `berth_sources::fake_api`) converge on the real Docker Engine through the real agent loop.
+//! For a real cluster, see `e2e/k8s/real-cluster.sh`.
+
+use std::time::Duration;
+
+use berth::cli::{Cli, Command};
+use berth::host::HostIdentity;
+use berth_e2e::{BUSYBOX, test_env};
+use berth_sources::fake_api::FakeApi;
+use clap::Parser;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(30);
+const CONTAINERS: &str = "/apis/berth.dev/v1alpha1/containers";
+const NETWORKS: &str = "/apis/berth.dev/v1alpha1/networks";
+const SECRETS: &str = "/api/v1/secrets";
+
+fn secret(ns: &str, value: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app", "namespace": ns},
+           "data": {"token": b64(value)}})
+}
+
+fn b64(s: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                A[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+fn container(ns: &str, zone: &str) -> Value {
+    json!({"apiVersion": "berth.dev/v1alpha1", "kind": "Container",
+           "metadata": {"name": "web", "namespace": ns},
+           "spec": {"image": BUSYBOX, "command": ["sleep", "3600"], "stopGracePeriodSeconds": 1,
+                    "networks": [{"name": "front"}],
+                    "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "token"}}}],
+                    "hostSelector": {"matchLabels": {"zone": zone}}}})
+}
+
+async fn env_of(env: &berth_e2e::Env, name: &str) -> Vec<String> {
+    env.docker
+        .inspect_container(name, None)
+        .await
+        .ok()
+        .and_then(|i| i.config)
+        .and_then(|c| c.env)
+        .unwrap_or_default()
+}
+
+/// Done-when 2 on the real engine: initial list → objects converge; API outage and watch
+/// restarts remove nothing; a changed Secret reconverges; a selector that stops matching
+/// removes the objects.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_resources_converge_on_the_real_engine() {
+    let env = test_env!("kube").await;
+    let ns = env.ns.clone();
+    let (api, client) = FakeApi::new();
+    api.put(SECRETS, secret(&ns, "one"));
+    api.put(
+        NETWORKS,
+        json!({"apiVersion": "berth.dev/v1alpha1", "kind": "Network",
+               "metadata": {"name": "front", "namespace": ns},
+               "spec": {"hostSelector": {"matchLabels": {"zone": "eu"}}}}),
+    );
+    api.put(CONTAINERS, container(&ns, "eu"));
+
+    let cli = Cli::parse_from([
+        "berth",
+        "--instance",
+        &ns,
+        "agent",
+        "--kube",
+        "--namespace",
+        &ns,
+        "--resync-seconds",
+        "1",
+    ]);
+    let Command::Agent(args) = cli.command else {
+        unreachable!()
+    };
+    let host = HostIdentity::from_cli(Some("e2e-host"), &[("zone".into(), "eu".into())]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn({
+        let ns = ns.clone();
+        async move {
+            berth::agent::run_with(
+                &ns,
+                &host,
+                args,
+                Some(client),
+                Box::pin(async move {
+                    let _ = stopped.await;
+                }),
+            )
+            .await
+        }
+    });
+
+    let web = env.cname("web");
+    let took = env
+        .until("custom resource running on the engine", T, || async {
+            env.running(&web).await
+        })
+        .await;
+    println!("initial list → container running in {took:?}");
+    assert!(env_of(&env, &web).await.contains(&"TOKEN=one".to_string()));
+    assert!(env.networks().await.contains(&env.oname("front")));
+    let id = env.container_id(&web).await;
+
+    // API server unreachable, then watches expired: nothing is removed or changed.
+    api.set_down(true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    api.set_down(false);
+    api.expire_watches();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.container_id(&web).await,
+        id,
+        "outage and relist change nothing"
+    );
+
+    // A changed Secret value reconverges the container that uses it.
+    api.put(SECRETS, secret(&ns, "two"));
+    env.until("container recreated with the new secret", T, || async {
+        env.running(&web).await && env_of(&env, &web).await.contains(&"TOKEN=two".to_string())
+    })
+    .await;
+    assert_ne!(env.container_id(&web).await, id);
+
+    // The selector stops matching this host: its objects are removed.
+    api.put(CONTAINERS, container(&ns, "us"));
+    env.until("container removed", T, || async {
+        env.container_id(&web).await.is_none()
+    })
+    .await;
+
+    let _ = stop.send(());
+    agent.await.expect("join").expect("agent ran cleanly");
+}
