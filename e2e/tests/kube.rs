@@ -70,7 +70,7 @@ async fn custom_resources_converge_on_the_real_engine() {
     let env = test_env!("kube").await;
     let ns = env.ns.clone();
     let (api, client) = FakeApi::new();
-    api.put(SECRETS, secret(&ns, "one"));
+    api.put(SECRETS, secret(&ns, "s3cret-one"));
     api.put(
         NETWORKS,
         json!({"apiVersion": "berth.dev/v1alpha1", "kind": "Network",
@@ -118,9 +118,60 @@ async fn custom_resources_converge_on_the_real_engine() {
         })
         .await;
     println!("initial list → container running in {took:?}");
-    assert!(env_of(&env, &web).await.contains(&"TOKEN=one".to_string()));
+    assert!(
+        env_of(&env, &web)
+            .await
+            .contains(&"TOKEN=s3cret-one".to_string())
+    );
     assert!(env.networks().await.contains(&env.oname("front")));
     let id = env.container_id(&web).await;
+
+    // Status back to the cluster: this host's entry, Ready, written by its own field manager;
+    // then no more writes while nothing changes (the agent's own writes trigger nothing).
+    let ready_written = || {
+        api.requests_to("PATCH", "/containers/web/status")
+            .iter()
+            .any(|r| {
+                r.body
+                    .as_ref()
+                    .is_some_and(|b| b["status"]["hosts"][0]["state"] == "Ready")
+            })
+    };
+    env.until("Ready status written", T, || async { ready_written() })
+        .await;
+    let patches = api.requests_to("PATCH", "/containers/web/status");
+    assert!(
+        patches
+            .iter()
+            .all(|p| p.field_manager().as_deref() == Some("berth-e2e-host"))
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await; // several 1 s resync passes
+    assert_eq!(
+        api.requests_to("PATCH", "/containers/web/status").len(),
+        patches.len(),
+        "no status write without a change"
+    );
+    let stored = api.get(CONTAINERS, &ns, "web").expect("stored");
+    let ready = stored["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .expect("Ready condition");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(stored["status"]["observedGeneration"], 1);
+    let events = api.requests_to("POST", "/events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.body.as_ref().is_some_and(|b| b["reason"] == "Created"
+                && b["regarding"]["name"] == "web"
+                && b["regarding"]["kind"] == "Container")),
+        "a Created event on the Container"
+    );
+    assert!(
+        api.get("/apis/berth.dev/v1alpha1/hosts", "", "e2e-host")
+            .is_some(),
+        "Host object"
+    );
 
     // API server unreachable, then watches expired: nothing is removed or changed.
     api.set_down(true);
@@ -135,12 +186,21 @@ async fn custom_resources_converge_on_the_real_engine() {
     );
 
     // A changed Secret value reconverges the container that uses it.
-    api.put(SECRETS, secret(&ns, "two"));
+    api.put(SECRETS, secret(&ns, "s3cret-two"));
     env.until("container recreated with the new secret", T, || async {
-        env.running(&web).await && env_of(&env, &web).await.contains(&"TOKEN=two".to_string())
+        env.running(&web).await
+            && env_of(&env, &web)
+                .await
+                .contains(&"TOKEN=s3cret-two".to_string())
     })
     .await;
     assert_ne!(env.container_id(&web).await, id);
+    env.until("Recreated event", T, || async {
+        api.requests_to("POST", "/events")
+            .iter()
+            .any(|e| e.body.as_ref().is_some_and(|b| b["reason"] == "Recreated"))
+    })
+    .await;
 
     // The selector stops matching this host: its objects are removed.
     api.put(CONTAINERS, container(&ns, "us"));
@@ -148,6 +208,17 @@ async fn custom_resources_converge_on_the_real_engine() {
         env.container_id(&web).await.is_none()
     })
     .await;
+
+    // Secret values never leave the host: not in status, Events or the Host object.
+    for r in api.requests() {
+        let body = r.body.map(|b| b.to_string()).unwrap_or_default();
+        assert!(
+            !body.contains("s3cret"),
+            "{} {} leaks a secret value: {body}",
+            r.method,
+            r.path
+        );
+    }
 
     let _ = stop.send(());
     agent.await.expect("join").expect("agent ran cleanly");

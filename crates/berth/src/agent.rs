@@ -16,7 +16,7 @@ use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::merge::{Conflict, Declaration, Merged, merge, targeted};
 use berth_core::plan::Waiting;
 use berth_core::resolve::resolve_for;
-use berth_core::{Action, DesiredState, Owner, Plan, plan};
+use berth_core::{Action, DesiredState, ObservedState, Owner, Plan, plan};
 use berth_engine::{DockerEngine, Outcome, execute};
 use berth_sources::directory::{DirectorySource, Snapshot};
 use berth_sources::kube::{KubeSource, KubeSourceConfig};
@@ -25,6 +25,8 @@ use tokio::sync::watch;
 
 use crate::cli::AgentArgs;
 use crate::host::HostIdentity;
+use crate::status::{StatusInput, StatusWriter, happenings};
+use berth_core::conditions::host_states;
 
 /// How long a restarted container must run before its CrashLoopBackOff count is forgotten
 /// (Kubernetes: 10 minutes).
@@ -33,6 +35,8 @@ const CRASH_RESET: Duration = Duration::from_secs(600);
 /// Result of one pass.
 #[derive(Debug, Default)]
 pub struct PassReport {
+    /// What the engine held when the plan was made.
+    pub observed: ObservedState,
     /// The plan that was executed.
     pub plan: Plan,
     /// One outcome per planned action.
@@ -72,6 +76,7 @@ impl Reconciler {
         let plan = plan(desired, &observed, &self.book, now);
         if plan.is_empty() {
             return Ok(PassReport {
+                observed,
                 plan,
                 outcomes: vec![],
             });
@@ -110,7 +115,11 @@ impl Reconciler {
                 self.book.clear_failures(&a.owner);
             }
         }
-        Ok(PassReport { plan, outcomes })
+        Ok(PassReport {
+            observed,
+            plan,
+            outcomes,
+        })
     }
 }
 
@@ -265,7 +274,7 @@ pub async fn run_with(
         )
         .watch()
     });
-    let (kube_rx, _kube_view) = match kube {
+    let (kube_rx, kube_view) = match kube {
         Some((rx, view)) => (Some(rx), Some(view)),
         None => (None, None),
     };
@@ -274,6 +283,33 @@ pub async fn run_with(
         kube: kube_rx,
         previous: BTreeMap::new(),
         last_conflicts: Vec::new(),
+    };
+    let status = match (&client, kube_view) {
+        (Some(c), Some(view)) if !args.no_status => {
+            let capacity = engine
+                .client()
+                .info()
+                .await
+                .ok()
+                .map(|i| berth_api::HostCapacity {
+                    cpu: i.ncpu.unwrap_or(0).max(0) as u32,
+                    memory_bytes: i.mem_total.unwrap_or(0).max(0) as u64,
+                });
+            let writer = StatusWriter::new(
+                c.clone(),
+                host.clone(),
+                view,
+                args.lease_namespace.clone(),
+                version.clone(),
+                capacity,
+            );
+            tracing::info!(
+                field_manager = writer.field_manager(),
+                "writing status back to the cluster"
+            );
+            Some(writer.spawn())
+        }
+        _ => None,
     };
     let mut events = engine.events();
     let mut rec = Reconciler {
@@ -293,7 +329,7 @@ pub async fn run_with(
             _ = &mut shutdown => return Ok(()),
         }
     }
-    let merged = sources.merged(host);
+    let mut merged = sources.merged(host);
     let mut desired = resolve_for(instance, merged.objects.values().map(|d| &d.manifest));
     tracing::info!(objects = merged.objects.len(), "sources read");
 
@@ -305,6 +341,26 @@ pub async fn run_with(
         let started = Instant::now();
         match rec.pass(&desired).await {
             Ok(report) => {
+                if let Some(task) = &status {
+                    let in_force: BTreeMap<ObjectKey, String> = merged
+                        .objects
+                        .iter()
+                        .map(|(k, d)| (k.clone(), d.origin.clone()))
+                        .collect();
+                    for h in happenings(&report, &in_force) {
+                        let _ = task.events.send(h);
+                    }
+                    task.input.send_replace(StatusInput {
+                        kube: sources.kube.as_ref().and_then(|rx| rx.borrow().clone()),
+                        conflicts: merged
+                            .conflicts
+                            .iter()
+                            .map(|c| (c.key.clone(), c.to_string()))
+                            .collect(),
+                        in_force,
+                        states: host_states(&desired, &report.observed, &report.plan),
+                    });
+                }
                 if !report.plan.is_empty() {
                     tracing::info!(
                         reason,
@@ -348,7 +404,7 @@ pub async fn run_with(
         tokio::select! {
             ok = sources.changed() => {
                 if !ok { anyhow::bail!("a source stopped"); }
-                let merged = sources.merged(host);
+                merged = sources.merged(host);
                 desired = resolve_for(instance, merged.objects.values().map(|d| &d.manifest));
                 reason = "desired state changed";
             }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod crd;
 pub mod host;
 pub mod report;
+pub mod status;
 
 use std::process::ExitCode;
 
