@@ -209,11 +209,22 @@ def check_chart(chart_dir, namespace="berth-system"):
                 objects += 1
                 where = f"{path} ({json.dumps(values)}) {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
                 kube_validate(doc, where, problems)
-        for crd in chart.crds() if callable(getattr(chart, "crds", None)) else []:
+        crds = chart.crds() if callable(chart.crds) else chart.crds
+        if not crds:
+            problems.append(f"{chart_dir}: the chart ships no CRDs")
+        for crd in crds:
             for doc in yaml.safe_load_all(crd.get("data", "")):
                 if doc:
                     kube_validate(doc, f"chart crd {crd.get('name')}", problems)
         print(f"chart {chart_dir} with values {json.dumps(values)}: {objects} object(s) rendered")
+    chart = helm.Chart.load(chart_dir)
+    for bad in ({"logFormat": "xml"}, {"daemonSet": {"dockerSocket": "relative"}}, {"unknownKey": 1},
+                {"watchNamespaces": ["Not_A_Namespace"]}):
+        try:
+            chart.validate_schema(bad)
+            problems.append(f"values.schema.json accepts invalid values {json.dumps(bad)}")
+        except Exception:
+            pass
     return problems
 
 

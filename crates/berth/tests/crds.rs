@@ -81,3 +81,42 @@ fn crds_validate_offline() {
 fn examples_validate_against_the_crd_schemas() {
     validate_py(&["examples", "manifests/crds", "manifests/examples"]);
 }
+
+/// The chart's CRDs are the generated ones.
+#[test]
+fn chart_crds_equal_manifests_crds() {
+    for crd in berth::crd::crds() {
+        let name = berth::crd::file_name(&crd);
+        let chart = std::fs::read_to_string(repo().join("charts/berth/crds").join(&name))
+            .unwrap_or_default();
+        assert!(
+            chart == berth::crd::to_yaml(&crd).expect("yaml"),
+            "charts/berth/crds/{name} differs; regenerate with `cargo run -p berth -- crd --write charts/berth/crds`"
+        );
+    }
+}
+
+/// Helm's own lint (strict) and offline render (helm-python-sdk) with several value sets; every
+/// rendered object passes kubernetes-validate; values.schema.json rejects bad values.
+#[test]
+fn chart_lints_renders_and_validates_offline() {
+    let sets = r#"[{}, {"daemonSet": {"enabled": true, "nodeLabels": {"zone": "eu"}}},
+                  {"watchNamespaces": ["shop", "blog"], "remoteHosts": {"enabled": true}, "leaseNamespace": "berth-leases"}]"#;
+    let out = Command::new("python3")
+        .arg(repo().join("e2e/k8s/validate.py"))
+        .args(["chart", "charts/berth"])
+        .env("BERTH_CHART_VALUE_SETS", sets)
+        .current_dir(repo())
+        .output()
+        .expect("python3 must be installed (see .ci/run)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "chart validation failed (missing packages? run: pip install kubernetes-validate helm-python-sdk):\n{text}"
+    );
+    assert_eq!(text.matches("object(s) rendered").count(), 3, "{text}");
+}
