@@ -25,7 +25,7 @@ use berth_core::merge::{Declaration, merge};
 use futures_util::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -299,15 +299,12 @@ pub struct KubeView {
 impl KubeView {
     /// The object `key` as the cluster holds it now (with its `status`), if it is in a store.
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
+        let r = ObjectRef::<DynamicObject>::new_with(&key.name, api_resource(key.kind))
+            .within(&key.namespace);
         self.stores
             .iter()
             .filter(|(k, _)| *k == key.kind)
-            .find_map(|(_, s)| {
-                s.find(|o| {
-                    o.metadata.name.as_deref() == Some(key.name.as_str())
-                        && o.metadata.namespace.as_deref() == Some(key.namespace.as_str())
-                })
-            })
+            .find_map(|(_, s)| s.get(&r))
     }
 
     /// Current health.

@@ -439,3 +439,78 @@ pub fn shutdown_signal()
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::{Manifest, ManifestMetadata, VolumeSpec};
+
+    fn snap(origin: &str, driver: &str) -> Arc<Snapshot> {
+        let manifest = Manifest::Volume {
+            metadata: ManifestMetadata {
+                name: "data".into(),
+                ..Default::default()
+            },
+            spec: VolumeSpec {
+                driver: Some(driver.into()),
+                ..Default::default()
+            },
+        };
+        Arc::new(Snapshot {
+            objects: [(
+                manifest.key(),
+                Declaration {
+                    manifest,
+                    origin: origin.into(),
+                },
+            )]
+            .into(),
+            ..Default::default()
+        })
+    }
+
+    /// An object declared by both the directory and the cluster is a conflict: reported, and the
+    /// version applied before stays in force; it never flips between the two.
+    #[test]
+    fn conflict_between_sources_keeps_the_previous_version() {
+        let host = HostIdentity::from_cli(Some("h"), &[]);
+        let (dir_tx, dir_rx) = watch::channel(Some(snap("data.yaml:1:1", "local")));
+        let (kube_tx, kube_rx) = watch::channel(None);
+        let mut sources = Sources {
+            dir: Some(dir_rx),
+            kube: Some(kube_rx),
+            previous: BTreeMap::new(),
+            last_conflicts: Vec::new(),
+        };
+        assert!(
+            !sources.ready(),
+            "not ready before every source delivered a set"
+        );
+        kube_tx.send_replace(Some(Arc::new(Snapshot::default())));
+        assert!(sources.ready());
+        let first = sources.merged(&host);
+        assert_eq!(first.objects.len(), 1);
+        assert!(first.conflicts.is_empty());
+
+        kube_tx.send_replace(Some(snap("kube:Volume/default/data", "nfs")));
+        dir_tx.send_replace(Some(snap("data.yaml:1:1", "other")));
+        let second = sources.merged(&host);
+        assert_eq!(second.conflicts.len(), 1);
+        assert_eq!(
+            second.conflicts[0].origins,
+            vec!["data.yaml:1:1", "kube:Volume/default/data"]
+        );
+        assert_eq!(
+            second.objects, first.objects,
+            "the version applied before stays"
+        );
+
+        kube_tx.send_replace(Some(Arc::new(Snapshot::default())));
+        let third = sources.merged(&host);
+        assert!(third.conflicts.is_empty());
+        assert!(matches!(
+            &third.objects.values().next().map(|d| &d.manifest),
+            Some(Manifest::Volume { spec, .. }) if spec.driver.as_deref() == Some("other")
+        ));
+    }
+}

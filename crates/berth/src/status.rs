@@ -97,6 +97,7 @@ pub struct StatusWriter {
     written: BTreeMap<ObjectKey, (u64, ObjectStatus)>,
     last_host_status: Option<(HostStatus, Instant)>,
     host_object_written: bool,
+    last_lease_error: Option<String>,
     recorder: Recorder,
 }
 
@@ -128,6 +129,7 @@ impl StatusWriter {
             written: BTreeMap::new(),
             last_host_status: None,
             host_object_written: false,
+            last_lease_error: None,
             recorder,
         }
     }
@@ -188,11 +190,22 @@ impl StatusWriter {
                      "leaseDurationSeconds": LEASE_DURATION_SECONDS,
                      "renewTime": now_micro()},
         });
-        if let Err(e) = api
+        match api
             .patch(&self.host.name, &self.params(), &Patch::Apply(&lease))
             .await
         {
-            tracing::warn!(error = %e, namespace = %self.lease_namespace, "cannot renew the heartbeat Lease");
+            Ok(_) => {
+                if self.last_lease_error.take().is_some() {
+                    tracing::info!(namespace = %self.lease_namespace, "heartbeat Lease renewed again");
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if self.last_lease_error.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(error = %e, namespace = %self.lease_namespace, "cannot renew the heartbeat Lease (logged once until it changes)");
+                }
+                self.last_lease_error = Some(e);
+            }
         }
     }
 
