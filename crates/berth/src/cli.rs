@@ -55,11 +55,39 @@ fn parse_node_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// A Kubernetes label name or value: at most 63 of `[A-Za-z0-9-_.]`, alphanumeric at both ends.
+fn is_label_part(s: &str) -> bool {
+    s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+/// `key=value` with Kubernetes label syntax (the labels are also written to the `Host` object):
+/// key `[prefix/]name` (prefix a DNS subdomain, name non-empty), value possibly empty.
 fn parse_label(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("expected key=value, got {s:?}")),
+    let Some((k, v)) = s.split_once('=') else {
+        return Err(format!("expected key=value, got {s:?}"));
+    };
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let key_ok = !name.is_empty()
+        && is_label_part(name)
+        && prefix.is_none_or(berth_api::validate::is_dns1123_subdomain);
+    if !key_ok {
+        return Err(format!(
+            "label key {k:?} is not a Kubernetes label key ([prefix/]name, name: 1-63 letters, digits, '-', '_', '.')"
+        ));
     }
+    if !is_label_part(v) {
+        return Err(format!(
+            "label value {v:?} is not a Kubernetes label value (0-63 letters, digits, '-', '_', '.')"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// Log output format.
@@ -169,5 +197,26 @@ impl AgentArgs {
     /// `--resync-seconds` as a duration (at least one second).
     pub fn resync(&self) -> Duration {
         Duration::from_secs(self.resync_seconds.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_labels_follow_kubernetes_syntax() {
+        assert_eq!(parse_label("zone=eu-1"), Ok(("zone".into(), "eu-1".into())));
+        assert!(parse_label("topology.kubernetes.io/zone=eu").is_ok());
+        assert!(parse_label("gpu=").is_ok());
+        for bad in [
+            "zone",
+            "=x",
+            "Bad Key=x",
+            "zone=has space",
+            "UPPER.example/x=1",
+        ] {
+            assert!(parse_label(bad).is_err(), "{bad}");
+        }
     }
 }
