@@ -223,3 +223,58 @@ async fn custom_resources_converge_on_the_real_engine() {
     let _ = stop.send(());
     agent.await.expect("join").expect("agent ran cleanly");
 }
+
+/// The real binary with a real kubeconfig whose API server is unreachable: the agent starts,
+/// reports the API errors, and removes nothing (the cluster source never completed its initial
+/// list), even though the manifest directory it also reads is empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_cluster_at_start_removes_nothing() {
+    let env = test_env!("kube-down").await;
+    env.write("a.yaml", &env.container("a", BUSYBOX, ""));
+    let out = env.apply();
+    assert!(out.status.success(), "{}", berth_e2e::text(&out));
+    let a = env.cname("a");
+    assert!(env.running(&a).await);
+    let id = env.container_id(&a).await;
+    env.remove("a.yaml");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = tmp.path().join("kubeconfig");
+    // Port 9 (discard) on loopback: nothing listens there.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    )
+    .expect("write kubeconfig");
+    let log = tmp.path().join("agent.log");
+    let mut child = env
+        .berth()
+        .args(["--log-format", "text", "agent", "--kube", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--manifests")
+        .arg(env.dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start agent");
+    let deadline = std::time::Instant::now() + T;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("Kubernetes API error") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still_running = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("Kubernetes API error"), "{text}");
+    assert!(
+        still_running,
+        "the agent keeps running while the cluster is unreachable:\n{text}"
+    );
+    assert_eq!(env.container_id(&a).await, id, "nothing removed:\n{text}");
+    assert!(env.running(&a).await);
+}
