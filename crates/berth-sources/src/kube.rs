@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_api::{Kind, Manifest, ObjectKey, ValueFrom};
 use berth_core::merge::{Declaration, merge};
@@ -289,11 +289,30 @@ pub struct SourceHealth {
     pub last_error: Option<String>,
 }
 
+/// Watcher errors as they happen. A watcher that recovers emits nothing until the next change
+/// (bookmarks are not events), so an error counts as current only while it is fresh: a failing
+/// watcher retries, and fails again, at least every `retry_cap`.
+#[derive(Debug)]
+struct HealthState {
+    ready: bool,
+    errors: Vec<Option<(String, Instant)>>,
+    fresh: Duration,
+}
+
+impl HealthState {
+    fn current_error(&self) -> Option<&(String, Instant)> {
+        self.errors
+            .iter()
+            .flatten()
+            .find(|(_, at)| at.elapsed() <= self.fresh)
+    }
+}
+
 /// Read access to the cluster's current objects (for status writing), shared with the source.
 #[derive(Clone)]
 pub struct KubeView {
     stores: Vec<(Kind, Store<DynamicObject>)>,
-    health: Arc<Mutex<SourceHealth>>,
+    health: Arc<Mutex<HealthState>>,
 }
 
 impl KubeView {
@@ -309,7 +328,13 @@ impl KubeView {
 
     /// Current health.
     pub fn health(&self) -> SourceHealth {
-        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+        self.health
+            .lock()
+            .map(|h| SourceHealth {
+                ready: h.ready,
+                last_error: h.current_error().map(|(e, _)| e.clone()),
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -347,7 +372,11 @@ impl KubeSource {
     /// every store has completed its initial list). Runs until the receiver is dropped.
     pub fn watch(self) -> (watch::Receiver<Option<Arc<Snapshot>>>, KubeView) {
         let (tx, rx) = watch::channel(None);
-        let health = Arc::new(Mutex::new(SourceHealth::default()));
+        let health = Arc::new(Mutex::new(HealthState {
+            ready: false,
+            errors: Vec::new(),
+            fresh: self.config.retry_cap * 3,
+        }));
         let mut streams: Vec<BoxStream<'static, Tick>> = Vec::new();
         let mut names: Vec<String> = Vec::new();
         let mut crd_stores = Vec::new();
@@ -410,7 +439,9 @@ impl KubeSource {
         let debounce = self.config.debounce;
         tokio::spawn(async move {
             let mut ready = vec![false; streams.len()];
-            let mut failing: Vec<Option<String>> = vec![None; streams.len()];
+            if let Ok(mut h) = health.lock() {
+                h.errors = vec![None; streams.len()];
+            }
             let mut events = futures_util::stream::select_all(streams);
             let mut set = KubeSet::default();
             loop {
@@ -431,6 +462,7 @@ impl KubeSource {
                         _ = &mut quiet => break,
                     }
                 }
+                let Ok(mut h) = health.lock() else { break };
                 for (i, r) in batch {
                     match r {
                         Ok(init_done) => {
@@ -438,23 +470,25 @@ impl KubeSource {
                                 tracing::debug!(watch = %names[i], "initial list complete");
                             }
                             ready[i] |= init_done;
-                            if let Some(e) = failing[i].take() {
+                            if let Some((e, _)) = h.errors[i].take() {
                                 tracing::info!(watch = %names[i], after = %e, "watch recovered");
                             }
                         }
                         Err(e) => {
-                            if failing[i].as_deref() != Some(e.as_str()) {
+                            let fresh = h.fresh;
+                            let repeat = h.errors[i]
+                                .as_ref()
+                                .is_some_and(|(old, at)| *old == e && at.elapsed() <= fresh);
+                            if !repeat {
                                 tracing::warn!(watch = %names[i], error = %e, "Kubernetes API error; the last complete set stays in force");
                             }
-                            failing[i] = Some(e);
+                            h.errors[i] = Some((e, Instant::now()));
                         }
                     }
                 }
                 let all_ready = ready.iter().all(|r| *r);
-                if let Ok(mut h) = health.lock() {
-                    h.ready = all_ready;
-                    h.last_error = failing.iter().flatten().next().cloned();
-                }
+                h.ready = all_ready;
+                drop(h);
                 if !all_ready {
                     continue;
                 }

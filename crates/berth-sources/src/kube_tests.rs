@@ -394,3 +394,17 @@ async fn examples_apply_unchanged_as_custom_resources() {
         assert_eq!(s.objects[key].manifest, want, "{key}");
     }
 }
+
+/// A watcher that recovers emits nothing until the next change, so errors age out.
+#[test]
+fn errors_count_only_while_fresh() {
+    let mut h = HealthState {
+        ready: true,
+        errors: vec![None, Some(("boom".into(), std::time::Instant::now()))],
+        fresh: Duration::from_secs(60),
+    };
+    assert_eq!(h.current_error().map(|(e, _)| e.as_str()), Some("boom"));
+    h.fresh = Duration::ZERO;
+    std::thread::sleep(Duration::from_millis(2));
+    assert!(h.current_error().is_none());
+}
