@@ -8,6 +8,8 @@
 //!
 //! Images come from `e2e/images/build.sh` (no registry is reachable here).
 
+pub mod registry;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -208,6 +210,16 @@ impl Env {
 
     /// Starts `berth agent` on the manifest directory (2 s resync).
     pub fn agent(&self) -> Agent {
+        self.agent_with(&[])
+    }
+
+    /// Starts `berth agent` with extra agent flags.
+    pub fn agent_with(&self, extra: &[&str]) -> Agent {
+        self.agent_with_env(extra, &[])
+    }
+
+    /// Starts `berth agent` with extra agent flags and environment variables.
+    pub fn agent_with_env(&self, extra: &[&str], vars: &[(&str, &std::ffi::OsStr)]) -> Agent {
         let seq = self
             .agent_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -215,16 +227,12 @@ impl Env {
         let file = std::fs::File::create(&log).expect("log file");
         let child = self
             .berth()
-            .args([
-                "--log-format",
-                "text",
-                "agent",
-                "--resync-seconds",
-                "2",
-                "--manifests",
-            ])
+            .args(["--log-format", "text", "agent", "--resync-seconds", "2"])
+            .args(extra)
+            .arg("--manifests")
             .arg(self.dir.path())
             .env("NO_COLOR", "1")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -519,3 +519,75 @@ async fn foreign_volume_is_never_removed() {
         "berth never labels a volume it did not create: {labels}"
     );
 }
+
+/// Regression (review finding): restarting the agent while a file is broken must not remove
+/// what that file declared — its last-known-good objects are unknown to the new process.
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_with_a_broken_file_removes_nothing() {
+    let env = test_env!("restartbroken").await;
+    let full = format!(
+        "{}---\n{}",
+        env.volume("data", "spec: {reclaimPolicy: Delete}\n"),
+        env.container(
+            "web",
+            BUSYBOX,
+            "  mounts: [{mountPath: /data, volume: data}]\n"
+        )
+    );
+    env.write("a.yaml", &full);
+    let mut agent = env.agent();
+    let web = env.cname("web");
+    env.until("web running", T, || async { env.running(&web).await })
+        .await;
+    env.write("a.yaml", &format!("{full}garbage: [\n"));
+    agent.wait_log("a.yaml:", T).await.expect("error reported");
+    agent.kill9();
+    let agent = env.agent();
+    agent
+        .wait_log("RemovalPaused", T)
+        .await
+        .expect("removal paused and reported");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(env.running(&web).await, "container kept");
+    assert_eq!(env.volumes().await, vec![env.oname("data")], "volume kept");
+    env.write("a.yaml", "");
+    env.remove("a.yaml");
+    env.until("removed once the file is deleted", T, || async {
+        env.container_id(&web).await.is_none()
+    })
+    .await;
+}
+
+/// Regression (review finding): a container that takes long to stop holds up only itself;
+/// drift elsewhere is repaired meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_stop_does_not_hold_up_other_repairs() {
+    let env = test_env!("slowstop").await;
+    let slow = |v: &str| {
+        env.container(
+            "slow",
+            BUSYBOX,
+            &format!("  env: [{{name: V, value: \"{v}\"}}]\n"),
+        )
+        .replace("stopGracePeriodSeconds: 1", "stopGracePeriodSeconds: 30")
+    };
+    env.write("slow.yaml", &slow("1"));
+    env.write("fast.yaml", &env.container("fast", BUSYBOX, ""));
+    let _agent = env.agent();
+    let (s, f) = (env.cname("slow"), env.cname("fast"));
+    env.until("both running", T, || async {
+        env.running(&s).await && env.running(&f).await
+    })
+    .await;
+    env.write("slow.yaml", &slow("2")); // its old container now takes 30 s to stop
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.docker_cli(&["rm", "-f", &f]);
+    let took = env
+        .until("fast repaired", T, || async { env.running(&f).await })
+        .await;
+    println!("fast repaired in {took:?} while slow was stopping");
+    assert!(
+        took < Duration::from_secs(10),
+        "repair waited for the slow stop: {took:?}"
+    );
+}

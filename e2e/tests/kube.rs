@@ -95,10 +95,16 @@ async fn custom_resources_converge_on_the_real_engine() {
     };
     let host = HostIdentity::from_cli(Some("e2e-host"), &[("zone".into(), "eu".into())]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn({
+    // The agent loop runs on a runtime of its own (as `berth agent` does: `block_on`, no
+    // `Send` bound on the loop's future), talking to the fake API server of this test.
+    let agent = std::thread::spawn({
         let ns = ns.clone();
-        async move {
-            berth::agent::run_with(
+        move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("agent runtime");
+            rt.block_on(berth::agent::run_with(
                 &ns,
                 &host,
                 args,
@@ -106,8 +112,8 @@ async fn custom_resources_converge_on_the_real_engine() {
                 Box::pin(async move {
                     let _ = stopped.await;
                 }),
-            )
-            .await
+            ))
+            .map_err(|e| format!("{e:#}"))
         }
     });
 
@@ -221,7 +227,7 @@ async fn custom_resources_converge_on_the_real_engine() {
     }
 
     let _ = stop.send(());
-    agent.await.expect("join").expect("agent ran cleanly");
+    agent.join().expect("join").expect("agent ran cleanly");
 }
 
 /// The real binary with a real kubeconfig whose API server is unreachable: the agent starts,

@@ -60,7 +60,8 @@ pub struct ContainerSpec {
     /// Their content is part of the spec hash: editing one recreates the container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<File>,
-    /// Number of identical containers; default 1. Engine names carry the replica index (0-based).
+    /// Number of identical containers; default 1, at most 1000. Engine names carry the replica
+    /// index (0-based).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
     /// Fixed engine container name; only allowed with `replicas` ≤ 1.
@@ -73,6 +74,12 @@ pub struct ContainerSpec {
     /// When berth pulls the image; default `IfNotPresent` (same meaning as Kubernetes' `imagePullPolicy`).
     #[serde(default)]
     pub pull_policy: PullPolicy,
+    /// Registry credentials for pulling `image`: Docker config files tried in order, before the
+    /// agent's own Docker config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
+    /// Same name and role as Kubernetes' `imagePullSecrets`, with a file in place of a Secret.
+    /// Not part of the spec hash: changing credentials never recreates a running container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<ImagePullSecret>,
     /// Labels set on the engine container (keys under `berth.dev/` are reserved).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -100,10 +107,176 @@ pub struct ContainerSpec {
     /// Extra `/etc/hosts` entries as `hostname:ip` (`docker run --add-host`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<String>,
+    /// The engine's native health check (Docker `HEALTHCHECK`); overrides the image's. A container
+    /// whose health turns `unhealthy` is restarted by berth (with CrashLoopBackOff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Containers (same namespace) that must reach a condition before this one is created or
+    /// started. Same idea as Compose's `depends_on` with conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    /// Restart the container when this probe fails (same meaning as Kubernetes'
+    /// `livenessProbe`); run by the agent, not the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// Whether the container is ready (Kubernetes' `readinessProbe`): gates `dependsOn`
+    /// condition `Healthy`. Run by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    /// Must succeed once before liveness and readiness probes run; failing it
+    /// `failureThreshold` times restarts the container (Kubernetes' `startupProbe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+    /// Network namespace: `bridge` (default; attach to `networks`), `host`, `none`, or
+    /// `container:<name>` to share the namespace of replica 0 of Container `<name>` (same
+    /// namespace). Only `bridge` may be combined with `networks` and published `ports`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
     /// Which hosts run this object (a Kubernetes `LabelSelector` matched against host labels);
     /// absent: every host that reads it. Not part of the spec hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_selector: Option<crate::LabelSelector>,
+}
+
+/// Docker's native health check. Durations are written like `10s`, `1m30s`, `500ms` and sent to
+/// the engine in nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The check, in Docker's form: `["CMD", "prog", "arg"]`, `["CMD-SHELL", "shell command"]`,
+    /// or `["NONE"]` to disable the image's check.
+    pub test: Vec<String>,
+    /// Time between checks; engine default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Time before one check counts as failed; engine default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Consecutive failures before `unhealthy`; engine default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Grace period after start during which failures do not count; engine default 0s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<String>,
+    /// Time between checks during the start period (needs Engine API 1.44+; reported and left
+    /// out on older engines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<String>,
+}
+
+/// A probe run by the agent (Kubernetes' `Probe`): exactly one of `exec`, `httpGet`,
+/// `tcpSocket`. Defaults are Kubernetes': delay 0 s, period 10 s, timeout 1 s, success
+/// threshold 1, failure threshold 3.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probe {
+    /// Run a command inside the container; exit code 0 is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecAction>,
+    /// HTTP GET; a status from 200 to 399 is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    /// TCP connect; an established connection is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
+    /// Seconds after the container started before the first probe; default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay_seconds: Option<u32>,
+    /// Seconds between probes; default 10, minimum 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<u32>,
+    /// Seconds before a probe attempt counts as failed; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// Consecutive successes to count as passing after a failure; default 1 (must be 1 for
+    /// liveness and startup probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_threshold: Option<u32>,
+    /// Consecutive failures to count as failing; default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+}
+
+impl Probe {
+    /// `initialDelaySeconds` after defaulting.
+    pub fn initial_delay(&self) -> u32 {
+        self.initial_delay_seconds.unwrap_or(0)
+    }
+    /// `periodSeconds` after defaulting (at least 1).
+    pub fn period(&self) -> u32 {
+        self.period_seconds.unwrap_or(10).max(1)
+    }
+    /// `timeoutSeconds` after defaulting (at least 1).
+    pub fn timeout(&self) -> u32 {
+        self.timeout_seconds.unwrap_or(1).max(1)
+    }
+    /// `successThreshold` after defaulting.
+    pub fn success_threshold(&self) -> u32 {
+        self.success_threshold.unwrap_or(1).max(1)
+    }
+    /// `failureThreshold` after defaulting.
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold.unwrap_or(3).max(1)
+    }
+}
+
+/// A command run inside the container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecAction {
+    /// Command and arguments (no shell unless you call one).
+    pub command: Vec<String>,
+}
+
+/// An HTTP GET request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpGetAction {
+    /// Path; default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Port, 1–65535.
+    pub port: u16,
+    /// Host to connect to; default the container's IP address (127.0.0.1 with `networkMode: host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Extra request headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_headers: Vec<EnvVar>,
+}
+
+/// A TCP connection attempt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpSocketAction {
+    /// Port, 1–65535.
+    pub port: u16,
+    /// Host; default the container's IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// One dependency of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Dependency {
+    /// Name of a Container object in the same namespace.
+    pub name: String,
+    /// What must hold for every replica of it; default `Started`.
+    #[serde(default)]
+    pub condition: DependencyCondition,
+}
+
+/// Condition a dependency must reach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DependencyCondition {
+    /// Running (Compose's `service_started`).
+    #[default]
+    Started,
+    /// Running and its health check reports `healthy` (Compose's `service_healthy`).
+    Healthy,
+    /// Exited with code 0 (Compose's `service_completed_successfully`).
+    Completed,
 }
 
 impl ContainerSpec {
@@ -372,13 +545,27 @@ pub enum RestartPolicy {
     JsonSchema,
 )]
 pub enum PullPolicy {
-    /// Pull before every create.
+    /// Pull before every create; and the agent re-resolves the tag against the registry every
+    /// resync period: a container not running the image the tag now names is recreated.
     Always,
     /// Pull only when the image is not present (default).
     #[default]
     IfNotPresent,
     /// Never pull; a missing image is an error.
     Never,
+}
+
+/// A file holding registry credentials in Docker's config format, the same content as a
+/// Kubernetes `kubernetes.io/dockerconfigjson` Secret:
+/// `{"auths": {"registry.example:5000": {"auth": "<base64 of user:password>"}}}`. Entries may
+/// also give `username` and `password`, or an `identitytoken`; `credHelpers` and `credsStore`
+/// name `docker-credential-<helper>` programs, as in `~/.docker/config.json`. The file is read
+/// at each pull, so it can be rotated without touching the manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImagePullSecret {
+    /// Absolute path of the file on the host where the agent runs.
+    pub file: String,
 }
 
 /// Resource limits.

@@ -34,8 +34,19 @@ pub const GROUP: &str = "berth.dev";
 pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests: `berth.dev/v1alpha1`.
 pub const API_VERSION: &str = "berth.dev/v1alpha1";
+/// Largest `replicas` accepted for one Container object (one host runs them all).
+pub const MAX_REPLICAS: u32 = 1000;
 /// Namespace used when `metadata.namespace` is absent (same as Kubernetes).
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Parses a duration written like `10s`, `1m30s`, `500ms` or `2h` (humantime syntax).
+///
+/// # Errors
+/// A message naming the expected syntax.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("expected a duration like 10s, 1m30s or 500ms, got {s:?} ({e})"))
+}
 
 /// The three kinds berth manages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -211,6 +211,24 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
             ),
         );
     }
+    if spec.replica_count() > crate::MAX_REPLICAS {
+        e.push(
+            "spec.replicas",
+            format!(
+                "expected at most {} replicas on one host, got {}",
+                crate::MAX_REPLICAS,
+                spec.replica_count()
+            ),
+        );
+    }
+    for (i, secret) in spec.image_pull_secrets.iter().enumerate() {
+        if !secret.file.starts_with('/') {
+            e.push(
+                format!("spec.imagePullSecrets[{i}].file"),
+                format!("expected an absolute path, got {:?}", secret.file),
+            );
+        }
+    }
     if let Some(name) = &spec.container_name {
         if spec.replica_count() > 1 {
             e.push(
@@ -422,6 +440,107 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
             );
         }
     }
+    if let Some(h) = &spec.health_check {
+        match h.test.first().map(String::as_str) {
+            Some("CMD") | Some("CMD-SHELL") if h.test.len() > 1 => {}
+            Some("NONE") if h.test.len() == 1 => {}
+            _ => e.push(
+                "spec.healthCheck.test",
+                "expected [\"CMD\", prog, args...], [\"CMD-SHELL\", command] or [\"NONE\"]",
+            ),
+        }
+        for (field, value) in [
+            ("interval", &h.interval),
+            ("timeout", &h.timeout),
+            ("startPeriod", &h.start_period),
+            ("startInterval", &h.start_interval),
+        ] {
+            if let Some(v) = value
+                && let Err(err) = crate::parse_duration(v)
+            {
+                e.push(format!("spec.healthCheck.{field}"), err);
+            }
+        }
+    }
+    for (i, d) in spec.depends_on.iter().enumerate() {
+        if !is_dns1123_subdomain(&d.name) {
+            e.push(
+                format!("spec.dependsOn[{i}].name"),
+                format!("expected the name of a Container object, got {:?}", d.name),
+            );
+        }
+        if spec.depends_on[..i].iter().any(|o| o.name == d.name) {
+            e.push(
+                format!("spec.dependsOn[{i}].name"),
+                format!("{:?} is listed twice", d.name),
+            );
+        }
+    }
+    for (field, probe) in [
+        ("livenessProbe", &spec.liveness_probe),
+        ("readinessProbe", &spec.readiness_probe),
+        ("startupProbe", &spec.startup_probe),
+    ] {
+        let Some(pr) = probe else { continue };
+        let handlers = [
+            pr.exec.is_some(),
+            pr.http_get.is_some(),
+            pr.tcp_socket.is_some(),
+        ];
+        if handlers.iter().filter(|h| **h).count() != 1 {
+            e.push(
+                format!("spec.{field}"),
+                "expected exactly one of exec, httpGet, tcpSocket",
+            );
+        }
+        if pr.exec.as_ref().is_some_and(|x| x.command.is_empty()) {
+            e.push(
+                format!("spec.{field}.exec.command"),
+                "expected a non-empty command",
+            );
+        }
+        if pr.http_get.as_ref().is_some_and(|h| h.port == 0)
+            || pr.tcp_socket.as_ref().is_some_and(|t| t.port == 0)
+        {
+            e.push(format!("spec.{field}"), "expected a port from 1 to 65535");
+        }
+        if field != "readinessProbe" && pr.success_threshold.is_some_and(|t| t != 1) {
+            e.push(
+                format!("spec.{field}.successThreshold"),
+                "must be 1 for liveness and startup probes (as in Kubernetes)",
+            );
+        }
+    }
+    if let Some(mode) = &spec.network_mode {
+        match mode.as_str() {
+            "bridge" => {}
+            "host" | "none" => {
+                if !spec.networks.is_empty() {
+                    e.push("spec.networks", format!("networks cannot be combined with networkMode {mode}"));
+                }
+                if mode == "none" && spec.ports.iter().any(|p| p.host_port.is_some()) {
+                    e.push("spec.ports", "published ports need a network; networkMode is none");
+                }
+            }
+            m => match m.strip_prefix("container:") {
+                Some(name) if is_dns1123_subdomain(name) => {
+                    if !spec.networks.is_empty() {
+                        e.push("spec.networks", "networks cannot be combined with networkMode container:<name>");
+                    }
+                    if !spec.ports.is_empty() {
+                        e.push("spec.ports", "ports belong to the container whose network namespace is shared");
+                    }
+                    if spec.hostname.is_some() {
+                        e.push("spec.hostname", "hostname cannot be set with networkMode container:<name>");
+                    }
+                }
+                _ => e.push(
+                    "spec.networkMode",
+                    format!("expected bridge, host, none or container:<name of a Container object>, got {m:?}"),
+                ),
+            },
+        }
+    }
     check_labels(&mut e, "spec.labels", &spec.labels);
     check_selector(&mut e, spec.host_selector.as_ref());
     e.0
@@ -442,6 +561,18 @@ mod tests {
     #[test]
     fn minimal_container_is_valid() {
         assert_eq!(validate_container(&spec()), vec![]);
+    }
+
+    #[test]
+    fn image_pull_secrets_decode_and_need_absolute_paths() {
+        let s: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "registry.example:5000/app:1",
+            "imagePullSecrets": [{"file": "/etc/berth/auth.json"}, {"file": "auth.json"}],
+        }))
+        .expect("decodes");
+        assert_eq!(s.image_pull_secrets[0].file, "/etc/berth/auth.json");
+        let paths: Vec<String> = validate_container(&s).into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, vec!["spec.imagePullSecrets[1].file"]);
     }
 
     #[test]
@@ -495,5 +626,61 @@ mod tests {
         assert!(!is_dns1123_label("a.b"));
         assert!(is_engine_name("blog_db-1"));
         assert!(!is_engine_name("-x"));
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+    use crate::{Dependency, HealthCheck};
+
+    #[test]
+    fn durations_parse_like_compose() {
+        assert_eq!(
+            crate::parse_duration("1m30s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            crate::parse_duration("500ms"),
+            Ok(std::time::Duration::from_millis(500))
+        );
+        assert!(crate::parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn health_dependency_and_network_mode_are_checked() {
+        let spec = ContainerSpec {
+            image: "busybox".into(),
+            health_check: Some(HealthCheck {
+                test: vec!["true".into()],
+                interval: Some("2 fortnights and a bit".into()),
+                ..Default::default()
+            }),
+            depends_on: vec![
+                Dependency {
+                    name: "db".into(),
+                    ..Default::default()
+                },
+                Dependency {
+                    name: "db".into(),
+                    ..Default::default()
+                },
+            ],
+            network_mode: Some("container:".into()),
+            ..Default::default()
+        };
+        let paths: Vec<String> = validate_container(&spec)
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                "spec.healthCheck.test",
+                "spec.healthCheck.interval",
+                "spec.dependsOn[1].name",
+                "spec.networkMode"
+            ]
+        );
     }
 }

@@ -127,7 +127,9 @@ impl RetryBook {
             hash: hash.to_string(),
             kind,
             attempts,
-            not_before: now + delay(attempts),
+            not_before: now
+                .checked_add(delay(attempts))
+                .unwrap_or(now + Backoff::FAILURE.cap),
             last_attempt: now,
             last_error: error,
         };
@@ -147,19 +149,22 @@ impl RetryBook {
         }
     }
 
-    /// Forgets restart counts whose last restart is older than `reset_after` and entries whose
-    /// owner/hash is no longer wanted (`keep` returns false).
+    /// Forgets restart counts of containers that have been running (`running` returns true)
+    /// for `reset_after` since their last restart, and entries whose owner/hash is no longer
+    /// wanted (`keep` returns false). Kubernetes resets CrashLoopBackOff after 10 minutes of
+    /// running.
     pub fn expire_restarts(
         &mut self,
         now: Instant,
         reset_after: Duration,
         keep: impl Fn(&Owner, &str) -> bool,
+        running: impl Fn(&Owner) -> bool,
     ) {
         self.entries.retain(|owner, e| {
             keep(owner, &e.hash)
                 && !(e.kind == RetryKind::Restart
-                    && now.saturating_duration_since(e.last_attempt)
-                        >= e.not_before.saturating_duration_since(e.last_attempt) + reset_after)
+                    && running(owner)
+                    && now.saturating_duration_since(e.last_attempt) >= reset_after)
         });
     }
 
@@ -209,17 +214,23 @@ mod tests {
             None,
             "new hash: no backoff"
         );
+        let ten_min = Duration::from_secs(600);
+        book.expire_restarts(t0 + ten_min, ten_min, |_, _| true, |_| false);
+        assert!(book.get(&owner, "v1-a").is_some(), "not running: kept");
         book.expire_restarts(
-            t0 + Duration::from_secs(20 + 599),
-            Duration::from_secs(600),
+            t0 + Duration::from_secs(599),
+            ten_min,
             |_, _| true,
+            |_| true,
         );
-        assert!(book.get(&owner, "v1-a").is_some());
-        book.expire_restarts(
-            t0 + Duration::from_secs(20 + 600),
-            Duration::from_secs(600),
-            |_, _| true,
+        assert!(
+            book.get(&owner, "v1-a").is_some(),
+            "running for less than 10 minutes: kept"
         );
-        assert!(book.get(&owner, "v1-a").is_none());
+        book.expire_restarts(t0 + ten_min, ten_min, |_, _| true, |_| true);
+        assert!(
+            book.get(&owner, "v1-a").is_none(),
+            "running for 10 minutes: forgotten"
+        );
     }
 }

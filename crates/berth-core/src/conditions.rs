@@ -12,9 +12,10 @@ use crate::observed::{ObservedState, RunState};
 use crate::plan::Plan;
 
 /// Waiting reasons that make an object `Degraded` (it cannot converge until something changes).
-pub const DEGRADED_REASONS: [&str; 7] = [
+pub const DEGRADED_REASONS: [&str; 8] = [
     "BackOff",
     "CrashLoopBackOff",
+    "Unhealthy",
     "Conflict",
     "InvalidReference",
     "DependencyBlocked",
@@ -40,7 +41,8 @@ pub struct HostState {
 /// The state of every desired (or blocked) object on this host, from the observed state the
 /// plan was made from and the plan itself: `Degraded` when the plan says the object waits for a
 /// [`DEGRADED_REASONS`] reason, `Progressing` while actions are planned for it or replicas are
-/// not all running with the current spec, `Ready` otherwise.
+/// not all running (and healthy, when they have checks) with the current spec, `Ready`
+/// otherwise.
 pub fn host_states(
     desired: &DesiredState,
     observed: &ObservedState,
@@ -65,10 +67,16 @@ pub fn host_states(
             .containers
             .iter()
             .filter(|c| {
+                // Running with the current spec, not failing, and healthy when it has checks
+                // (engine health check or readiness probe), as a Kubernetes ready Pod.
+                let checked =
+                    c.health.is_some() || c.probe.as_ref().and_then(|p| p.ready).is_some();
                 c.key.as_ref() == Some(key)
                     && c.replica.is_some_and(|r| r < dc.replicas)
                     && c.hash.as_deref() == Some(dc.hash.as_str())
                     && c.state == RunState::Running
+                    && !c.failing()
+                    && (!checked || c.healthy())
             })
             .count() as u32;
         let mut s = ready("Running");
@@ -402,6 +410,10 @@ mod tests {
                 state: RunState::Running,
                 exit_code: None,
                 networks: BTreeMap::new(),
+                health: None,
+                network_mode: None,
+                probe: None,
+                image_id: None,
             }],
             ..Default::default()
         };

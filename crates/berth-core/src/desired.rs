@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use berth_api::{HostPathType, ObjectKey, Protocol, PullPolicy, ReclaimPolicy, RestartPolicy};
+use berth_api::{
+    DependencyCondition, HostPathType, ObjectKey, Protocol, PullPolicy, ReclaimPolicy,
+    RestartPolicy,
+};
 use serde::Serialize;
 
 /// Who an action or a retry belongs to: an object, or one replica of a `Container`.
@@ -53,6 +56,11 @@ pub struct DesiredState {
     /// Objects that cannot be applied as declared (unknown reference, name clash), with why.
     /// Their existing engine objects are left alone.
     pub blocked: BTreeMap<ObjectKey, String>,
+    /// Why the set may be missing objects, if it may: a source has a file that never decoded
+    /// since the agent started, or a conflict without a previously applied version. While set,
+    /// `plan` removes nothing that is not declared (orphans stay), so that a broken file never
+    /// deletes what it used to declare — not even across an agent restart.
+    pub incomplete: Option<String>,
 }
 
 /// A network to exist.
@@ -122,10 +130,19 @@ pub struct DesiredContainer {
     pub restart_policy: RestartPolicy,
     /// Pull policy.
     pub pull_policy: PullPolicy,
+    /// Credential files for pulls (`imagePullSecrets[].file`), in order; not hashed.
+    pub image_pull_secrets: Vec<String>,
     /// Networks (object keys) the container needs.
     pub networks: Vec<ObjectKey>,
     /// Volumes (object keys) the container needs.
     pub volumes: Vec<ObjectKey>,
+    /// Containers (object keys) that must reach a condition before this one is created or
+    /// started; includes the target of `networkMode: container:<name>` (condition `Started`).
+    pub depends_on: Vec<(ObjectKey, DependencyCondition)>,
+    /// Target of `networkMode: container:<name>`.
+    pub network_target: Option<ObjectKey>,
+    /// Probes run by the agent (not hashed: changing a probe does not recreate the container).
+    pub probes: Probes,
     /// Resolved engine configuration; hashed.
     pub config: ContainerConfig,
     /// Versioned hash of `config`.
@@ -204,6 +221,53 @@ pub struct ContainerConfig {
     /// `hostname:ip` entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<String>,
+    /// Native health check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckConfig>,
+    /// `host`, `none` or `container:<engine name of the target>`; `None` is the bridge mode
+    /// (attach to `networks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+}
+
+/// The agent-run probes of a container (Kubernetes semantics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probes {
+    /// `livenessProbe`.
+    pub liveness: Option<berth_api::Probe>,
+    /// `readinessProbe`.
+    pub readiness: Option<berth_api::Probe>,
+    /// `startupProbe`.
+    pub startup: Option<berth_api::Probe>,
+}
+
+impl Probes {
+    /// True when no probe is declared.
+    pub fn is_empty(&self) -> bool {
+        self.liveness.is_none() && self.readiness.is_none() && self.startup.is_none()
+    }
+}
+
+/// Native health check with durations in nanoseconds (the engine's unit).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HealthCheckConfig {
+    /// `["CMD", …]`, `["CMD-SHELL", …]` or `["NONE"]`.
+    pub test: Vec<String>,
+    /// Interval, nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_ns: Option<u64>,
+    /// Timeout, nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ns: Option<u64>,
+    /// Failures before unhealthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Start period, nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_period_ns: Option<u64>,
+    /// Start interval, nanoseconds (Engine API 1.44+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_interval_ns: Option<u64>,
 }
 
 impl std::fmt::Debug for ContainerConfig {

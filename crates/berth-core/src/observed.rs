@@ -20,6 +20,10 @@ pub struct ObservedState {
     pub volumes: Vec<ObservedVolume>,
     /// Names of volumes berth does not manage.
     pub foreign_volumes: BTreeSet<String>,
+    /// Local image ID (`sha256:…`) that each image reference of a `pullPolicy: Always`
+    /// container names now. References missing locally are absent; so is everything when the
+    /// caller did not look (then no container is recreated for its image).
+    pub image_ids: BTreeMap<String, String>,
 }
 
 /// Lifecycle state of a container, as the engine reports it.
@@ -75,6 +79,70 @@ pub struct ObservedContainer {
     pub exit_code: Option<i64>,
     /// Attached networks: engine network name → network ID.
     pub networks: BTreeMap<String, String>,
+    /// Engine health, when the container has a health check.
+    pub health: Option<Health>,
+    /// The engine's `HostConfig.NetworkMode` (e.g. `container:<id>`), when not the default.
+    pub network_mode: Option<String>,
+    /// ID (`sha256:…`) of the image the container was created from.
+    pub image_id: Option<String>,
+    /// Results of the agent-run probes, when the container has any.
+    pub probe: Option<ProbeStatus>,
+}
+
+/// What the agent's probes say about one running container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProbeStatus {
+    /// The startup probe succeeded (true when there is none).
+    pub started: bool,
+    /// Readiness: `None` without a readiness probe; `Some(false)` until it passes.
+    pub ready: Option<bool>,
+    /// False once the liveness (or startup) probe failed `failureThreshold` times in a row.
+    pub live: bool,
+    /// Last failure message, for reports.
+    pub message: Option<String>,
+}
+
+/// Health reported by the engine's native health check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Within the start period, or no result yet.
+    Starting,
+    /// Passing.
+    Healthy,
+    /// Failed `retries` times in a row.
+    Unhealthy,
+}
+
+impl ObservedContainer {
+    /// True when the container reports healthy: it has an engine health check or a readiness
+    /// probe, and every one of them passes.
+    pub fn healthy(&self) -> bool {
+        let ready = self.probe.as_ref().and_then(|p| p.ready);
+        (self.health.is_some() || ready.is_some())
+            && self.health.is_none_or(|h| h == Health::Healthy)
+            && ready.is_none_or(|r| r)
+    }
+
+    /// True when the engine health check or the liveness/startup probe says restart.
+    pub fn failing(&self) -> bool {
+        self.health == Some(Health::Unhealthy) || self.probe.as_ref().is_some_and(|p| !p.live)
+    }
+}
+
+impl Health {
+    /// Reads the health from the engine's status text (`Up 5 minutes (healthy)`); `None` when
+    /// the text carries no health (no health check).
+    pub fn from_status(status: &str) -> Option<Health> {
+        if status.contains("(healthy)") {
+            Some(Health::Healthy)
+        } else if status.contains("(unhealthy)") {
+            Some(Health::Unhealthy)
+        } else if status.contains("(health: starting)") {
+            Some(Health::Starting)
+        } else {
+            None
+        }
+    }
 }
 
 /// A network carrying berth's labels.

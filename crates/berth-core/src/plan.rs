@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use berth_api::{ObjectKey, PullPolicy, RestartPolicy};
+use berth_api::{DependencyCondition, ObjectKey, PullPolicy, RestartPolicy};
 
 use crate::backoff::{RetryBook, RetryKind};
 use crate::desired::{ContainerConfig, DesiredState, NetworkConfig, Owner, VolumeConfig};
@@ -31,6 +31,8 @@ pub enum Action {
         image: String,
         /// Pull policy.
         policy: PullPolicy,
+        /// Credential files (`imagePullSecrets`) to try first, in order.
+        pull_secrets: Vec<String>,
     },
     /// Create a network.
     CreateNetwork {
@@ -80,6 +82,16 @@ pub enum Action {
         /// All labels.
         labels: BTreeMap<String, String>,
     },
+    /// Restart a running container (stop with its grace period, start again); counts as a
+    /// restart for CrashLoopBackOff.
+    RestartContainer {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+        /// Seconds between the stop signal and SIGKILL.
+        stop_timeout: u32,
+    },
     /// Start a container.
     StartContainer {
         /// Engine name.
@@ -92,7 +104,7 @@ pub enum Action {
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Action::EnsureImage { image, policy } => {
+            Action::EnsureImage { image, policy, .. } => {
                 write!(f, "ensure image {image} (pull policy {policy:?})")
             }
             Action::CreateNetwork { name, .. } => write!(f, "create network {name}"),
@@ -102,6 +114,9 @@ impl std::fmt::Display for Action {
             Action::RemoveContainer { name, .. } => write!(f, "remove container {name}"),
             Action::CreateContainer { name, config, .. } => {
                 write!(f, "create container {name} ({})", config.image)
+            }
+            Action::RestartContainer { name, .. } => {
+                write!(f, "restart unhealthy container {name}")
             }
             Action::StartContainer {
                 name,
@@ -138,7 +153,8 @@ pub struct Waiting {
     /// The object (replica).
     pub owner: Owner,
     /// Kubernetes-style reason: `Conflict`, `InvalidReference`, `DependencyBlocked`, `BackOff`,
-    /// `CrashLoopBackOff`, `NetworkInUse`, `VolumeSpecChanged`.
+    /// `ImagePullBackOff`, `ErrImageNeverPull`, `CrashLoopBackOff`, `NetworkInUse`,
+    /// `VolumeSpecChanged`.
     pub reason: &'static str,
     /// Human-readable detail.
     pub message: String,
@@ -159,6 +175,61 @@ impl Plan {
     /// True when there is nothing to do: the host is converged (objects may still wait).
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+
+    /// The plan without the actions of `busy` owners (their earlier actions are still being
+    /// carried out) and without every action that depends on a dropped one. Each dropped owner
+    /// is listed as waiting with reason `InProgress`.
+    pub fn without_owners(mut self, busy: &BTreeSet<Owner>) -> Plan {
+        let n = self.actions.len();
+        // A shared image action belongs to whoever needs it first; hand it to an owner that is
+        // not busy, so that its other users are not held back.
+        for i in 0..n {
+            if matches!(self.actions[i].action, Action::EnsureImage { .. })
+                && busy.contains(&self.actions[i].owner)
+            {
+                let heir = self
+                    .actions
+                    .iter()
+                    .find(|a| a.after.contains(&i) && !busy.contains(&a.owner))
+                    .map(|a| (a.owner.clone(), a.hash.clone()));
+                if let Some((owner, hash)) = heir {
+                    self.actions[i].owner = owner;
+                    self.actions[i].hash = hash;
+                }
+            }
+        }
+        let mut dropped = vec![false; n];
+        // `after` points backwards, so one forward sweep cascades.
+        for i in 0..n {
+            let a = &self.actions[i];
+            dropped[i] = busy.contains(&a.owner) || a.after.iter().any(|d| dropped[*d]);
+        }
+        let mut new_id = vec![usize::MAX; n];
+        let mut out = Plan {
+            actions: Vec::new(),
+            waiting: self.waiting,
+        };
+        let mut waiting_owners = BTreeSet::new();
+        for (i, mut a) in self.actions.into_iter().enumerate() {
+            if dropped[i] {
+                if waiting_owners.insert(a.owner.clone()) {
+                    out.waiting.push(Waiting {
+                        owner: a.owner,
+                        reason: "InProgress",
+                        message: "earlier actions for this object are still being carried out"
+                            .into(),
+                        until: None,
+                    });
+                }
+                continue;
+            }
+            new_id[i] = out.actions.len();
+            a.id = new_id[i];
+            a.after = a.after.iter().map(|d| new_id[*d]).collect();
+            out.actions.push(a);
+        }
+        out
     }
 
     fn push(
@@ -307,7 +378,7 @@ pub fn plan(
         }
     }
     for n in &observed.networks {
-        if !seen_nets.contains(n.id.as_str()) {
+        if !seen_nets.contains(n.id.as_str()) && desired.incomplete.is_none() {
             let owner = orphan_owner(n.key.as_ref(), &n.name);
             net_removals.push((owner, n.id.clone(), n.name.clone(), None));
         }
@@ -385,13 +456,13 @@ pub fn plan(
             .key
             .as_ref()
             .is_some_and(|k| desired.volumes.contains_key(k));
-        if !declared && v.delete_when_orphaned {
+        if !declared && v.delete_when_orphaned && desired.incomplete.is_none() {
             vol_removals.push((orphan_owner(v.key.as_ref(), &v.name), v.name.clone()));
         }
     }
 
     // ---- containers
-    let mut images: BTreeMap<(String, PullPolicy), usize> = BTreeMap::new();
+    let mut images: BTreeMap<(String, PullPolicy, &[String]), usize> = BTreeMap::new();
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
     let mut removing: BTreeMap<&str, usize> = BTreeMap::new(); // container id → remove action
     let mut by_replica: BTreeMap<(&ObjectKey, u32), Vec<&ObservedContainer>> = BTreeMap::new();
@@ -400,7 +471,15 @@ pub fn plan(
             by_replica.entry((k, r)).or_default().push(c);
         }
     }
-    for (key, dc) in &desired.containers {
+    let mut changing: BTreeSet<&ObjectKey> = BTreeSet::new();
+    // Creates that publish host ports; they wait for orphan removals (a renamed object's old
+    // container may hold the same port).
+    let mut publishing: Vec<usize> = Vec::new();
+    for key in dependency_order(desired) {
+        let Some(dc) = desired.containers.get(key) else {
+            continue;
+        };
+        let actions_before = p.actions.len();
         // Dependencies: every network and volume must be usable.
         let mut deps = Vec::new();
         let mut blocked = None;
@@ -454,7 +533,7 @@ pub fn plan(
             if let Some(e) = entry.filter(|e| e.kind == RetryKind::Failure && e.not_before > now) {
                 p.wait(
                     &owner,
-                    "BackOff",
+                    failure_reason(e),
                     retry_message(retries, &owner, &dc.hash),
                     Some(e.not_before),
                 );
@@ -463,6 +542,7 @@ pub fn plan(
             let (current, extras): (Vec<&ObservedContainer>, Vec<&ObservedContainer>) =
                 candidates.iter().partition(|c| c.name == name);
             let current = current.first().copied();
+            let mut extra_removals = Vec::new();
             for x in &extras {
                 let a = p.push(
                     &owner,
@@ -476,6 +556,7 @@ pub fn plan(
                     vec![],
                 );
                 removing.insert(x.id.as_str(), a);
+                extra_removals.push(a);
             }
             let recreate = match current {
                 None => Some("container missing".to_string()),
@@ -486,11 +567,28 @@ pub fn plan(
                     Some("created but never started".to_string())
                 }
                 Some(c) if c.state == RunState::Dead => Some("container is dead".to_string()),
-                Some(c) => network_drift(c, &dc.config, &net_ids, &replaced_nets),
+                Some(c) => network_drift(c, &dc.config, &net_ids, &replaced_nets)
+                    .or_else(|| namespace_drift(c, dc, &by_replica))
+                    .or_else(|| image_drift(c, dc, observed)),
             };
+            let needs_start = match (&recreate, current) {
+                (Some(_), _) => true,
+                (None, Some(c)) => {
+                    c.state == RunState::Exited && restart_wanted(dc.restart_policy, c)
+                }
+                (None, None) => false,
+            };
+            if needs_start && let Some(why) = dependency_gate(dc, desired, &by_replica, &changing) {
+                p.wait(&owner, "WaitingForDependency", why, None);
+                continue;
+            }
             match (recreate, current) {
                 (Some(reason), current) => {
-                    let img_key = (dc.config.image.clone(), dc.pull_policy);
+                    let img_key = (
+                        dc.config.image.clone(),
+                        dc.pull_policy,
+                        dc.image_pull_secrets.as_slice(),
+                    );
                     let img = match images.get(&img_key) {
                         Some(a) => *a,
                         None => {
@@ -501,6 +599,7 @@ pub fn plan(
                                 Action::EnsureImage {
                                     image: dc.config.image.clone(),
                                     policy: dc.pull_policy,
+                                    pull_secrets: dc.image_pull_secrets.clone(),
                                 },
                                 vec![],
                             );
@@ -510,6 +609,7 @@ pub fn plan(
                     };
                     let mut create_after = deps.clone();
                     create_after.push(img);
+                    create_after.extend(&extra_removals);
                     if let Some(c) = current {
                         let rm = p.push(
                             &owner,
@@ -542,6 +642,9 @@ pub fn plan(
                         },
                         create_after,
                     );
+                    if dc.config.ports.iter().any(|pc| pc.host_port.is_some()) {
+                        publishing.push(create);
+                    }
                     p.push(
                         &owner,
                         &dc.hash,
@@ -554,12 +657,7 @@ pub fn plan(
                     );
                 }
                 (None, Some(c)) if c.state == RunState::Exited => {
-                    let wanted = match dc.restart_policy {
-                        RestartPolicy::Always => true,
-                        RestartPolicy::OnFailure => c.exit_code != Some(0),
-                        RestartPolicy::Never => false,
-                    };
-                    if !wanted {
+                    if !restart_wanted(dc.restart_policy, c) {
                         continue;
                     }
                     if let Some(e) =
@@ -592,8 +690,44 @@ pub fn plan(
                         vec![],
                     );
                 }
+                (None, Some(c)) if c.state == RunState::Running && c.failing() => {
+                    if let Some(e) =
+                        entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now)
+                    {
+                        p.wait(
+                            &owner,
+                            "Unhealthy",
+                            format!(
+                                "health check failing; restart {} delayed (CrashLoopBackOff)",
+                                e.attempts + 1
+                            ),
+                            Some(e.not_before),
+                        );
+                        continue;
+                    }
+                    p.push(
+                        &owner,
+                        &dc.hash,
+                        match &c.probe {
+                            Some(pr) if !pr.live => format!(
+                                "liveness probe failed: {}",
+                                pr.message.as_deref().unwrap_or("no detail")
+                            ),
+                            _ => "health check reports unhealthy".to_string(),
+                        },
+                        Action::RestartContainer {
+                            id: c.id.clone(),
+                            name: c.name.clone(),
+                            stop_timeout: dc.config.stop_timeout(),
+                        },
+                        vec![],
+                    );
+                }
                 (None, _) => {}
             }
+        }
+        if p.actions.len() > actions_before {
+            changing.insert(key);
         }
     }
 
@@ -610,6 +744,18 @@ pub fn plan(
             continue;
         }
         let owner = orphan_owner(c.key.as_ref(), &c.name);
+        if let Some(why) = &desired.incomplete {
+            p.wait(
+                &owner,
+                "RemovalPaused",
+                format!(
+                    "{} is not removed while the desired set is incomplete: {why}",
+                    c.name
+                ),
+                None,
+            );
+            continue;
+        }
         let a = p.push(
             &owner,
             "",
@@ -622,6 +768,16 @@ pub fn plan(
             vec![],
         );
         removing.insert(c.id.as_str(), a);
+    }
+
+    let orphan_removals: Vec<usize> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a.action, Action::RemoveContainer { .. }) && a.hash.is_empty())
+        .map(|a| a.id)
+        .collect();
+    for c in &publishing {
+        p.actions[*c].after.extend(&orphan_removals);
     }
 
     // Network removals wait for the removal of every container attached to them; a network that
@@ -684,6 +840,173 @@ pub fn plan(
 
     reorder(&mut p);
     p
+}
+
+/// Whether `restartPolicy` wants an exited container started again.
+fn restart_wanted(policy: RestartPolicy, c: &ObservedContainer) -> bool {
+    match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => c.exit_code != Some(0),
+        RestartPolicy::Never => false,
+    }
+}
+
+/// Containers in an order where every container comes after its dependencies (cycles were
+/// removed by `resolve`; should one remain, its members come last in key order).
+fn dependency_order(desired: &DesiredState) -> Vec<&ObjectKey> {
+    let mut order: Vec<&ObjectKey> = Vec::with_capacity(desired.containers.len());
+    let mut placed: BTreeSet<&ObjectKey> = BTreeSet::new();
+    while order.len() < desired.containers.len() {
+        let before = order.len();
+        for (k, c) in &desired.containers {
+            if !placed.contains(k)
+                && c.depends_on
+                    .iter()
+                    .all(|(d, _)| placed.contains(d) || !desired.containers.contains_key(d))
+            {
+                placed.insert(k);
+                order.push(k);
+            }
+        }
+        if order.len() == before {
+            for k in desired.containers.keys() {
+                if placed.insert(k) {
+                    order.push(k);
+                }
+            }
+        }
+    }
+    order
+}
+
+/// Why `dc` may not be created or started yet: the first dependency whose condition does not
+/// hold (every replica must satisfy it), or that is being changed in this very plan.
+fn dependency_gate(
+    dc: &crate::desired::DesiredContainer,
+    desired: &DesiredState,
+    by_replica: &BTreeMap<(&ObjectKey, u32), Vec<&ObservedContainer>>,
+    changing: &BTreeSet<&ObjectKey>,
+) -> Option<String> {
+    for (dk, cond) in &dc.depends_on {
+        let Some(dep) = desired.containers.get(dk) else {
+            return Some(format!("dependency {dk} is not declared or blocked"));
+        };
+        if changing.contains(dk) {
+            return Some(format!(
+                "dependency {} is being created or changed",
+                dk.name
+            ));
+        }
+        for r in 0..dep.replicas {
+            let name = labels::container_name(dk, r, dep.container_name.as_deref());
+            let Some(c) = by_replica
+                .get(&(dk, r))
+                .and_then(|cs| cs.iter().find(|c| c.name == name))
+            else {
+                return Some(format!("dependency {name} does not exist yet"));
+            };
+            let exited = |what: &str| {
+                format!(
+                    "dependency {name} exited with code {} ({what})",
+                    c.exit_code.map_or("unknown".to_string(), |x| x.to_string())
+                )
+            };
+            let ok = match cond {
+                DependencyCondition::Started => c.state == RunState::Running,
+                DependencyCondition::Healthy => c.state == RunState::Running && c.healthy(),
+                DependencyCondition::Completed => {
+                    c.state == RunState::Exited && c.exit_code == Some(0)
+                }
+            };
+            if !ok {
+                return Some(match (cond, c.state, c.health) {
+                    (DependencyCondition::Completed, RunState::Exited, _) => {
+                        exited("condition Completed needs code 0")
+                    }
+                    (DependencyCondition::Completed, _, _) => {
+                        format!("waiting for dependency {name} to complete")
+                    }
+                    (_, RunState::Exited, _) => exited("condition needs it running"),
+                    (DependencyCondition::Healthy, RunState::Running, None)
+                        if c.probe.as_ref().and_then(|p| p.ready).is_none() =>
+                    {
+                        format!(
+                            "dependency {name} has no health check or readiness probe, so condition Healthy cannot hold"
+                        )
+                    }
+                    (DependencyCondition::Healthy, RunState::Running, None) => {
+                        format!("waiting for dependency {name} to become ready (readiness probe)")
+                    }
+                    (DependencyCondition::Healthy, RunState::Running, Some(h)) => {
+                        format!("waiting for dependency {name} to become healthy (now {h:?})")
+                    }
+                    _ => format!("waiting for dependency {name} to run"),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Why a container sharing another's network namespace must be recreated: the other container
+/// was replaced (its ID differs from the one the namespace was taken from).
+fn namespace_drift(
+    c: &ObservedContainer,
+    dc: &crate::desired::DesiredContainer,
+    by_replica: &BTreeMap<(&ObjectKey, u32), Vec<&ObservedContainer>>,
+) -> Option<String> {
+    let target = dc.network_target.as_ref()?;
+    let target_name = dc
+        .config
+        .network_mode
+        .as_deref()?
+        .strip_prefix("container:")?;
+    let current = by_replica
+        .get(&(target, 0))
+        .and_then(|cs| cs.iter().find(|t| t.name == target_name))?;
+    let want = format!("container:{}", current.id);
+    (c.network_mode.as_deref() != Some(want.as_str())).then(|| {
+        format!("the container whose network namespace it shares ({target_name}) was replaced")
+    })
+}
+
+/// Why a `pullPolicy: Always` container must be recreated: the image its reference names now
+/// (after the agent re-pulled it) is not the one it runs. Other policies never follow a moved tag.
+fn image_drift(
+    c: &ObservedContainer,
+    dc: &crate::desired::DesiredContainer,
+    observed: &ObservedState,
+) -> Option<String> {
+    if dc.pull_policy != PullPolicy::Always {
+        return None;
+    }
+    let now = observed.image_ids.get(&dc.config.image)?;
+    let running = c.image_id.as_ref()?;
+    (running != now).then(|| {
+        format!(
+            "image {} now names {} (pullPolicy Always; running {})",
+            dc.config.image,
+            short_id(now),
+            short_id(running)
+        )
+    })
+}
+
+/// `sha256:0123456789ab…` → `0123456789ab` (as `docker images` shows IDs).
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.get(..12).unwrap_or(hex)
+}
+
+/// Waiting reason for an owner whose last action failed: `ImagePullBackOff` after a failed pull,
+/// `ErrImageNeverPull` when the image is missing and `pullPolicy` is `Never` (Kubernetes'
+/// reasons), else `BackOff`.
+fn failure_reason(e: &crate::backoff::RetryEntry) -> &'static str {
+    match e.last_error.as_deref() {
+        Some(m) if m.contains("ErrImageNeverPull") => "ErrImageNeverPull",
+        Some(m) if m.contains("ErrImagePull") => "ImagePullBackOff",
+        _ => "BackOff",
+    }
 }
 
 /// Why an up-to-date container must still be recreated because of its networks.

@@ -1,12 +1,16 @@
 //! Resolution: validated manifests → [`DesiredState`] (engine names, references, hashes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use berth_api::{ContainerSpec, Kind, Manifest, NetworkSpec, ObjectKey, VolumeSpec, quantity};
+use berth_api::{
+    ContainerSpec, DependencyCondition, Kind, Manifest, NetworkSpec, ObjectKey, VolumeSpec,
+    quantity,
+};
 
 use crate::desired::{
     AttachmentConfig, ContainerConfig, DesiredContainer, DesiredNetwork, DesiredState,
-    DesiredVolume, FileConfig, MountConfig, MountSource, NetworkConfig, PortConfig, VolumeConfig,
+    DesiredVolume, FileConfig, HealthCheckConfig, MountConfig, MountSource, NetworkConfig,
+    PortConfig, VolumeConfig,
 };
 use crate::hash::spec_hash;
 use crate::labels;
@@ -40,9 +44,13 @@ pub fn resolve_for<'a>(
             Manifest::Container { spec, .. } => containers.push((key, spec)),
         }
     }
+    let declared: BTreeMap<ObjectKey, (u32, Option<String>)> = containers
+        .iter()
+        .map(|(k, s)| (k.clone(), (s.replica_count(), s.container_name.clone())))
+        .collect();
     let mut names: BTreeMap<String, Vec<ObjectKey>> = BTreeMap::new();
     for (key, spec) in containers {
-        match container(&key, spec, &desired) {
+        match container(&key, spec, &desired, &declared) {
             Ok(c) => {
                 for r in 0..c.replicas {
                     names
@@ -72,7 +80,85 @@ pub fn resolve_for<'a>(
             }
         }
     }
+    block_cycles(&mut desired);
+    // A container whose dependency is blocked cannot start either; repeat until stable.
+    loop {
+        let newly: Vec<(ObjectKey, String)> = desired
+            .containers
+            .iter()
+            .filter_map(|(k, c)| {
+                c.depends_on
+                    .iter()
+                    .find(|(d, _)| !desired.containers.contains_key(d))
+                    .map(|(d, _)| (k.clone(), format!("dependency {d} is blocked")))
+            })
+            .collect();
+        if newly.is_empty() {
+            break;
+        }
+        for (k, why) in newly {
+            desired.containers.remove(&k);
+            desired.blocked.insert(k, why);
+        }
+    }
     desired
+}
+
+/// Blocks every container that is part of a `dependsOn` cycle (a validation error: the cycle
+/// can never start).
+fn block_cycles(desired: &mut DesiredState) {
+    let mut in_cycle: BTreeMap<ObjectKey, String> = BTreeMap::new();
+    for start in desired.containers.keys() {
+        // Depth-first search for a path from `start` back to itself.
+        let mut stack: Vec<(ObjectKey, Vec<ObjectKey>)> =
+            vec![(start.clone(), vec![start.clone()])];
+        let mut seen = BTreeSet::new();
+        while let Some((k, path)) = stack.pop() {
+            let Some(c) = desired.containers.get(&k) else {
+                continue;
+            };
+            for (d, _) in &c.depends_on {
+                if d == start {
+                    let names: Vec<&str> = path
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .chain([start.name.as_str()])
+                        .collect();
+                    in_cycle.insert(
+                        start.clone(),
+                        format!("dependsOn cycle: {}", names.join(" → ")),
+                    );
+                } else if seen.insert(d.clone()) {
+                    let mut p = path.clone();
+                    p.push(d.clone());
+                    stack.push((d.clone(), p));
+                }
+            }
+        }
+    }
+    for (k, why) in in_cycle {
+        desired.containers.remove(&k);
+        desired.blocked.insert(k, why);
+    }
+}
+
+fn health_check(h: &berth_api::HealthCheck) -> Result<HealthCheckConfig, String> {
+    let ns = |v: &Option<String>| -> Result<Option<u64>, String> {
+        v.as_deref()
+            .map(|s| {
+                berth_api::parse_duration(s)
+                    .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            })
+            .transpose()
+    };
+    Ok(HealthCheckConfig {
+        test: h.test.clone(),
+        interval_ns: ns(&h.interval)?,
+        timeout_ns: ns(&h.timeout)?,
+        retries: h.retries,
+        start_period_ns: ns(&h.start_period)?,
+        start_interval_ns: ns(&h.start_interval)?,
+    })
 }
 
 fn network(key: &ObjectKey, spec: &NetworkSpec) -> DesiredNetwork {
@@ -116,7 +202,51 @@ fn container(
     key: &ObjectKey,
     spec: &ContainerSpec,
     desired: &DesiredState,
+    declared: &BTreeMap<ObjectKey, (u32, Option<String>)>,
 ) -> Result<DesiredContainer, String> {
+    let container_key =
+        |name: &str| ObjectKey::new(Kind::Container, key.namespace.clone(), name.to_string());
+    let mut depends_on = Vec::new();
+    for d in &spec.depends_on {
+        let dk = container_key(&d.name);
+        if dk == *key {
+            return Err("dependsOn names the container itself".into());
+        }
+        if !declared.contains_key(&dk) {
+            return Err(format!(
+                "dependsOn: container {:?} is not declared in namespace {:?}",
+                d.name, key.namespace
+            ));
+        }
+        depends_on.push((dk, d.condition));
+    }
+    let mut network_target = None;
+    let network_mode = match spec.network_mode.as_deref() {
+        None | Some("bridge") => None,
+        Some(m) => match m.strip_prefix("container:") {
+            Some(target) => {
+                let tk = container_key(target);
+                let Some((replicas, fixed)) = declared.get(&tk) else {
+                    return Err(format!(
+                        "networkMode: container {target:?} is not declared in namespace {:?}",
+                        key.namespace
+                    ));
+                };
+                if tk == *key || *replicas == 0 {
+                    return Err(format!(
+                        "networkMode: container {target:?} has no replica 0 to share"
+                    ));
+                }
+                if !depends_on.iter().any(|(d, _)| *d == tk) {
+                    depends_on.push((tk.clone(), DependencyCondition::Started));
+                }
+                let engine = labels::container_name(&tk, 0, fixed.as_deref());
+                network_target = Some(tk);
+                Some(format!("container:{engine}"))
+            }
+            None => Some(m.to_string()),
+        },
+    };
     let mut networks = Vec::new();
     let mut attachments = Vec::new();
     for n in &spec.networks {
@@ -240,14 +370,28 @@ fn container(
         read_only_root_filesystem: spec.read_only_root_filesystem,
         init: spec.init,
         extra_hosts: spec.extra_hosts.clone(),
+        health_check: spec.health_check.as_ref().map(health_check).transpose()?,
+        network_mode,
     };
     Ok(DesiredContainer {
-        replicas: spec.replica_count(),
+        replicas: spec.replica_count().min(berth_api::MAX_REPLICAS),
         container_name: spec.container_name.clone(),
         restart_policy: spec.restart_policy,
         pull_policy: spec.pull_policy,
+        image_pull_secrets: spec
+            .image_pull_secrets
+            .iter()
+            .map(|s| s.file.clone())
+            .collect(),
         networks,
         volumes,
+        depends_on,
+        network_target,
+        probes: crate::desired::Probes {
+            liveness: spec.liveness_probe.clone(),
+            readiness: spec.readiness_probe.clone(),
+            startup: spec.startup_probe.clone(),
+        },
         hash: spec_hash(&config),
         config,
     })

@@ -8,6 +8,7 @@ use berth_api::*;
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::hash::spec_hash;
 use berth_core::labels;
+use berth_core::observed::{Health, ProbeStatus};
 use berth_core::resolve::resolve;
 use berth_core::{
     Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, Owner, Plan,
@@ -140,7 +141,37 @@ impl Sim {
                         state: RunState::Created,
                         exit_code: None,
                         networks,
+                        health: None,
+                        probe: None,
+                        network_mode: config.network_mode.as_ref().map(|m| {
+                            match m.strip_prefix("container:") {
+                                Some(target) => {
+                                    let id = self
+                                        .state
+                                        .containers
+                                        .iter()
+                                        .find(|t| t.name == target)
+                                        .map(|t| t.id.clone());
+                                    format!(
+                                        "container:{}",
+                                        id.expect("target exists before dependent")
+                                    )
+                                }
+                                None => m.clone(),
+                            }
+                        }),
+                        image_id: self.state.image_ids.get(&config.image).cloned(),
                     });
+                }
+                Action::RestartContainer { id, .. } => {
+                    let c = self
+                        .state
+                        .containers
+                        .iter_mut()
+                        .find(|c| &c.id == id)
+                        .expect("exists");
+                    c.state = RunState::Running;
+                    c.health = None;
                 }
                 Action::StartContainer { name, .. } => {
                     let c = self
@@ -577,4 +608,500 @@ fn golden_spec_hashes() {
     .collect();
     assert_eq!(got, want);
     assert_eq!(spec_hash(&()), "v1-74234e98afe7498f", "hash of JSON null");
+}
+
+fn with_deps(condition: DependencyCondition) -> Vec<Manifest> {
+    let mut objs = stack();
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.depends_on = vec![Dependency {
+            name: "db".into(),
+            condition,
+        }];
+    }
+    objs
+}
+
+fn set_db(sim: &mut Sim, state: RunState, health: Option<Health>, exit: Option<i64>) {
+    let c = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_db_0")
+        .expect("db");
+    c.state = state;
+    c.health = health;
+    c.exit_code = exit;
+}
+
+fn waiting_reason(p: &Plan, name: &str) -> Option<String> {
+    p.waiting
+        .iter()
+        .find(|w| w.owner.key.name == name)
+        .map(|w| format!("{}: {}", w.reason, w.message))
+}
+
+#[test]
+fn dependent_waits_until_dependency_is_healthy() {
+    let objs = with_deps(DependencyCondition::Healthy);
+    let desired = resolve(&objs);
+    let mut sim = Sim::default();
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(
+        !names(&p).iter().any(|n| n.contains("app_web_0")),
+        "{:?}",
+        names(&p)
+    );
+    assert!(waiting_reason(&p, "web").is_some_and(|w| w.starts_with("WaitingForDependency")));
+    sim.apply(&p);
+    set_db(&mut sim, RunState::Running, Some(Health::Starting), None);
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(p.is_empty());
+    assert!(
+        waiting_reason(&p, "web").is_some_and(|w| w.contains("become healthy")),
+        "{:?}",
+        p.waiting
+    );
+    set_db(&mut sim, RunState::Running, Some(Health::Healthy), None);
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(
+        names(&p).contains(&"start container app_web_0".to_string()),
+        "{:?}",
+        names(&p)
+    );
+}
+
+#[test]
+fn failed_dependency_keeps_dependent_waiting_with_reason() {
+    let objs = with_deps(DependencyCondition::Started);
+    let desired = resolve(&objs);
+    let mut sim = Sim::default();
+    sim.apply(&plan(
+        &desired,
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    ));
+    set_db(&mut sim, RunState::Exited, None, Some(1));
+    let mut book = RetryBook::default();
+    let db = ObjectKey::new(Kind::Container, "app", "db");
+    book.record_restart(
+        Owner::replica(db.clone(), 0),
+        &desired.containers[&db].hash,
+        Instant::now(),
+        Backoff::CRASH_LOOP,
+    );
+    let p = plan(&desired, &sim.state, &book, Instant::now());
+    assert!(waiting_reason(&p, "db").is_some_and(|w| w.starts_with("CrashLoopBackOff")));
+    assert!(
+        waiting_reason(&p, "web").is_some_and(|w| w.contains("exited with code 1")),
+        "{:?}",
+        p.waiting
+    );
+    assert!(p.actions.iter().all(|a| a.owner.key.name != "web"));
+}
+
+#[test]
+fn completed_condition_needs_exit_zero() {
+    let objs = with_deps(DependencyCondition::Completed);
+    let desired = resolve(&objs);
+    let mut sim = Sim::default();
+    sim.apply(&plan(
+        &desired,
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    ));
+    set_db(&mut sim, RunState::Running, None, None);
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(waiting_reason(&p, "web").is_some_and(|w| w.contains("to complete")));
+    set_db(&mut sim, RunState::Exited, None, Some(0));
+    let mut objs = objs;
+    if let Manifest::Container { spec, .. } = &mut objs[3] {
+        spec.restart_policy = RestartPolicy::OnFailure;
+    }
+    let p = plan(
+        &resolve(&objs),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    assert!(
+        names(&p).contains(&"start container app_web_0".to_string()),
+        "{:?}",
+        names(&p)
+    );
+}
+
+#[test]
+fn cycles_and_unknown_dependencies_are_blocked() {
+    let mut objs = with_deps(DependencyCondition::Started);
+    if let Manifest::Container { spec, .. } = &mut objs[3] {
+        spec.depends_on = vec![Dependency {
+            name: "web".into(),
+            ..Default::default()
+        }];
+    }
+    let d = resolve(&objs);
+    assert!(d.containers.is_empty());
+    assert!(
+        d.blocked.values().any(|w| w.contains("cycle")),
+        "{:?}",
+        d.blocked
+    );
+    let mut objs = with_deps(DependencyCondition::Started);
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.depends_on[0].name = "nope".into();
+    }
+    let d = resolve(&objs);
+    assert!(
+        d.blocked
+            .values()
+            .any(|w| w.contains("\"nope\" is not declared")),
+        "{:?}",
+        d.blocked
+    );
+}
+
+#[test]
+fn unhealthy_container_is_restarted_with_backoff_but_not_while_starting() {
+    let desired = resolve(&stack());
+    let mut sim = Sim::default();
+    sim.apply(&plan(
+        &desired,
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    ));
+    set_db(&mut sim, RunState::Running, Some(Health::Starting), None);
+    assert!(plan(&desired, &sim.state, &RetryBook::default(), Instant::now()).is_empty());
+    set_db(&mut sim, RunState::Running, Some(Health::Unhealthy), None);
+    let now = Instant::now();
+    let p = plan(&desired, &sim.state, &RetryBook::default(), now);
+    assert_eq!(names(&p), vec!["restart unhealthy container app_db_0"]);
+    let mut book = RetryBook::default();
+    book.record_restart(
+        p.actions[0].owner.clone(),
+        &p.actions[0].hash,
+        now,
+        Backoff::CRASH_LOOP,
+    );
+    let p = plan(&desired, &sim.state, &book, now + Duration::from_secs(1));
+    assert!(p.is_empty());
+    assert!(waiting_reason(&p, "db").is_some_and(|w| w.starts_with("Unhealthy")));
+}
+
+#[test]
+fn shared_network_namespace_follows_a_replaced_target() {
+    let mut objs = stack();
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.networks.clear();
+        spec.network_mode = Some("container:db".into());
+    }
+    let desired = resolve(&objs);
+    let pass = |sim: &mut Sim| {
+        let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+        sim.apply(&p);
+        names(&p)
+    };
+    let mut sim = Sim::default();
+    let first = pass(&mut sim);
+    assert!(
+        first.iter().all(|n| !n.contains("app_web_0")),
+        "web waits for db in the first pass: {first:?}"
+    );
+    assert!(pass(&mut sim).contains(&"start container app_web_0".to_string()));
+    assert!(pass(&mut sim).is_empty(), "converged");
+    let web_id = sim.container_id("app_web_0");
+    // db really replaced: web follows in the next pass, once db runs again.
+    sim.state.containers.retain(|c| c.name != "app_db_0");
+    let p = pass(&mut sim);
+    assert!(p.iter().all(|n| !n.contains("app_web_0")), "{p:?}");
+    let p = pass(&mut sim);
+    assert!(
+        p.contains(&"remove container app_web_0".to_string()),
+        "{p:?}"
+    );
+    assert!(pass(&mut sim).is_empty());
+    assert_ne!(sim.container_id("app_web_0"), web_id);
+}
+
+#[test]
+fn failed_liveness_probe_restarts_and_readiness_gates_dependents() {
+    let objs = with_deps(DependencyCondition::Healthy);
+    let desired = resolve(&objs);
+    let mut sim = Sim::default();
+    sim.apply(&plan(
+        &desired,
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    ));
+    let probe = |ready: Option<bool>, live: bool| ProbeStatus {
+        started: true,
+        ready,
+        live,
+        message: Some("GET /: HTTP 500".into()),
+    };
+    let db = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_db_0")
+        .expect("db");
+    db.state = RunState::Running;
+    db.probe = Some(probe(Some(false), true));
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(
+        waiting_reason(&p, "web").is_some_and(|w| w.contains("become ready")),
+        "{:?}",
+        p.waiting
+    );
+    let db = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_db_0")
+        .expect("db");
+    db.probe = Some(probe(Some(true), true));
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(
+        names(&p).contains(&"start container app_web_0".to_string()),
+        "{:?}",
+        names(&p)
+    );
+    let db = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_db_0")
+        .expect("db");
+    db.probe = Some(probe(Some(true), false));
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    let restart = p
+        .actions
+        .iter()
+        .find(|a| a.owner.key.name == "db")
+        .expect("db restarted");
+    assert_eq!(
+        restart.action.to_string(),
+        "restart unhealthy container app_db_0"
+    );
+    assert!(
+        restart
+            .reason
+            .contains("liveness probe failed: GET /: HTTP 500"),
+        "{}",
+        restart.reason
+    );
+}
+
+/// A broken file's objects are unknown after an agent restart: nothing undeclared is removed
+/// until the set is complete again.
+#[test]
+fn incomplete_desired_set_removes_nothing() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &stack());
+    let mut desired = resolve(&[]);
+    desired.incomplete = Some("a.yaml has not decoded".into());
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(p.is_empty(), "{:?}", names(&p));
+    assert!(p.waiting.iter().any(|w| w.reason == "RemovalPaused"));
+    desired.incomplete = None;
+    assert!(!plan(&desired, &sim.state, &RetryBook::default(), Instant::now()).is_empty());
+}
+
+/// Review finding: renaming an object that publishes a host port must remove the old container
+/// before the new one is created.
+#[test]
+fn renamed_object_with_host_port_waits_for_the_old_container() {
+    let mut objs = stack();
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.ports = vec![ContainerPort {
+            container_port: 80,
+            host_port: Some(8080),
+            ..Default::default()
+        }];
+    }
+    let mut sim = Sim::default();
+    converge(&mut sim, &objs);
+    if let Manifest::Container { metadata, .. } = &mut objs[2] {
+        metadata.name = "web2".into();
+    }
+    let p = converge(&mut sim, &objs);
+    let rm = p
+        .actions
+        .iter()
+        .find(|a| a.action.to_string() == "remove container app_web_0")
+        .expect("rm");
+    let create = p
+        .actions
+        .iter()
+        .find(|a| {
+            a.action
+                .to_string()
+                .starts_with("create container app_web2_0")
+        })
+        .expect("create");
+    assert!(create.after.contains(&rm.id), "{:?}", p.actions);
+}
+
+#[test]
+fn busy_owners_are_left_out_with_their_dependents() {
+    let p = plan(
+        &resolve(&stack()),
+        &ObservedState::default(),
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    let db = Owner::replica(ObjectKey::new(Kind::Container, "app", "db"), 0);
+    let net = Owner::object(ObjectKey::new(Kind::Network, "app", "net"));
+    let rest = p
+        .clone()
+        .without_owners(&[db.clone()].into_iter().collect());
+    assert!(rest.actions.iter().all(|a| a.owner != db));
+    assert!(
+        rest.actions
+            .iter()
+            .any(|a| a.action.to_string() == "start container app_web_0")
+    );
+    for a in &rest.actions {
+        assert_eq!(
+            a.id,
+            rest.actions.iter().position(|b| b.id == a.id).expect("id")
+        );
+        assert!(a.after.iter().all(|d| *d < a.id));
+    }
+    // Both containers need the network: only the volume and the image are left.
+    let rest = p.without_owners(&[net].into_iter().collect());
+    assert_eq!(
+        names(&rest),
+        vec![
+            "create volume app_data",
+            "ensure image busybox:1 (pull policy IfNotPresent)"
+        ]
+    );
+    assert!(rest.waiting.iter().any(|w| w.reason == "InProgress"));
+}
+
+fn always(objs: &mut [Manifest]) {
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.pull_policy = PullPolicy::Always;
+    }
+}
+
+/// `pullPolicy: Always`: once the agent re-pulled the tag and it names another image, the
+/// container is recreated in that same pass (image first); `IfNotPresent` ignores a moved tag.
+#[test]
+fn always_container_follows_a_moved_tag_and_if_not_present_does_not() {
+    let mut objs = stack();
+    always(&mut objs);
+    let mut sim = Sim::default();
+    sim.state
+        .image_ids
+        .insert("busybox:1".into(), "sha256:1111111111111111".into());
+    converge(&mut sim, &objs);
+    let (web_id, db_id) = (sim.container_id("app_web_0"), sim.container_id("app_db_0"));
+    sim.state
+        .image_ids
+        .insert("busybox:1".into(), "sha256:2222222222222222".into());
+    let p = converge(&mut sim, &objs);
+    assert_eq!(
+        names(&p),
+        vec![
+            "ensure image busybox:1 (pull policy Always)",
+            "remove container app_web_0",
+            "create container app_web_0 (busybox:1)",
+            "start container app_web_0",
+        ]
+    );
+    assert_eq!(p.actions[1].after, vec![0], "image first");
+    assert!(
+        p.actions[1].reason.contains("now names 222222222222"),
+        "{}",
+        p.actions[1].reason
+    );
+    assert_ne!(sim.container_id("app_web_0"), web_id);
+    assert_eq!(
+        sim.container_id("app_db_0"),
+        db_id,
+        "IfNotPresent: a moved tag recreates nothing"
+    );
+    // Nothing known about the reference (not resolved, or missing locally): no recreate.
+    sim.state.image_ids.clear();
+    assert!(
+        plan(
+            &resolve(&objs),
+            &sim.state,
+            &RetryBook::default(),
+            Instant::now()
+        )
+        .is_empty()
+    );
+}
+
+/// Credentials are not hashed (changing them recreates nothing) but reach the pull.
+#[test]
+fn image_pull_secrets_reach_the_pull_and_are_not_hashed() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &stack());
+    let mut objs = stack();
+    if let Manifest::Container { spec, .. } = &mut objs[2] {
+        spec.image_pull_secrets = vec![ImagePullSecret {
+            file: "/etc/berth/auth.json".into(),
+        }];
+    }
+    assert!(
+        plan(
+            &resolve(&objs),
+            &sim.state,
+            &RetryBook::default(),
+            Instant::now()
+        )
+        .is_empty()
+    );
+    sim.state.containers.retain(|c| c.name != "app_web_0");
+    let p = converge(&mut sim, &objs);
+    assert_eq!(
+        p.actions[0].action,
+        Action::EnsureImage {
+            image: "busybox:1".into(),
+            policy: PullPolicy::IfNotPresent,
+            pull_secrets: vec!["/etc/berth/auth.json".into()],
+        }
+    );
+}
+
+/// A failed pull backs off as `ImagePullBackOff` (`ErrImageNeverPull` for pullPolicy Never);
+/// other failures as `BackOff`.
+#[test]
+fn failed_pull_waits_as_image_pull_back_off() {
+    let desired = resolve(&stack());
+    let now = Instant::now();
+    let reason = |error: &str| {
+        let mut book = RetryBook::default();
+        let web = ObjectKey::new(Kind::Container, "app", "web");
+        book.record_failure(
+            Owner::replica(web.clone(), 0),
+            &desired.containers[&web].hash,
+            now,
+            error.into(),
+            |n| Backoff::FAILURE.delay(n),
+        );
+        let p = plan(&desired, &ObservedState::default(), &book, now);
+        waiting_reason(&p, "web").expect("web waits")
+    };
+    let pull = reason("pull r:5000/app:1: unauthorized: authentication required (ErrImagePull)");
+    assert!(
+        pull.starts_with("ImagePullBackOff: 1 failed attempt(s)"),
+        "{pull}"
+    );
+    let skipped = reason(
+        "skipped: ensure image r:5000/app:1 (pull policy IfNotPresent) failed: pull r:5000/app:1: manifest unknown (ErrImagePull)",
+    );
+    assert!(skipped.starts_with("ImagePullBackOff"), "{skipped}");
+    assert!(
+        reason("image x is not present and pullPolicy is Never (ErrImageNeverPull)")
+            .starts_with("ErrImageNeverPull")
+    );
+    assert!(reason("create container app_web_0: conflict").starts_with("BackOff"));
 }

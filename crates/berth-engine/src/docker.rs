@@ -1,6 +1,7 @@
 //! [`DockerEngine`]: observe and act on a Docker Engine through bollard.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,16 +11,20 @@ use berth_core::desired::{
     ContainerConfig, HostPathTypeConfig, MountSource, NetworkConfig, VolumeConfig,
 };
 use berth_core::labels;
+use berth_core::observed::Health;
 use berth_core::{
     Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, RunState,
 };
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
+use bollard::models::HealthConfig;
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount,
     MountTmpfsOptions, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
     PortBinding, VolumeCreateRequest,
 };
+use bollard::query_parameters::RestartContainerOptionsBuilder;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -28,6 +33,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::credentials;
 use crate::executor::Runtime;
 
 /// Errors talking to the engine. Each names what was being done.
@@ -78,6 +84,23 @@ fn status_of(e: &BollardError) -> Option<u16> {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
+}
+
+/// Longest time spent reading the credentials of one pull (files and helper programs).
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What [`DockerEngine::refresh_image`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageRefresh {
+    /// The local image already is the one the tag names in the registry.
+    Unchanged,
+    /// The tag was pulled and now names another local image.
+    Moved {
+        /// Local image ID before the pull (`None`: the image was not present).
+        before: Option<String>,
+        /// Local image ID now.
+        after: String,
+    },
 }
 
 /// A connected Docker Engine.
@@ -176,6 +199,11 @@ impl DockerEngine {
                 continue;
             }
             let state = RunState::parse(&c.state.map(|s| s.to_string()).unwrap_or_default());
+            let health = c.status.as_deref().and_then(Health::from_status);
+            let network_mode = c
+                .host_config
+                .and_then(|h| h.network_mode)
+                .filter(|m| m.starts_with("container:") || m == "host" || m == "none");
             let nets = c
                 .network_settings
                 .and_then(|s| s.networks)
@@ -192,6 +220,10 @@ impl DockerEngine {
                 state,
                 exit_code: None,
                 networks: nets,
+                health,
+                network_mode,
+                probe: None,
+                image_id: c.image_id,
             });
         }
         let exited: Vec<usize> = (0..obs.containers.len())
@@ -241,9 +273,10 @@ impl DockerEngine {
 
     /// Engine events that should trigger a relist (container, network and volume events),
     /// delivered as unit messages. The stream reconnects by itself after errors.
-    pub fn events(&self) -> mpsc::Receiver<()> {
+    pub fn events(&self, instance: &str) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel(64);
         let docker = self.docker.clone();
+        let instance = instance.to_string();
         tokio::spawn(async move {
             let mut filters = HashMap::new();
             filters.insert("type", vec!["container", "network", "volume"]);
@@ -252,6 +285,7 @@ impl DockerEngine {
                 let mut stream = docker.events(Some(opts));
                 while let Some(ev) = stream.next().await {
                     match ev {
+                        Ok(ev) if !relevant_event(&ev, &instance) => {}
                         Ok(_) => {
                             if tx.try_send(()).is_err() && tx.is_closed() {
                                 return;
@@ -278,6 +312,7 @@ impl DockerEngine {
         &self,
         image: &str,
         policy: berth_api::PullPolicy,
+        pull_secrets: &[String],
     ) -> Result<(), EngineError> {
         use berth_api::PullPolicy;
         if policy != PullPolicy::Always {
@@ -292,21 +327,59 @@ impl DockerEngine {
                 Err(e) => return Err(api(format!("inspect image {image}"))(e)),
             }
         }
-        self.pull(image).await
+        self.pull_with(image, pull_secrets).await
     }
 
-    /// Pulls `image` (tag `latest` when none is given).
+    /// Pulls `image` (tag `latest` when none is given) with the credentials of the Docker
+    /// config file, if it has any for the image's registry.
     ///
     /// # Errors
     /// [`EngineError::Pull`] with the registry's message.
     pub async fn pull(&self, image: &str) -> Result<(), EngineError> {
+        self.pull_with(image, &[]).await
+    }
+
+    /// Registry credentials for `image` (see [`crate::credentials::credentials_for`]); read on
+    /// a blocking thread (files, helper programs), for at most [`CREDENTIALS_TIMEOUT`] (a hung
+    /// credential helper fails the pull instead of holding up the pass).
+    async fn credentials(
+        image: &str,
+        pull_secrets: &[String],
+    ) -> Result<Option<DockerCredentials>, EngineError> {
+        let files: Vec<PathBuf> = pull_secrets.iter().map(PathBuf::from).collect();
+        let owned = image.to_string();
+        let fail = |message: String| EngineError::Pull {
+            image: image.to_string(),
+            message,
+        };
+        let read =
+            tokio::task::spawn_blocking(move || credentials::credentials_for(&owned, &files));
+        tokio::time::timeout(CREDENTIALS_TIMEOUT, read)
+            .await
+            .map_err(|_| {
+                fail(format!(
+                    "reading credentials took more than {CREDENTIALS_TIMEOUT:?} (a credential helper hangs?)"
+                ))
+            })?
+            .map_err(|e| fail(format!("reading credentials: {e}")))?
+            .map_err(|e| fail(e.to_string()))
+    }
+
+    /// Pulls `image` with credentials from `pull_secrets` (Docker config files, tried in order)
+    /// or else from the Docker config file.
+    ///
+    /// # Errors
+    /// [`EngineError::Pull`] with the registry's message, or naming the unusable credentials
+    /// file.
+    pub async fn pull_with(&self, image: &str, pull_secrets: &[String]) -> Result<(), EngineError> {
+        let creds = Self::credentials(image, pull_secrets).await?;
         let (repo, tag) = split_reference(image);
         let opts = CreateImageOptionsBuilder::default()
             .from_image(repo)
             .tag(tag)
             .build();
         self.count();
-        let mut stream = self.docker.create_image(Some(opts), None, None);
+        let mut stream = self.docker.create_image(Some(opts), None, creds);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| EngineError::Pull {
                 image: image.to_string(),
@@ -320,6 +393,81 @@ impl DockerEngine {
             }
         }
         Ok(())
+    }
+
+    /// Local image IDs (`sha256:…`) of the given references; references missing locally (or
+    /// that cannot be inspected) are left out. One inspect per reference, no registry access.
+    pub async fn local_image_ids<'a>(
+        &self,
+        images: impl IntoIterator<Item = &'a str>,
+    ) -> BTreeMap<String, String> {
+        let images: Vec<&str> = images.into_iter().collect();
+        self.calls.fetch_add(images.len() as u64, Ordering::Relaxed);
+        let found =
+            futures_util::future::join_all(images.iter().map(|i| self.docker.inspect_image(i)))
+                .await;
+        images
+            .into_iter()
+            .zip(found)
+            .filter_map(|(i, r)| Some((i.to_string(), r.ok()?.id?)))
+            .collect()
+    }
+
+    /// Re-resolves tag `image` against its registry (`pullPolicy: Always`): asks the registry
+    /// for the digest the tag names now (a manifest HEAD request through the engine, cheap and
+    /// not counted by registry pull limits) and pulls only when the local image for `image`
+    /// does not have that digest. Digest references never move and are not looked up.
+    ///
+    /// # Errors
+    /// [`EngineError::Pull`] when the registry cannot be asked or the pull fails (the local
+    /// image is unchanged then).
+    pub async fn refresh_image(
+        &self,
+        image: &str,
+        pull_secrets: &[String],
+    ) -> Result<ImageRefresh, EngineError> {
+        if image.contains('@') {
+            return Ok(ImageRefresh::Unchanged);
+        }
+        let creds = Self::credentials(image, pull_secrets).await?;
+        self.calls.fetch_add(2, Ordering::Relaxed);
+        let (remote, local) = tokio::join!(
+            self.docker.inspect_registry_image(image, creds),
+            self.docker.inspect_image(image)
+        );
+        let digest = remote
+            .map_err(|e| EngineError::Pull {
+                image: image.to_string(),
+                message: e.to_string(),
+            })?
+            .descriptor
+            .digest
+            .unwrap_or_default();
+        let before = local.ok();
+        let current = before.as_ref().is_some_and(|i| {
+            i.repo_digests
+                .iter()
+                .flatten()
+                .any(|d| !digest.is_empty() && d.ends_with(&format!("@{digest}")))
+        });
+        if current {
+            return Ok(ImageRefresh::Unchanged);
+        }
+        self.pull_with(image, pull_secrets).await?;
+        let before = before.and_then(|i| i.id);
+        self.count();
+        let after = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(api(format!("inspect image {image}")))?
+            .id
+            .unwrap_or_default();
+        Ok(if before.as_deref() == Some(after.as_str()) {
+            ImageRefresh::Unchanged
+        } else {
+            ImageRefresh::Moved { before, after }
+        })
     }
 
     async fn create_network(
@@ -423,7 +571,41 @@ impl DockerEngine {
         l: &BTreeMap<String, String>,
     ) -> Result<(), EngineError> {
         prepare_host_paths(c)?;
-        let body = container_body(c, l);
+        let mut body = container_body(c, l);
+        // `container:<name>` is pinned to the target's current ID, so that a replaced target is
+        // visible as drift (the observed mode then names a dead ID).
+        if let Some(target) = c
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
+            self.count();
+            let id = self
+                .docker
+                .inspect_container(target, None)
+                .await
+                .map_err(api(format!(
+                    "find container {target} whose network namespace {name} shares"
+                )))?
+                .id
+                .unwrap_or_default();
+            if let Some(hc) = body.host_config.as_mut() {
+                hc.network_mode = Some(format!("container:{id}"));
+            }
+        }
+        if let Some(h) = body.healthcheck.as_mut()
+            && h.start_interval.is_some()
+        {
+            let v = self.docker.client_version();
+            if (v.major_version, v.minor_version) < (1, 44) {
+                tracing::warn!(
+                    container = name,
+                    api = %format!("{}.{}", v.major_version, v.minor_version),
+                    "healthCheck.startInterval needs Engine API 1.44 or newer; not sent to this engine"
+                );
+                h.start_interval = None;
+            }
+        }
         self.count();
         self.docker
             .create_container(
@@ -493,10 +675,27 @@ impl DockerEngine {
     }
 }
 
+impl crate::executor::Engine for DockerEngine {
+    async fn observe(&self, instance: &str) -> Result<ObservedState, EngineError> {
+        DockerEngine::observe(self, instance).await
+    }
+
+    async fn local_image_ids<'a>(
+        &'a self,
+        refs: impl Iterator<Item = &'a str> + Send + 'a,
+    ) -> BTreeMap<String, String> {
+        DockerEngine::local_image_ids(self, refs).await
+    }
+}
+
 impl Runtime for DockerEngine {
     async fn execute(&self, action: &Action) -> Result<(), EngineError> {
         match action {
-            Action::EnsureImage { image, policy } => self.ensure_image(image, *policy).await,
+            Action::EnsureImage {
+                image,
+                policy,
+                pull_secrets,
+            } => self.ensure_image(image, *policy, pull_secrets).await,
             Action::CreateNetwork {
                 name,
                 config,
@@ -538,7 +737,42 @@ impl Runtime for DockerEngine {
                 labels,
             } => self.create_container(name, config, labels).await,
             Action::StartContainer { name, .. } => self.start_container(name).await,
+            Action::RestartContainer {
+                id,
+                name,
+                stop_timeout,
+            } => {
+                let t = i32::try_from(*stop_timeout).unwrap_or(i32::MAX);
+                self.count();
+                self.docker
+                    .restart_container(
+                        id,
+                        Some(RestartContainerOptionsBuilder::default().t(t).build()),
+                    )
+                    .await
+                    .map_err(api(format!("restart container {name}")))
+            }
         }
+    }
+}
+
+/// Whether an engine event may change what berth instance `instance` sees: any network or
+/// volume event, and container events of the instance's own containers except exec events
+/// (probes and health checks exec every few seconds).
+fn relevant_event(ev: &bollard::models::EventMessage, instance: &str) -> bool {
+    use bollard::models::EventMessageTypeEnum;
+    match ev.typ {
+        Some(EventMessageTypeEnum::CONTAINER) => {
+            let ours = ev
+                .actor
+                .as_ref()
+                .and_then(|a| a.attributes.as_ref())
+                .and_then(|a| a.get(labels::INSTANCE))
+                .is_some_and(|i| i == instance);
+            let exec = ev.action.as_deref().is_some_and(|a| a.starts_with("exec_"));
+            ours && !exec
+        }
+        _ => true,
     }
 }
 
@@ -614,6 +848,15 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
             mount
         })
         .collect();
+    let ns_i64 = |v: Option<u64>| v.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let healthcheck = c.health_check.as_ref().map(|h| HealthConfig {
+        test: Some(h.test.clone()),
+        interval: ns_i64(h.interval_ns),
+        timeout: ns_i64(h.timeout_ns),
+        retries: h.retries.map(i64::from),
+        start_period: ns_i64(h.start_period_ns),
+        start_interval: ns_i64(h.start_interval_ns),
+    });
     let networking = c.networks.first().map(|a| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(a.network.clone(), endpoint(a))])),
     });
@@ -630,6 +873,7 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
         stop_signal: c.stop_signal.clone(),
         stop_timeout: Some(i64::from(c.stop_timeout())),
         networking_config: networking,
+        healthcheck,
         host_config: Some(HostConfig {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             mounts: Some(mounts),
@@ -640,7 +884,10 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
             readonly_rootfs: Some(c.read_only_root_filesystem),
             init: c.init.then_some(true),
             extra_hosts: (!c.extra_hosts.is_empty()).then(|| c.extra_hosts.clone()),
-            network_mode: c.networks.first().map(|a| a.network.clone()),
+            network_mode: c
+                .network_mode
+                .clone()
+                .or_else(|| c.networks.first().map(|a| a.network.clone())),
             ..Default::default()
         }),
         ..Default::default()

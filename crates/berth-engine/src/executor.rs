@@ -14,6 +14,22 @@ pub trait Runtime {
     fn execute(&self, action: &Action) -> impl Future<Output = Result<(), EngineError>> + Send;
 }
 
+/// A container engine as the agent loop needs it: observe, then carry out actions.
+pub trait Engine: Runtime {
+    /// One relist of the engine's objects of berth instance `instance`.
+    fn observe(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<berth_core::ObservedState, EngineError>> + Send;
+
+    /// Local image ID (`sha256:…`) of each reference in `refs` that is present; references
+    /// that are missing are absent from the map.
+    fn local_image_ids<'a>(
+        &'a self,
+        refs: impl Iterator<Item = &'a str> + Send + 'a,
+    ) -> impl Future<Output = std::collections::BTreeMap<String, String>> + Send + 'a;
+}
+
 /// What happened to one planned action.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {

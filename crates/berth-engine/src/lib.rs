@@ -4,8 +4,11 @@
 //! The adapter only observes and carries out actions; it never decides. Works with Engine 20.10
 //! (API 1.41) and newer: the API version is negotiated at connect time.
 
+pub mod credentials;
 mod docker;
 mod executor;
+mod prober;
 
-pub use docker::{DockerEngine, EngineError};
-pub use executor::{Outcome, Runtime, execute};
+pub use docker::{DockerEngine, EngineError, ImageRefresh};
+pub use executor::{Engine, Outcome, Runtime, execute};
+pub use prober::{ProbeTarget, Prober};

@@ -54,6 +54,10 @@ pub struct Snapshot {
     pub errors: Vec<DecodeError>,
     /// Objects declared by more than one file.
     pub conflicts: Vec<Conflict>,
+    /// Why this set may lack objects: files that have not decoded once since this source
+    /// started (their objects are unknown), or conflicts with no previously applied version.
+    /// Consumers must not remove undeclared objects while this is set.
+    pub incomplete: Option<String>,
     /// Kubernetes source only: the cluster's identity of each object in force (for status).
     pub cluster: BTreeMap<ObjectKey, ClusterMeta>,
 }
@@ -133,8 +137,9 @@ impl DirectorySource {
                     }
                     state.content = Some(text);
                 }
-                // Vanished between listing and reading: gone next scan; keep it for now.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Unreadable, a dangling or looping symlink, or vanished between listing and
+                // reading: an error for this file (its last-known-good objects stay; while it
+                // never decoded, nothing is removed).
                 Err(e) => {
                     state.content = None;
                     state.errors = vec![DecodeError {
@@ -159,8 +164,28 @@ impl DirectorySource {
             })
             .collect();
         let merged = merge(&self.previous, declarations);
+        let mut unknown: Vec<String> = self
+            .files
+            .iter()
+            .filter(|(_, f)| !f.errors.is_empty() && f.good.is_empty())
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        unknown.extend(
+            merged
+                .conflicts
+                .iter()
+                .filter(|c| !merged.objects.contains_key(&c.key))
+                .map(|c| c.key.to_string()),
+        );
+        let incomplete = (!unknown.is_empty()).then(|| {
+            format!(
+                "not decoded yet, or in conflict, since the agent started: {}",
+                unknown.join(", ")
+            )
+        });
         self.previous = merged.objects.clone();
         Ok(Snapshot {
+            incomplete,
             objects: merged.objects,
             errors: self
                 .files
@@ -262,6 +287,21 @@ fn relevant_path(path: &Path) -> bool {
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+    let mut visited = std::collections::BTreeSet::new();
+    if let Ok(c) = std::fs::canonicalize(dir) {
+        visited.insert(c);
+    }
+    collect_in(dir, out, &mut visited)
+}
+
+/// Walks `dir`; symlinked files and directories are followed (each directory once, so link
+/// loops end); a manifest-named link that cannot be followed is listed, so that reading it
+/// reports the error.
+fn collect_in(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    visited: &mut std::collections::BTreeSet<PathBuf>,
+) -> Result<(), SourceError> {
     let err = |source| SourceError::ReadDir {
         path: dir.to_path_buf(),
         source,
@@ -279,9 +319,19 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
         }
         let path = entry.path();
         let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
-            collect(&path, out)?;
-        } else if is_manifest_name(name) && (ft.is_file() || path.is_file()) {
+        let target = if ft.is_symlink() {
+            std::fs::metadata(&path).ok()
+        } else {
+            None
+        };
+        let is_dir = ft.is_dir() || target.as_ref().is_some_and(|m| m.is_dir());
+        if is_dir {
+            let first_visit = std::fs::canonicalize(&path).is_ok_and(|c| visited.insert(c));
+            if first_visit {
+                collect_in(&path, out, visited)?;
+            }
+        } else if is_manifest_name(name) {
+            // Regular files, links to files, and links that cannot be followed (reported).
             out.push(path);
         }
     }
@@ -380,6 +430,46 @@ mod tests {
         let snap = src.scan().expect("scan");
         assert!(snap.conflicts.is_empty());
         assert_eq!(snap.objects.len(), 1);
+    }
+
+    #[test]
+    fn a_file_never_decoded_since_start_marks_the_set_incomplete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.yaml"), "kind: [").expect("write");
+        std::fs::write(dir.path().join("b.yaml"), NET).expect("write");
+        let mut src = DirectorySource::new(dir.path());
+        let snap = src.scan().expect("scan");
+        assert!(
+            snap.incomplete
+                .as_deref()
+                .is_some_and(|w| w.contains("a.yaml")),
+            "{:?}",
+            snap.incomplete
+        );
+        std::fs::write(dir.path().join("a.yaml"), VOL).expect("write");
+        assert_eq!(src.scan().expect("scan").incomplete, None);
+        std::fs::write(dir.path().join("a.yaml"), "kind: [").expect("write");
+        assert_eq!(
+            src.scan().expect("scan").incomplete,
+            None,
+            "last-known-good is known"
+        );
+    }
+
+    #[test]
+    fn symlinks_are_followed_and_dangling_ones_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = tempfile::tempdir().expect("tempdir");
+        std::fs::write(real.path().join("n.yaml"), NET).expect("write");
+        std::os::unix::fs::symlink(real.path(), dir.path().join("linked")).expect("link dir");
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).expect("link loop");
+        std::os::unix::fs::symlink("/nonexistent/v.yaml", dir.path().join("dangling.yaml"))
+            .expect("link");
+        let snap = DirectorySource::new(dir.path()).scan().expect("scan");
+        assert_eq!(keys(&snap), vec!["Network/default/net"]);
+        assert_eq!(snap.errors.len(), 1, "{:?}", snap.errors);
+        assert!(snap.errors[0].file.contains("dangling.yaml"));
+        assert!(snap.incomplete.is_some());
     }
 
     #[test]

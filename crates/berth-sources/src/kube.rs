@@ -148,6 +148,7 @@ impl KubeSet {
         data: &RefData,
     ) -> Snapshot {
         let mut errors = Vec::new();
+        let mut unknown = Vec::new();
         let mut good = BTreeMap::new();
         for value in objects {
             let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or("?");
@@ -197,17 +198,24 @@ impl KubeSet {
                 }
                 Err(mut errs) => {
                     // Keep the last-known-good version of this very object (same uid).
-                    if let Some(k) = Kind::parse(kind) {
-                        let key = ObjectKey::new(k, ns.clone(), name.clone());
-                        if let Some(prev) =
-                            self.good.get(&key).filter(|(_, c)| c.uid == cluster.uid)
-                        {
-                            good.insert(key, prev.clone());
+                    let prev = Kind::parse(kind)
+                        .map(|k| ObjectKey::new(k, ns.clone(), name.clone()))
+                        .and_then(|key| {
+                            self.good
+                                .get(&key)
+                                .filter(|(_, c)| c.uid == cluster.uid)
+                                .map(|p| (key, p.clone()))
+                        });
+                    match prev {
+                        Some((key, prev)) => {
+                            good.insert(key, prev);
                             for e in &mut errs {
                                 e.message
                                     .push_str(" (its last-known-good version stays in force)");
                             }
                         }
+                        // Unknown since the agent started: what it declared may be running.
+                        None => unknown.push(origin.clone()),
                     }
                     errors.append(&mut errs);
                 }
@@ -220,6 +228,12 @@ impl KubeSet {
         );
         self.previous = merged.objects.clone();
         Snapshot {
+            incomplete: (!unknown.is_empty()).then(|| {
+                format!(
+                    "custom resources not decoded since the agent started: {}",
+                    unknown.join(", ")
+                )
+            }),
             cluster: self
                 .good
                 .iter()

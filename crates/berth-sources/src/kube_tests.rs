@@ -324,6 +324,13 @@ async fn invalid_object_is_reported_and_never_good_contributes_nothing() {
         s.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
         vec!["kube:Container/a/bad: spec.ports[0].containerPort: expected 1–65535, got 0"]
     );
+    assert!(
+        s.incomplete
+            .as_deref()
+            .is_some_and(|w| w.contains("kube:Container/a/bad")),
+        "an object never decoded since start marks the set incomplete (no removals): {:?}",
+        s.incomplete
+    );
 }
 
 #[tokio::test]

@@ -13,20 +13,22 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use berth_api::ObjectKey;
 use berth_core::backoff::{Backoff, RetryBook};
+use berth_core::conditions::host_states;
 use berth_core::merge::{Conflict, Declaration, Merged, merge, targeted};
-use berth_core::plan::Waiting;
 use berth_core::resolve::resolve_for;
-use berth_core::{Action, DesiredState, ObservedState, Owner, Plan, plan};
-use berth_engine::{DockerEngine, Outcome, execute};
+use berth_core::{Action, DesiredState, Owner, Plan, plan};
+use berth_engine::{DockerEngine, Engine, Outcome, ProbeTarget, Prober, execute};
 use berth_sources::directory::{DirectorySource, Snapshot};
 use berth_sources::kube::{KubeSource, KubeSourceConfig};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use rand::Rng;
 use tokio::sync::watch;
 
 use crate::cli::AgentArgs;
 use crate::host::HostIdentity;
+use crate::images::{always_images, log_refresh, refresh_images};
 use crate::status::{StatusInput, StatusWriter, happenings};
-use berth_core::conditions::host_states;
 
 /// How long a restarted container must run before its CrashLoopBackOff count is forgotten
 /// (Kubernetes: 10 minutes).
@@ -35,8 +37,6 @@ const CRASH_RESET: Duration = Duration::from_secs(600);
 /// Result of one pass.
 #[derive(Debug, Default)]
 pub struct PassReport {
-    /// What the engine held when the plan was made.
-    pub observed: ObservedState,
     /// The plan that was executed.
     pub plan: Plan,
     /// One outcome per planned action.
@@ -51,51 +51,106 @@ impl PassReport {
 }
 
 /// Observes, plans and executes; keeps the retry book between passes.
-pub struct Reconciler {
+pub struct Reconciler<E: Engine = DockerEngine> {
     /// The engine.
-    pub engine: DockerEngine,
+    pub engine: E,
     /// Backoff state.
     pub book: RetryBook,
     /// Engine actions at once.
     pub parallelism: usize,
     /// CrashLoopBackOff delays.
     pub crash_backoff: Backoff,
+    /// Runs probes (the agent); `None` for one-shot commands, which do not wait for probes.
+    pub prober: Option<Prober>,
 }
 
-impl Reconciler {
-    /// One pass. Errors only when the engine cannot be observed (then nothing is planned).
+impl<E: Engine> Reconciler<E> {
+    /// One pass, executed to the end. Errors only when the engine cannot be observed (then
+    /// nothing is planned). The agent loop uses [`Reconciler::prepare`] and
+    /// [`Reconciler::record`] instead, so that slow actions do not hold up other objects.
     pub async fn pass(&mut self, desired: &DesiredState) -> anyhow::Result<PassReport> {
-        let observed = self
-            .engine
-            .observe(&desired.instance)
+        let plan = self.prepare(desired, &BTreeSet::new()).await?;
+        let outcomes = if plan.is_empty() {
+            vec![]
+        } else {
+            execute(&self.engine, &plan, self.parallelism).await
+        };
+        self.record(&plan, &outcomes);
+        Ok(PassReport { plan, outcomes })
+    }
+
+    /// Observes and plans, leaving out the owners in `busy` (their earlier actions are still
+    /// running); counts the restarts the plan makes.
+    pub async fn prepare(
+        &mut self,
+        desired: &DesiredState,
+        busy: &BTreeSet<Owner>,
+    ) -> anyhow::Result<Plan> {
+        Ok(self.prepare_observed(desired, busy).await?.1)
+    }
+
+    /// [`Reconciler::prepare`], also returning the observed state the plan was made from (with
+    /// probe results), from which the agent reports status.
+    pub async fn prepare_observed(
+        &mut self,
+        desired: &DesiredState,
+        busy: &BTreeSet<Owner>,
+    ) -> anyhow::Result<(berth_core::ObservedState, Plan)> {
+        let mut observed = Engine::observe(&self.engine, &desired.instance)
             .await
             .context("observe the engine")?;
-        let now = Instant::now();
-        self.book
-            .expire_restarts(now, CRASH_RESET, |owner, hash| wanted(desired, owner, hash));
-        let plan = plan(desired, &observed, &self.book, now);
-        if plan.is_empty() {
-            return Ok(PassReport {
-                observed,
-                plan,
-                outcomes: vec![],
-            });
+        let always = always_images(desired);
+        if !always.is_empty() {
+            observed.image_ids = self
+                .engine
+                .local_image_ids(always.keys().map(String::as_str))
+                .await;
+        }
+        if let Some(prober) = &self.prober {
+            attach_probe_results(prober, desired, &mut observed);
+        }
+        let now = now_instant();
+        let running: BTreeSet<Owner> = observed
+            .containers
+            .iter()
+            .filter(|c| c.state == berth_core::RunState::Running && !c.failing())
+            .filter_map(|c| Some(Owner::replica(c.key.clone()?, c.replica?)))
+            .collect();
+        self.book.expire_restarts(
+            now,
+            CRASH_RESET,
+            |owner, hash| wanted(desired, owner, hash),
+            |owner| running.contains(owner),
+        );
+        let mut plan = plan(desired, &observed, &self.book, now);
+        if !busy.is_empty() {
+            plan = plan.without_owners(busy);
         }
         for a in &plan.actions {
-            if let Action::StartContainer {
-                restart: true,
-                name,
-            } = &a.action
-            {
-                let e = self
-                    .book
-                    .record_restart(a.owner.clone(), &a.hash, now, self.crash_backoff);
-                tracing::info!(owner = %a.owner, container = %name, restart_count = e.attempts, "restarting exited container");
+            let why = match &a.action {
+                Action::StartContainer { restart: true, .. } => "restarting exited container",
+                Action::RestartContainer { .. } => "restarting unhealthy container",
+                _ => continue,
+            };
+            let e = self
+                .book
+                .record_restart(a.owner.clone(), &a.hash, now, self.crash_backoff);
+            tracing::info!(owner = %a.owner, restart_count = e.attempts, next_restart_not_before = ?e.not_before.saturating_duration_since(now), "{why}");
+        }
+        Ok((observed, plan))
+    }
+
+    /// Records the outcomes of an executed plan: failures back off, successes clear them.
+    pub fn record(&mut self, plan: &Plan, outcomes: &[Outcome]) {
+        if let Some(prober) = &self.prober {
+            for (a, o) in plan.actions.iter().zip(outcomes) {
+                if let (Action::RestartContainer { id, .. }, Ok(())) = (&a.action, &o.result) {
+                    prober.reset(id);
+                }
             }
         }
-        let outcomes = execute(&self.engine, &plan, self.parallelism).await;
         let mut failed: BTreeSet<&Owner> = BTreeSet::new();
-        for o in &outcomes {
+        for o in outcomes {
             let a = &plan.actions[o.id];
             if let Err(e) = &o.result
                 && failed.insert(&a.owner)
@@ -103,11 +158,11 @@ impl Reconciler {
                 let entry = self.book.record_failure(
                     a.owner.clone(),
                     &a.hash,
-                    Instant::now(),
+                    now_instant(),
                     e.clone(),
                     jittered,
                 );
-                tracing::warn!(owner = %a.owner, attempts = entry.attempts, retry_in = ?entry.not_before.saturating_duration_since(Instant::now()), error = %e, "object failed; backing off");
+                tracing::warn!(owner = %a.owner, attempts = entry.attempts, retry_in = ?entry.not_before.saturating_duration_since(now_instant()), error = %e, "object failed; backing off");
             }
         }
         for a in &plan.actions {
@@ -115,12 +170,62 @@ impl Reconciler {
                 self.book.clear_failures(&a.owner);
             }
         }
-        Ok(PassReport {
-            observed,
-            plan,
-            outcomes,
-        })
     }
+}
+
+/// Copies the prober's results into the observed containers and points the prober at the
+/// running containers that have probes. A container the prober has not seen yet counts as
+/// just started (not ready, live).
+fn attach_probe_results(
+    prober: &Prober,
+    desired: &DesiredState,
+    observed: &mut berth_core::ObservedState,
+) {
+    let mut targets = Vec::new();
+    for c in &mut observed.containers {
+        let Some(dc) = c.key.as_ref().and_then(|k| desired.containers.get(k)) else {
+            continue;
+        };
+        if dc.probes.is_empty()
+            || c.state != berth_core::RunState::Running
+            || c.hash.as_deref() != Some(&dc.hash)
+        {
+            continue;
+        }
+        c.probe = Some(
+            prober
+                .status(&c.id)
+                .unwrap_or(berth_core::observed::ProbeStatus {
+                    started: dc.probes.startup.is_none(),
+                    ready: dc.probes.readiness.as_ref().map(|_| false),
+                    live: true,
+                    message: None,
+                }),
+        );
+        targets.push(ProbeTarget {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            probes: dc.probes.clone(),
+        });
+    }
+    prober.sync(&targets);
+}
+
+/// What makes a "not converging" log line new: owner, reason and message — except for
+/// backoffs, whose messages count attempts and would repeat the line on every pass.
+fn log_key(w: &berth_core::plan::Waiting) -> (Owner, &'static str, String) {
+    let message = match w.reason {
+        "BackOff" | "CrashLoopBackOff" | "Unhealthy" | "ImagePullBackOff" | "ErrImageNeverPull" => {
+            String::new()
+        }
+        _ => w.message.clone(),
+    };
+    (w.owner.clone(), w.reason, message)
+}
+
+/// The current instant from tokio's clock, so that paused-time tests control it.
+fn now_instant() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// True when the desired state still wants `owner` at `hash` (its retry entry stays relevant).
@@ -136,6 +241,15 @@ fn wanted(desired: &DesiredState, owner: &Owner, hash: &str) -> bool {
 fn jittered(attempts: u32) -> Duration {
     let base = Backoff::FAILURE.delay(attempts);
     base.mul_f64(rand::rng().random_range(0.8..1.2))
+}
+
+/// Objects in force and where they come from.
+fn in_force(merged: &Merged) -> BTreeMap<ObjectKey, String> {
+    merged
+        .objects
+        .iter()
+        .map(|(k, d)| (k.clone(), d.origin.clone()))
+        .collect()
 }
 
 /// Builds a Kubernetes client: `kubeconfig` if given, else `KUBECONFIG` / `~/.kube/config`,
@@ -205,6 +319,33 @@ impl Sources {
 
     fn current(rx: &mut Option<watch::Receiver<Option<Arc<Snapshot>>>>) -> Option<Arc<Snapshot>> {
         rx.as_mut().and_then(|rx| rx.borrow_and_update().clone())
+    }
+
+    /// The desired state of `instance` from the sources' current sets: the merge (for status)
+    /// and its resolution, marked incomplete (no removals) when a source's set is incomplete or
+    /// an object is in conflict between sources with no version applied before.
+    fn desired(&mut self, instance: &str, host: &HostIdentity) -> (Merged, DesiredState) {
+        let mut why: Vec<String> = [&self.dir, &self.kube]
+            .into_iter()
+            .flatten()
+            .filter_map(|rx| rx.borrow().as_ref().and_then(|s| s.incomplete.clone()))
+            .collect();
+        let merged = self.merged(host);
+        let unresolved: Vec<String> = merged
+            .conflicts
+            .iter()
+            .filter(|c| !merged.objects.contains_key(&c.key))
+            .map(|c| c.key.to_string())
+            .collect();
+        if !unresolved.is_empty() {
+            why.push(format!(
+                "in conflict between sources with no version applied before: {}",
+                unresolved.join(", ")
+            ));
+        }
+        let mut desired = resolve_for(instance, merged.objects.values().map(|d| &d.manifest));
+        desired.incomplete = (!why.is_empty()).then(|| why.join("; "));
+        (merged, desired)
     }
 
     /// Merges the sources' current sets, keeping only objects that target this host.
@@ -311,8 +452,11 @@ pub async fn run_with(
         }
         _ => None,
     };
-    let mut events = engine.events();
+    let mut events = engine.events(instance);
+    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel(16);
+    let prober = Prober::new(engine.client().clone(), probe_tx);
     let mut rec = Reconciler {
+        prober: Some(prober),
         engine,
         book: RetryBook::default(),
         parallelism: args.parallelism,
@@ -329,27 +473,32 @@ pub async fn run_with(
             _ = &mut shutdown => return Ok(()),
         }
     }
-    let mut merged = sources.merged(host);
-    let mut desired = resolve_for(instance, merged.objects.values().map(|d| &d.manifest));
+    let (mut merged, mut desired) = sources.desired(instance, host);
     tracing::info!(objects = merged.objects.len(), "sources read");
 
     let mut relist = tokio::time::interval(args.resync());
     relist.tick().await;
+    // `pullPolicy: Always` tags are re-resolved in the background (registries can be slow), at
+    // start and then periodically; a moved tag is followed in the pass that the result triggers.
+    let mut refresh_timer = tokio::time::interval(args.image_refresh());
+    let (refreshed_tx, mut refreshed) = tokio::sync::mpsc::channel(1);
+    let mut refreshing = false;
+    let mut refresh_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut reason = "start";
-    let mut last_waiting: Vec<Waiting> = Vec::new();
+    let mut last_waiting: BTreeSet<(Owner, &'static str, String)> = BTreeSet::new();
+    // Plans being carried out in the background, and the owners they hold. A slow action
+    // (a long stop grace period, a big pull) holds up only its own objects: passes go on for
+    // everything else.
+    type Execution = (Arc<Plan>, Vec<Outcome>, Instant);
+    let mut executing: FuturesUnordered<tokio::task::JoinHandle<Execution>> =
+        FuturesUnordered::new();
+    let mut busy: BTreeMap<Owner, usize> = BTreeMap::new();
     loop {
-        let started = Instant::now();
-        match rec.pass(&desired).await {
-            Ok(report) => {
+        let started = now_instant();
+        let busy_now: BTreeSet<Owner> = busy.keys().cloned().collect();
+        match rec.prepare_observed(&desired, &busy_now).await {
+            Ok((observed, plan)) => {
                 if let Some(task) = &status {
-                    let in_force: BTreeMap<ObjectKey, String> = merged
-                        .objects
-                        .iter()
-                        .map(|(k, d)| (k.clone(), d.origin.clone()))
-                        .collect();
-                    for h in happenings(&report, &in_force) {
-                        let _ = task.events.send(h);
-                    }
                     task.input.send_replace(StatusInput {
                         kube: sources.kube.as_ref().and_then(|rx| rx.borrow().clone()),
                         conflicts: merged
@@ -357,35 +506,34 @@ pub async fn run_with(
                             .iter()
                             .map(|c| (c.key.clone(), c.to_string()))
                             .collect(),
-                        in_force,
-                        states: host_states(&desired, &report.observed, &report.plan),
+                        in_force: in_force(&merged),
+                        states: host_states(&desired, &observed, &plan),
                     });
                 }
-                if !report.plan.is_empty() {
-                    tracing::info!(
-                        reason,
-                        actions = report.plan.actions.len(),
-                        failed = report.outcomes.iter().filter(|o| o.result.is_err()).count(),
-                        took = ?started.elapsed(),
-                        "pass executed"
-                    );
-                } else {
-                    tracing::debug!(reason, took = ?started.elapsed(), "pass: converged");
-                }
-                let waiting: Vec<Waiting> = report
-                    .plan
-                    .waiting
-                    .into_iter()
-                    .map(|mut w| {
-                        w.until = None;
-                        w
-                    })
-                    .collect();
-                if waiting != last_waiting {
-                    for w in &waiting {
+                // Log each (owner, reason) once when it appears, not on every pass.
+                let waiting: BTreeSet<(Owner, &'static str, String)> =
+                    plan.waiting.iter().map(log_key).collect();
+                for w in &plan.waiting {
+                    if w.reason != "InProgress" && !last_waiting.contains(&log_key(w)) {
                         tracing::warn!(owner = %w.owner, reason = w.reason, message = %w.message, "not converging");
                     }
-                    last_waiting = waiting;
+                }
+                last_waiting = waiting;
+                if plan.is_empty() {
+                    tracing::debug!(reason, took = ?started.elapsed(), "pass: converged");
+                } else {
+                    tracing::info!(reason, actions = plan.actions.len(), "pass: executing");
+                    let owners: BTreeSet<Owner> =
+                        plan.actions.iter().map(|a| a.owner.clone()).collect();
+                    for o in owners {
+                        *busy.entry(o).or_default() += 1;
+                    }
+                    let (engine, parallelism, plan) =
+                        (rec.engine.clone(), rec.parallelism, Arc::new(plan));
+                    executing.push(tokio::spawn(async move {
+                        let outcomes = execute(&engine, &plan, parallelism).await;
+                        (plan, outcomes, started)
+                    }));
                 }
             }
             Err(e) => tracing::error!(
@@ -394,7 +542,7 @@ pub async fn run_with(
                 "pass failed; retrying on the next trigger"
             ),
         }
-        let retry_at = rec.book.next_due(Instant::now());
+        let retry_at = rec.book.next_due(now_instant());
         let retry = async {
             match retry_at {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -402,10 +550,42 @@ pub async fn run_with(
             }
         };
         tokio::select! {
+            Some(done) = executing.next(), if !executing.is_empty() => {
+                match done {
+                    Ok((plan, outcomes, started)) => {
+                        rec.record(&plan, &outcomes);
+                        if let Some(task) = &status {
+                            for h in happenings(&plan, &outcomes, &in_force(&merged)) {
+                                let _ = task.events.send(h);
+                            }
+                        }
+                        let owners: BTreeSet<&Owner> = plan.actions.iter().map(|a| &a.owner).collect();
+                        for o in owners {
+                            if let Some(n) = busy.get_mut(o) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    busy.remove(o);
+                                }
+                            }
+                        }
+                        tracing::info!(
+                            actions = plan.actions.len(),
+                            failed = outcomes.iter().filter(|o| o.result.is_err()).count(),
+                            took = ?started.elapsed(),
+                            "pass executed"
+                        );
+                    }
+                    Err(e) => {
+                        // A panicked execution: forget what it held; the next pass re-plans.
+                        tracing::error!(error = %e, "plan execution task failed");
+                        busy.clear();
+                    }
+                }
+                reason = "actions finished";
+            }
             ok = sources.changed() => {
                 if !ok { anyhow::bail!("a source stopped"); }
-                merged = sources.merged(host);
-                desired = resolve_for(instance, merged.objects.values().map(|d| &d.manifest));
+                (merged, desired) = sources.desired(instance, host);
                 reason = "desired state changed";
             }
             ev = events.recv() => {
@@ -413,7 +593,26 @@ pub async fn run_with(
                 while events.try_recv().is_ok() {}
                 reason = "engine event";
             }
+            _ = probe_rx.recv() => {
+                while probe_rx.try_recv().is_ok() {}
+                reason = "probe result";
+            }
             _ = relist.tick() => reason = "periodic relist",
+            _ = refresh_timer.tick() => {
+                let images = always_images(&desired);
+                if !refreshing && !images.is_empty() {
+                    refreshing = true;
+                    let (engine, tx) = (rec.engine.clone(), refreshed_tx.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send(refresh_images(engine, images).await).await;
+                    });
+                }
+                reason = "image refresh timer";
+            }
+            Some(results) = refreshed.recv() => {
+                refreshing = false;
+                reason = log_refresh(&results, &mut refresh_errors).unwrap_or("images re-resolved");
+            }
             _ = retry => reason = "retry due",
             _ = &mut shutdown => {
                 tracing::info!("berth agent stopping; containers keep running");
@@ -442,6 +641,152 @@ pub fn shutdown_signal()
 
 #[cfg(test)]
 mod tests {
+    //! The agent's retry timing with a fake engine and paused tokio time.
+
+    use std::sync::Mutex;
+
+    use berth_api::{ContainerSpec, Manifest, ManifestMetadata};
+    use berth_core::labels;
+    use berth_core::{ObservedContainer, ObservedState, RunState};
+    use berth_engine::{EngineError, Runtime};
+
+    use super::*;
+
+    /// An engine whose containers exit with code 1 right after every start while `crashing`.
+    #[derive(Default)]
+    struct CrashingEngine {
+        state: Mutex<ObservedState>,
+        crashing: Mutex<bool>,
+        starts: Mutex<Vec<Instant>>,
+    }
+
+    impl Runtime for CrashingEngine {
+        async fn execute(&self, action: &Action) -> Result<(), EngineError> {
+            let mut st = self.state.lock().expect("lock");
+            match action {
+                Action::CreateContainer {
+                    name, labels: l, ..
+                } => st.containers.push(ObservedContainer {
+                    id: format!("id-{name}"),
+                    name: name.clone(),
+                    key: labels::key_from_labels(l),
+                    replica: labels::replica_from_labels(l),
+                    hash: l.get(labels::SPEC_HASH).cloned(),
+                    state: RunState::Created,
+                    exit_code: None,
+                    networks: Default::default(),
+                    health: None,
+                    network_mode: None,
+                    image_id: None,
+                    probe: None,
+                }),
+                Action::StartContainer { name, .. } => {
+                    self.starts.lock().expect("lock").push(now_instant());
+                    let crashing = *self.crashing.lock().expect("lock");
+                    for c in st.containers.iter_mut().filter(|c| &c.name == name) {
+                        (c.state, c.exit_code) = if crashing {
+                            (RunState::Exited, Some(1))
+                        } else {
+                            (RunState::Running, None)
+                        };
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+    }
+
+    impl Engine for CrashingEngine {
+        async fn observe(&self, _instance: &str) -> Result<ObservedState, EngineError> {
+            Ok(self.state.lock().expect("lock").clone())
+        }
+
+        async fn local_image_ids<'a>(
+            &'a self,
+            _refs: impl Iterator<Item = &'a str> + Send + 'a,
+        ) -> BTreeMap<String, String> {
+            BTreeMap::new()
+        }
+    }
+
+    fn desired() -> DesiredState {
+        let m = Manifest::Container {
+            metadata: ManifestMetadata {
+                name: "crash".into(),
+                ..Default::default()
+            },
+            spec: Box::new(ContainerSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+        };
+        berth_core::resolve::resolve([&m])
+    }
+
+    /// Runs passes the way the agent loop does: one now, then whenever a retry falls due (or
+    /// at once when none is due, as the engine's "die" event would trigger).
+    async fn run_until(
+        rec: &mut Reconciler<CrashingEngine>,
+        desired: &DesiredState,
+        starts: usize,
+    ) {
+        rec.pass(desired).await.expect("pass");
+        while rec.engine.starts.lock().expect("lock").len() < starts {
+            if let Some(due) = rec.book.next_due(now_instant()) {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            rec.pass(desired).await.expect("pass");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn crash_loop_backoff_sequence_and_reset_after_ten_minutes() {
+        let mut rec = Reconciler {
+            engine: CrashingEngine {
+                crashing: Mutex::new(true),
+                ..Default::default()
+            },
+            book: RetryBook::default(),
+            parallelism: 4,
+            crash_backoff: Backoff::CRASH_LOOP,
+            prober: None,
+        };
+        let desired = desired();
+        // First start, an immediate first restart, then 7 backed-off restarts.
+        run_until(&mut rec, &desired, 9).await;
+        let starts = rec.engine.starts.lock().expect("lock").clone();
+        let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+        assert_eq!(gaps, vec![0, 10, 20, 40, 80, 160, 300, 300]);
+
+        // The next restart succeeds and the container runs for 10 minutes: the count resets,
+        // so a later crash is restarted at once and then after 10 s again.
+        *rec.engine.crashing.lock().expect("lock") = false;
+        run_until(&mut rec, &desired, 10).await;
+        tokio::time::sleep(Duration::from_secs(601)).await;
+        rec.pass(&desired).await.expect("pass");
+        *rec.engine.crashing.lock().expect("lock") = true;
+        for c in rec.engine.state.lock().expect("lock").containers.iter_mut() {
+            (c.state, c.exit_code) = (RunState::Exited, Some(1));
+        }
+        run_until(&mut rec, &desired, 12).await;
+        let starts = rec.engine.starts.lock().expect("lock").clone();
+        let n = starts.len();
+        assert_eq!(
+            (starts[n - 2] - starts[n - 3]).as_secs(),
+            601,
+            "restarted at once after the reset"
+        );
+        assert_eq!(
+            (starts[n - 1] - starts[n - 2]).as_secs(),
+            10,
+            "backoff starts again at 10 s"
+        );
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
     use super::*;
     use berth_api::{Manifest, ManifestMetadata, VolumeSpec};
 

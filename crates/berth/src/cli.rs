@@ -182,6 +182,12 @@ pub struct AgentArgs {
     /// of file-change and engine events.
     #[arg(long, default_value_t = 30)]
     pub resync_seconds: u64,
+    /// Seconds between re-resolutions of `pullPolicy: Always` image tags against their
+    /// registries (also done at start). A tag that moved is pulled and its containers are
+    /// recreated in the pass that follows. One registry request per tag and period (Docker Hub
+    /// counts it against its pull rate limit, hence a longer default than the resync).
+    #[arg(long, default_value_t = 300)]
+    pub image_refresh_seconds: u64,
     /// Milliseconds of quiet after a file change before the directory is re-read.
     #[arg(long, default_value_t = 100)]
     pub debounce_ms: u64,
@@ -194,6 +200,11 @@ pub struct AgentArgs {
 }
 
 impl AgentArgs {
+    /// `--image-refresh-seconds` as a duration (at least one second).
+    pub fn image_refresh(&self) -> Duration {
+        Duration::from_secs(self.image_refresh_seconds.max(1))
+    }
+
     /// `--resync-seconds` as a duration (at least one second).
     pub fn resync(&self) -> Duration {
         Duration::from_secs(self.resync_seconds.max(1))

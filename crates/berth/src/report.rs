@@ -4,12 +4,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::plan::Waiting;
 use berth_core::resolve::{resolve, resolve_for};
 use berth_core::{DesiredState, Plan, plan};
-use berth_engine::DockerEngine;
+use berth_engine::{DockerEngine, ImageRefresh};
 use berth_sources::directory::{DirectorySource, Snapshot};
 
 use berth_core::merge::targeted;
@@ -17,6 +16,7 @@ use berth_core::merge::targeted;
 use crate::agent::Reconciler;
 use crate::cli::{ApplyArgs, DirArg, EXIT_ERROR};
 use crate::host::HostIdentity;
+use crate::images;
 
 /// Reasons that make `apply` fail: the object cannot converge until the input changes.
 const BLOCKING: [&str; 4] = [
@@ -77,11 +77,26 @@ pub async fn apply(
         Err(code) => return Ok(code),
     };
     let engine = DockerEngine::connect().await?;
+    // One converge includes re-resolving `pullPolicy: Always` tags (a failure is reported and
+    // leaves the running containers alone, as in the agent).
+    let always = images::always_images(&desired);
+    if !always.is_empty() {
+        for (image, r) in images::refresh_images(engine.clone(), always).await {
+            match r {
+                Ok(ImageRefresh::Moved { after, .. }) => {
+                    println!("image {image} moved to {after} (pullPolicy Always)");
+                }
+                Ok(ImageRefresh::Unchanged) => {}
+                Err(e) => println!("warning: cannot re-resolve image {image}: {e}"),
+            }
+        }
+    }
     let mut rec = Reconciler {
         engine,
         book: RetryBook::default(),
         parallelism: args.parallelism,
         crash_backoff: Backoff::CRASH_LOOP,
+        prober: None,
     };
     let started = Instant::now();
     let report = rec.pass(&desired).await?;
@@ -137,10 +152,7 @@ pub async fn diff(instance: &str, host: &HostIdentity, args: DirArg) -> anyhow::
         Err(code) => return Ok(code),
     };
     let engine = DockerEngine::connect().await?;
-    let observed = engine
-        .observe(instance)
-        .await
-        .context("observe the engine")?;
+    let observed = images::observe(&engine, &desired).await?;
     let p = plan(&desired, &observed, &RetryBook::default(), Instant::now());
     if !p.waiting.is_empty() {
         println!("not converging:");

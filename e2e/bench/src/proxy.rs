@@ -36,7 +36,8 @@ impl CountingProxy {
     /// Listens on `socket` and forwards every connection to the engine socket `upstream`.
     pub fn start(socket: &Path, upstream: &Path) -> anyhow::Result<Self> {
         let _ = std::fs::remove_file(socket);
-        let listener = UnixListener::bind(socket).with_context(|| format!("bind proxy socket {}", socket.display()))?;
+        let listener = UnixListener::bind(socket)
+            .with_context(|| format!("bind proxy socket {}", socket.display()))?;
         let counts = Arc::new(Mutex::new(Counts::new()));
         let upstream = upstream.to_path_buf();
         let c = counts.clone();
@@ -87,7 +88,10 @@ pub fn is_read(key: &str) -> bool {
 
 /// (reads, writes) in `c`.
 pub fn reads_writes(c: &Counts) -> (u64, u64) {
-    c.iter().fold((0, 0), |(r, w), (k, v)| if is_read(k) { (r + v, w) } else { (r, w + v) })
+    c.iter().fold(
+        (0, 0),
+        |(r, w), (k, v)| if is_read(k) { (r + v, w) } else { (r, w + v) },
+    )
 }
 
 /// `GET /containers/json ×3, …` in a stable order.
@@ -113,13 +117,19 @@ pub fn engine_socket() -> anyhow::Result<PathBuf> {
     match std::env::var("DOCKER_HOST") {
         Ok(h) if !h.is_empty() => match h.strip_prefix("unix://") {
             Some(p) => Ok(PathBuf::from(p)),
-            None => anyhow::bail!("DOCKER_HOST={h}: the bench's counting proxy needs a unix:// engine socket"),
+            None => anyhow::bail!(
+                "DOCKER_HOST={h}: the bench's counting proxy needs a unix:// engine socket"
+            ),
         },
         _ => Ok(PathBuf::from("/var/run/docker.sock")),
     }
 }
 
-async fn serve(client: UnixStream, upstream: &Path, counts: Arc<Mutex<Counts>>) -> anyhow::Result<()> {
+async fn serve(
+    client: UnixStream,
+    upstream: &Path,
+    counts: Arc<Mutex<Counts>>,
+) -> anyhow::Result<()> {
     let engine = UnixStream::connect(upstream)
         .await
         .with_context(|| format!("connect to {}", upstream.display()))?;
@@ -200,18 +210,26 @@ impl Parser {
                     return;
                 }
                 Err(e) => {
-                    eprintln!("[bench] proxy: unparsable request head ({e}); passing the connection through");
+                    eprintln!(
+                        "[bench] proxy: unparsable request head ({e}); passing the connection through"
+                    );
                     self.state = State::Raw;
                     return;
                 }
                 Ok(httparse::Status::Complete(len)) => {
-                    let key = format!("{} {}", req.method.unwrap_or("?"), template(req.path.unwrap_or("?")));
+                    let key = format!(
+                        "{} {}",
+                        req.method.unwrap_or("?"),
+                        template(req.path.unwrap_or("?"))
+                    );
                     let mut next = State::Body(0);
                     for h in req.headers.iter() {
                         let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
                         if h.name.eq_ignore_ascii_case("content-length") {
                             next = State::Body(value.trim().parse().unwrap_or(0));
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked") {
+                        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
+                            && value.contains("chunked")
+                        {
                             next = State::Chunked(Chunk::Size(Vec::new()));
                         } else if h.name.eq_ignore_ascii_case("upgrade") {
                             next = State::Raw;
@@ -237,7 +255,11 @@ impl Parser {
     }
 }
 
-async fn forward_requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, counts: Arc<Mutex<Counts>>) -> anyhow::Result<()> {
+async fn forward_requests(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    counts: Arc<Mutex<Counts>>,
+) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut parser = Parser {
         state: State::Head,
@@ -296,7 +318,8 @@ fn advance(st: State, input: &[u8]) -> (State, usize) {
                         }
                     }
                     Chunk::Data(left) => {
-                        let take = (input.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                        let take =
+                            (input.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
                         i += take;
                         match left - take as u64 {
                             0 => State::Chunked(Chunk::DataEnd(2)),
@@ -346,7 +369,10 @@ pub fn template(target: &str) -> String {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let fixed = |s: &str| ["json", "create", "prune", "load", "search", "get"].contains(&s);
     match segs.as_slice() {
-        [kind @ ("containers" | "networks" | "volumes" | "exec"), rest @ ..] if !rest.is_empty() => {
+        [
+            kind @ ("containers" | "networks" | "volumes" | "exec"),
+            rest @ ..,
+        ] if !rest.is_empty() => {
             if rest.len() == 1 && fixed(rest[0]) {
                 format!("/{kind}/{}", rest[0])
             } else if rest.len() == 1 {
@@ -377,13 +403,28 @@ mod tests {
 
     #[test]
     fn templates_hide_names_and_versions() {
-        assert_eq!(template("/v1.41/containers/json?all=true"), "/containers/json");
-        assert_eq!(template("/v1.41/containers/bench_c0_0/start"), "/containers/{id}/start");
+        assert_eq!(
+            template("/v1.41/containers/json?all=true"),
+            "/containers/json"
+        );
+        assert_eq!(
+            template("/v1.41/containers/bench_c0_0/start"),
+            "/containers/{id}/start"
+        );
         assert_eq!(template("/containers/abc"), "/containers/{id}");
-        assert_eq!(template("/v1.41/containers/create?name=x"), "/containers/create");
-        assert_eq!(template("/v1.41/images/berth-test/busybox:latest/json"), "/images/{name}/json");
+        assert_eq!(
+            template("/v1.41/containers/create?name=x"),
+            "/containers/create"
+        );
+        assert_eq!(
+            template("/v1.41/images/berth-test/busybox:latest/json"),
+            "/images/{name}/json"
+        );
         assert_eq!(template("/v1.41/networks"), "/networks");
-        assert_eq!(template("/v1.41/networks/abc/connect"), "/networks/{id}/connect");
+        assert_eq!(
+            template("/v1.41/networks/abc/connect"),
+            "/networks/{id}/connect"
+        );
         assert_eq!(template("/_ping"), "/_ping");
         assert_eq!(template("/version"), "/version");
     }
@@ -400,30 +441,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn counts_pipelined_requests() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn counts_pipelined_requests() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
         let up = dir.path().join("up.sock");
-        let listener = UnixListener::bind(&up).unwrap();
+        let listener = UnixListener::bind(&up)?;
         // A fake engine that reads everything and answers nothing.
         tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             let mut b = vec![0u8; 1024];
             while s.read(&mut b).await.unwrap_or(0) > 0 {}
         });
-        let proxy = CountingProxy::start(&dir.path().join("p.sock"), &up).unwrap();
-        let mut c = UnixStream::connect(dir.path().join("p.sock")).await.unwrap();
+        let proxy = CountingProxy::start(&dir.path().join("p.sock"), &up)?;
+        let mut c = UnixStream::connect(dir.path().join("p.sock")).await?;
         let msg = b"GET /v1.41/containers/json HTTP/1.1\r\nHost: d\r\n\r\nPOST /v1.41/containers/create?name=a HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\n\r\n{\"a\"}POST /v1.41/containers/a/start HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n";
         // Split the bytes awkwardly to exercise partial heads and bodies.
         for part in msg.chunks(7) {
-            c.write_all(part).await.unwrap();
+            c.write_all(part).await?;
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        c.shutdown().await.unwrap();
+        c.shutdown().await?;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let counts = proxy.snapshot();
         assert_eq!(counts.get("GET /containers/json"), Some(&1));
         assert_eq!(counts.get("POST /containers/create"), Some(&1));
         assert_eq!(counts.get("POST /containers/{id}/start"), Some(&1));
         assert_eq!(reads_writes(&counts), (1, 2));
+        Ok(())
     }
 }

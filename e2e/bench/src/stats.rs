@@ -27,7 +27,11 @@ impl Summary {
         let mut v = xs.to_vec();
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
         Summary {
             n,
             min: v[0],
@@ -90,11 +94,17 @@ pub fn csv(rows: &[Row]) -> String {
 }
 
 fn num(x: f64) -> String {
-    format!("{x:.6}").trim_end_matches('0').trim_end_matches('.').to_string()
+    format!("{x:.6}")
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
 }
 
 /// Seconds as a short human string with a sensible unit (`812 ms`, `1.52 s`, `45 µs`).
 pub fn secs(x: f64) -> String {
+    if x < 0.0 {
+        return format!("−{}", secs(-x));
+    }
     if x >= 10.0 {
         format!("{x:.1} s")
     } else if x >= 1.0 {
@@ -140,8 +150,14 @@ mod tests {
 
     #[test]
     fn debug_durations_parse() {
-        assert_eq!(parse_debug_duration("1.5ms"), Some(Duration::from_micros(1500)));
-        assert_eq!(parse_debug_duration("850µs"), Some(Duration::from_micros(850)));
+        assert_eq!(
+            parse_debug_duration("1.5ms"),
+            Some(Duration::from_micros(1500))
+        );
+        assert_eq!(
+            parse_debug_duration("850µs"),
+            Some(Duration::from_micros(850))
+        );
         assert_eq!(parse_debug_duration("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_debug_duration("abc"), None);
     }
@@ -151,5 +167,6 @@ mod tests {
         assert_eq!(secs(0.8123), "812 ms");
         assert_eq!(secs(1.523), "1.52 s");
         assert_eq!(secs(0.0042), "4.2 ms");
+        assert_eq!(secs(-0.0127), "−13 ms");
     }
 }

