@@ -13,6 +13,29 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
+
+/// A log sink shared with the agent thread.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 const CONTAINERS: &str = "/apis/berth.dev/v1alpha1/containers";
 const NETWORKS: &str = "/apis/berth.dev/v1alpha1/networks";
 const SECRETS: &str = "/api/v1/secrets";
@@ -96,11 +119,21 @@ async fn custom_resources_converge_on_the_real_engine() {
     let host = HostIdentity::from_cli(Some("e2e-host"), &[("zone".into(), "eu".into())]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // The agent loop runs on a runtime of its own (as `berth agent` does: `block_on`, no
-    // `Send` bound on the loop's future), talking to the fake API server of this test.
+    // `Send` bound on the loop's future), talking to the fake API server of this test. Its
+    // logs, at debug level, are captured to check that no Secret value ever reaches them.
+    let logs = Capture::default();
     let agent = std::thread::spawn({
         let ns = ns.clone();
+        let logs = logs.clone();
         move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
+            use tracing_subscriber::util::SubscriberInitExt;
+            let _guard = tracing_subscriber::fmt()
+                .with_env_filter(berth::log_filter("debug"))
+                .with_ansi(false)
+                .with_writer(move || logs.clone())
+                .finish()
+                .set_default();
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("agent runtime");
@@ -228,6 +261,16 @@ async fn custom_resources_converge_on_the_real_engine() {
 
     let _ = stop.send(());
     agent.join().expect("join").expect("agent ran cleanly");
+    let log = logs.text();
+    assert!(log.contains("pass executed"), "logs captured:\n{log}");
+    assert!(
+        log.contains("TOKEN") || log.contains("Secret"),
+        "debug logs are rich enough to tell"
+    );
+    assert!(
+        !log.contains("s3cret"),
+        "a Secret value reached the logs:\n{log}"
+    );
 }
 
 /// The real binary with a real kubeconfig whose API server is unreachable: the agent starts,
