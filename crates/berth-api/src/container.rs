@@ -13,9 +13,16 @@ use serde::{Deserialize, Serialize};
 #[kube(
     group = "berth.dev",
     version = "v1alpha1",
+    doc = "A Docker container (one or more identical replicas) run by every berth agent whose host the hostSelector targets",
     kind = "Container",
     namespaced,
-    shortname = "bc"
+    shortname = "bc",
+    category = "berth",
+    status = "crate::status::ContainerStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
+    printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerSpec {
@@ -125,6 +132,10 @@ pub struct ContainerSpec {
     /// namespace). Only `bridge` may be combined with `networks` and published `ports`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
+    /// Which hosts run this object (a Kubernetes `LabelSelector` matched against host labels);
+    /// absent: every host that reads it. Not part of the spec hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_selector: Option<crate::LabelSelector>,
 }
 
 /// Docker's native health check. Durations are written like `10s`, `1m30s`, `500ms` and sent to
@@ -275,15 +286,59 @@ impl ContainerSpec {
     }
 }
 
-/// One environment variable.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// One environment variable: a literal `value`, or `valueFrom` a Secret or ConfigMap key.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
     /// Variable name.
     pub name: String,
-    /// Value; default empty.
+    /// Value; default empty. Exclusive with `valueFrom`.
     #[serde(default)]
     pub value: String,
+    /// Take the value from a key of a Secret or ConfigMap in the object's namespace (same
+    /// shape as Kubernetes' `env[].valueFrom`). Needs the Kubernetes source: a manifest
+    /// directory has no Secrets, so there it is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ValueFrom>,
+}
+
+impl std::fmt::Debug for EnvVar {
+    /// Never prints the value: it may come from a Secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvVar")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("value_from", &self.value_from)
+            .finish()
+    }
+}
+
+/// Source of a value: exactly one of `secretKeyRef`, `configMapKeyRef`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValueFrom {
+    /// A key of a Secret in the object's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<KeyRef>,
+    /// A key of a ConfigMap in the object's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<KeyRef>,
+}
+
+/// A key of a Secret or ConfigMap (Kubernetes' `SecretKeySelector`/`ConfigMapKeySelector`).
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyRef {
+    /// Name of the Secret or ConfigMap.
+    pub name: String,
+    /// The key.
+    pub key: String,
+    /// When true, a missing object or key yields an empty value instead of blocking the
+    /// container; default false.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// A container port, optionally published on the host (Kubernetes' `ContainerPort`).
@@ -408,13 +463,18 @@ pub struct NetworkAttachment {
 }
 
 /// A file copied into the container before it starts.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct File {
     /// Absolute path inside the container; parent directories are created.
     pub path: String,
-    /// Content (UTF-8 text).
+    /// Content (UTF-8 text). Exclusive with `valueFrom`.
+    #[serde(default)]
     pub content: String,
+    /// Take the content from a key of a Secret or ConfigMap in the object's namespace (the
+    /// Kubernetes source only, as for `env[].valueFrom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ValueFrom>,
     /// Permission bits as an octal string, e.g. `"0644"` (default) or `"0755"`. A string, so that
     /// YAML 1.1 and 1.2 readers agree on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -425,6 +485,20 @@ pub struct File {
     /// Owner group ID; default 0.
     #[serde(default)]
     pub gid: u32,
+}
+
+impl std::fmt::Debug for File {
+    /// Never prints the content: it may come from a Secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("path", &self.path)
+            .field("content", &format_args!("<{} bytes>", self.content.len()))
+            .field("value_from", &self.value_from)
+            .field("mode", &self.mode)
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish()
+    }
 }
 
 impl File {

@@ -10,13 +10,19 @@
 //! they follow Docker Compose. Every default is written on the field.
 
 pub mod container;
+pub mod host;
 pub mod network;
 pub mod quantity;
+pub mod selector;
+pub mod status;
 pub mod validate;
 pub mod volume;
 
 pub use container::*;
+pub use host::*;
 pub use network::*;
+pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator, targets};
+pub use status::*;
 pub use validate::{
     FieldError, validate_container, validate_metadata, validate_network, validate_volume,
 };
@@ -182,6 +188,15 @@ impl Manifest {
     pub fn key(&self) -> ObjectKey {
         let m = self.metadata();
         ObjectKey::new(self.kind(), m.namespace_or_default(), m.name.clone())
+    }
+
+    /// The object's `spec.hostSelector`.
+    pub fn host_selector(&self) -> Option<&LabelSelector> {
+        match self {
+            Manifest::Network { spec, .. } => spec.host_selector.as_ref(),
+            Manifest::Volume { spec, .. } => spec.host_selector.as_ref(),
+            Manifest::Container { spec, .. } => spec.host_selector.as_ref(),
+        }
     }
 
     /// Validates metadata and spec; each error carries its field path (`spec.ports[0].hostPort`).

@@ -12,9 +12,15 @@ use serde::{Deserialize, Serialize};
 #[kube(
     group = "berth.dev",
     version = "v1alpha1",
+    doc = "A Docker network created by every berth agent whose host the hostSelector targets",
     kind = "Network",
     namespaced,
-    shortname = "bnet"
+    shortname = "bnet",
+    category = "berth",
+    status = "crate::status::NetworkStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Driver","type":"string","jsonPath":".spec.driver"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkSpec {
@@ -39,6 +45,10 @@ pub struct NetworkSpec {
     /// Labels set on the engine network (keys under `berth.dev/` are reserved).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Which hosts create this object (a Kubernetes `LabelSelector` matched against host
+    /// labels); absent: every host that reads it. Not part of the spec hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_selector: Option<crate::LabelSelector>,
 }
 
 /// IP address management of a network (same shape as Docker Compose's `ipam`).

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::{ContainerSpec, ManifestMetadata, NetworkSpec, VolumeSpec, quantity};
+use crate::{
+    ContainerSpec, KeyRef, LabelSelector, ManifestMetadata, NetworkSpec, ValueFrom, VolumeSpec,
+    quantity, selector,
+};
 
 /// One invalid field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,9 +96,55 @@ fn check_labels(e: &mut Errors, path: &str, labels: &BTreeMap<String, String>) {
     }
 }
 
+fn check_selector(e: &mut Errors, selector: Option<&LabelSelector>) {
+    if let Some(sel) = selector {
+        for (path, message) in selector::check(sel) {
+            e.push(format!("spec.hostSelector.{path}"), message);
+        }
+    }
+}
+
+fn check_key_ref(e: &mut Errors, path: &str, r: &KeyRef) {
+    if !is_dns1123_subdomain(&r.name) {
+        e.push(
+            format!("{path}.name"),
+            format!(
+                "expected the name of a Secret or ConfigMap, got {:?}",
+                r.name
+            ),
+        );
+    }
+    let key_ok = !r.key.is_empty()
+        && r.key.len() <= 253
+        && r.key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !key_ok {
+        e.push(
+            format!("{path}.key"),
+            format!(
+                "expected a key of letters, digits, '-', '_' and '.', got {:?}",
+                r.key
+            ),
+        );
+    }
+}
+
+fn check_value_from(e: &mut Errors, path: &str, v: &ValueFrom) {
+    match (&v.secret_key_ref, &v.config_map_key_ref) {
+        (Some(r), None) => check_key_ref(e, &format!("{path}.secretKeyRef"), r),
+        (None, Some(r)) => check_key_ref(e, &format!("{path}.configMapKeyRef"), r),
+        _ => e.push(
+            path,
+            "expected exactly one of secretKeyRef, configMapKeyRef",
+        ),
+    }
+}
+
 /// Checks a `Network` spec.
 pub fn validate_network(spec: &NetworkSpec) -> Vec<FieldError> {
     let mut e = Errors(Vec::new());
+    check_selector(&mut e, spec.host_selector.as_ref());
     if let Some(ipam) = &spec.ipam {
         for (i, c) in ipam.config.iter().enumerate() {
             if !is_cidr(&c.subnet) {
@@ -140,6 +189,7 @@ fn is_cidr(s: &str) -> bool {
 /// Checks a `Volume` spec.
 pub fn validate_volume(spec: &VolumeSpec) -> Vec<FieldError> {
     let mut e = Errors(Vec::new());
+    check_selector(&mut e, spec.host_selector.as_ref());
     check_labels(&mut e, "spec.labels", &spec.labels);
     e.0
 }
@@ -199,6 +249,15 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
                 format!("spec.env[{i}].name"),
                 "expected a non-empty variable name without '='",
             );
+        }
+        if let Some(from) = &v.value_from {
+            if !v.value.is_empty() {
+                e.push(
+                    format!("spec.env[{i}].valueFrom"),
+                    "expected either value or valueFrom, not both",
+                );
+            }
+            check_value_from(&mut e, &format!("spec.env[{i}].valueFrom"), from);
         }
     }
     for (field, value) in [("workingDir", &spec.working_dir)] {
@@ -327,6 +386,15 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
                     f.mode.as_deref().unwrap_or_default()
                 ),
             );
+        }
+        if let Some(from) = &f.value_from {
+            if !f.content.is_empty() {
+                e.push(
+                    format!("spec.files[{i}].valueFrom"),
+                    "expected either content or valueFrom, not both",
+                );
+            }
+            check_value_from(&mut e, &format!("spec.files[{i}].valueFrom"), from);
         }
         if spec.files[..i].iter().any(|o| o.path == f.path) {
             e.push(
@@ -474,6 +542,7 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
         }
     }
     check_labels(&mut e, "spec.labels", &spec.labels);
+    check_selector(&mut e, spec.host_selector.as_ref());
     e.0
 }
 

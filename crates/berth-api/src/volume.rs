@@ -12,9 +12,15 @@ use serde::{Deserialize, Serialize};
 #[kube(
     group = "berth.dev",
     version = "v1alpha1",
+    doc = "A named Docker volume created by every berth agent whose host the hostSelector targets",
     kind = "Volume",
     namespaced,
-    shortname = "bvol"
+    shortname = "bvol",
+    category = "berth",
+    status = "crate::status::VolumeStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Driver","type":"string","jsonPath":".spec.driver"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeSpec {
@@ -31,6 +37,10 @@ pub struct VolumeSpec {
     /// (same meaning as a Kubernetes PersistentVolume's `persistentVolumeReclaimPolicy`).
     #[serde(default)]
     pub reclaim_policy: ReclaimPolicy,
+    /// Which hosts create this object (a Kubernetes `LabelSelector` matched against host
+    /// labels); absent: every host that reads it. Not part of the spec hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_selector: Option<crate::LabelSelector>,
 }
 
 /// Fate of a volume whose object is deleted.

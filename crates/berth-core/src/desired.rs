@@ -154,7 +154,10 @@ pub struct DesiredContainer {
 ///
 /// Hash stability: every field is skipped in the hash input while it has its default value, so a
 /// field added in a later release leaves existing hashes (and containers) alone.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+///
+/// `Debug` prints environment variable names and file paths only: values may come from
+/// Kubernetes Secrets and must never reach a log.
+#[derive(Clone, Default, PartialEq, Serialize)]
 pub struct ContainerConfig {
     /// Image reference as declared.
     pub image: String,
@@ -267,6 +270,27 @@ pub struct HealthCheckConfig {
     pub start_interval_ns: Option<u64>,
 }
 
+impl std::fmt::Debug for ContainerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env_names: Vec<&str> = self
+            .env
+            .iter()
+            .map(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n))
+            .collect();
+        let files: Vec<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+        f.debug_struct("ContainerConfig")
+            .field("image", &self.image)
+            .field("entrypoint", &self.entrypoint)
+            .field("cmd", &self.cmd)
+            .field("env (names only)", &env_names)
+            .field("files (paths only)", &files)
+            .field("ports", &self.ports)
+            .field("mounts", &self.mounts)
+            .field("networks", &self.networks)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ContainerConfig {
     /// Seconds to wait for a graceful stop (default 10, Docker's).
     pub fn stop_timeout(&self) -> u32 {
@@ -363,7 +387,7 @@ pub struct AttachmentConfig {
 }
 
 /// A file to copy in.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct FileConfig {
     /// Absolute path.
     pub path: String,
@@ -375,4 +399,39 @@ pub struct FileConfig {
     pub uid: u32,
     /// Owner gid.
     pub gid: u32,
+}
+
+impl std::fmt::Debug for FileConfig {
+    /// Never prints the content: it may come from a Secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileConfig")
+            .field("path", &self.path)
+            .field("content", &format_args!("<{} bytes>", self.content.len()))
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_env_values_or_file_contents() {
+        let c = ContainerConfig {
+            image: "app:1".into(),
+            env: vec!["PASSWORD=hunter2".into()],
+            files: vec![FileConfig {
+                path: "/etc/key".into(),
+                content: "hunter2".into(),
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+            }],
+            ..Default::default()
+        };
+        let d = format!("{c:?}");
+        assert!(d.contains("PASSWORD") && d.contains("/etc/key"), "{d}");
+        assert!(!d.contains("hunter2"), "{d}");
+    }
 }

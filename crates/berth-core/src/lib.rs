@@ -9,6 +9,7 @@
 //! [`plan::plan`] against the [`observed::ObservedState`] → actions for the executor.
 
 pub mod backoff;
+pub mod conditions;
 pub mod desired;
 pub mod hash;
 pub mod labels;

@@ -74,10 +74,58 @@ pub fn merge(
     merged
 }
 
+/// Keeps the declarations whose `spec.hostSelector` targets a host with `host_labels` (an
+/// absent selector targets every host; see [`berth_api::selector`]). Applied to every source's
+/// full set before [`merge`], so an object that targets other hosts neither runs here nor
+/// conflicts here.
+pub fn targeted(
+    declarations: impl IntoIterator<Item = Declaration>,
+    host_labels: &BTreeMap<String, String>,
+) -> Vec<Declaration> {
+    declarations
+        .into_iter()
+        .filter(|d| berth_api::targets(d.manifest.host_selector(), host_labels))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_api::{ManifestMetadata, VolumeSpec};
+    use berth_api::{LabelSelector, ManifestMetadata, VolumeSpec};
+
+    #[test]
+    fn only_targeted_declarations_count() {
+        let host: BTreeMap<String, String> = [("zone".to_string(), "eu".to_string())].into();
+        let with = |name: &str, zone: Option<&str>| {
+            let mut d = vol(name, "local", &format!("kube:Volume/default/{name}"));
+            if let Manifest::Volume { spec, .. } = &mut d.manifest {
+                spec.host_selector = zone.map(|z| LabelSelector {
+                    match_labels: [("zone".to_string(), z.to_string())].into(),
+                    ..Default::default()
+                });
+            }
+            d
+        };
+        let kept: Vec<String> = targeted(
+            vec![
+                with("all", None),
+                with("eu", Some("eu")),
+                with("us", Some("us")),
+            ],
+            &host,
+        )
+        .into_iter()
+        .map(|d| d.manifest.metadata().name.clone())
+        .collect();
+        assert_eq!(kept, vec!["all", "eu"]);
+        // An untargeted duplicate is no conflict here.
+        let m = merge(
+            &BTreeMap::new(),
+            targeted(vec![with("x", Some("eu")), with("x", Some("us"))], &host),
+        );
+        assert!(m.conflicts.is_empty());
+        assert_eq!(m.objects.len(), 1);
+    }
 
     fn vol(name: &str, driver: &str, origin: &str) -> Declaration {
         Declaration {

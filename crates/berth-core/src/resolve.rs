@@ -300,6 +300,18 @@ fn container(
             source,
         });
     }
+    if let Some(i) = spec.env.iter().position(|e| e.value_from.is_some()) {
+        return Err(format!(
+            "env[{i}] ({}): valueFrom needs the Kubernetes source (berth agent --kube); a manifest directory has no Secrets or ConfigMaps",
+            spec.env[i].name
+        ));
+    }
+    if let Some(f) = spec.files.iter().find(|f| f.value_from.is_some()) {
+        return Err(format!(
+            "file {:?}: valueFrom needs the Kubernetes source (berth agent --kube); a manifest directory has no Secrets or ConfigMaps",
+            f.path
+        ));
+    }
     let limits = spec.resources.as_ref().map(|r| &r.limits);
     let config = ContainerConfig {
         image: spec.image.clone(),

@@ -38,6 +38,7 @@ fn container(name: &str, image: &str) -> ContainerSpec {
         env: vec![EnvVar {
             name: "NAME".into(),
             value: name.into(),
+            ..Default::default()
         }],
         ..Default::default()
     }

@@ -33,7 +33,12 @@ pub struct DecodeError {
 impl fmt::Display for DecodeError {
     /// `file:line:column: field: message`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if self.line == 0 && self.file.starts_with("kube:") {
+            // A custom resource: no file position.
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        }
         if let Some(field) = &self.field {
             write!(f, "{field}: ")?;
         }
@@ -243,7 +248,8 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
             }
         }
     };
-    let problems = manifest.validate();
+    let mut problems = manifest.validate();
+    problems.extend(directory_only(&manifest));
     if !problems.is_empty() {
         let tree: Option<Spanned<Node>> = serde_saphyr::from_str(&chunk.text).ok();
         return Err(problems
@@ -261,6 +267,123 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
         manifest,
         origin: format!("{file}:{}:1", first + chunk.line_offset),
     }))
+}
+
+/// Fields a manifest directory cannot honour: `valueFrom` needs Secrets and ConfigMaps, which
+/// only the Kubernetes source has.
+fn directory_only(manifest: &Manifest) -> Vec<berth_api::FieldError> {
+    let mut out = Vec::new();
+    if let Manifest::Container { spec, .. } = manifest {
+        let msg = "valueFrom needs the Kubernetes source (berth agent --kube): a manifest directory has no Secrets or ConfigMaps; write the value, or declare the object as a custom resource";
+        for (i, e) in spec.env.iter().enumerate() {
+            if e.value_from.is_some() {
+                out.push(berth_api::FieldError {
+                    path: format!("spec.env[{i}].valueFrom"),
+                    message: msg.into(),
+                });
+            }
+        }
+        for (i, f) in spec.files.iter().enumerate() {
+            if f.value_from.is_some() {
+                out.push(berth_api::FieldError {
+                    path: format!("spec.files[{i}].valueFrom"),
+                    message: msg.into(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Decodes one object given as JSON, e.g. a custom resource read from a Kubernetes API server:
+/// the same types, the same unknown-field rules and the same validation as [`decode`], minus
+/// positions. Only `apiVersion`, `kind`, `metadata.{name,namespace,labels,annotations}` and
+/// `spec` are read (the server's own metadata and `status` are ignored). Errors carry `origin`
+/// as their file and line 0.
+pub fn decode_object(
+    origin: &str,
+    value: &serde_json::Value,
+) -> Result<Manifest, Vec<DecodeError>> {
+    let err = |field: Option<&str>, message: String| {
+        vec![DecodeError {
+            file: origin.to_string(),
+            line: 0,
+            column: 0,
+            field: field.map(str::to_string),
+            message,
+        }]
+    };
+    let api = value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if api != API_VERSION {
+        return Err(err(
+            Some("apiVersion"),
+            format!("expected {API_VERSION}, got {api:?}"),
+        ));
+    }
+    let kind_s = value.get("kind").and_then(|v| v.as_str()).unwrap_or("");
+    let Some(kind) = Kind::parse(kind_s) else {
+        return Err(err(
+            Some("kind"),
+            format!("expected Container, Network or Volume, got {kind_s:?}"),
+        ));
+    };
+    let meta = value.get("metadata").cloned().unwrap_or_default();
+    let mut doc = serde_json::Map::new();
+    doc.insert("apiVersion".into(), api.into());
+    doc.insert("kind".into(), kind_s.into());
+    let mut m = serde_json::Map::new();
+    for field in ["name", "namespace", "labels", "annotations"] {
+        if let Some(v) = meta.get(field).filter(|v| !v.is_null()) {
+            m.insert(field.into(), v.clone());
+        }
+    }
+    doc.insert("metadata".into(), m.into());
+    if let Some(spec) = value.get("spec").filter(|v| !v.is_null()) {
+        doc.insert("spec".into(), spec.clone());
+    }
+    let doc = serde_json::Value::Object(doc);
+    let from_json = |e: serde_json::Error| err(None, e.to_string());
+    let manifest = match kind {
+        Kind::Container => {
+            let d: Doc<ContainerSpec> = serde_json::from_value(doc).map_err(from_json)?;
+            Manifest::Container {
+                metadata: d.metadata,
+                spec: Box::new(d.spec),
+            }
+        }
+        Kind::Network => {
+            let d: DocDefaultSpec<NetworkSpec> = serde_json::from_value(doc).map_err(from_json)?;
+            Manifest::Network {
+                metadata: d.metadata,
+                spec: d.spec,
+            }
+        }
+        Kind::Volume => {
+            let d: DocDefaultSpec<VolumeSpec> = serde_json::from_value(doc).map_err(from_json)?;
+            Manifest::Volume {
+                metadata: d.metadata,
+                spec: d.spec,
+            }
+        }
+    };
+    let problems = manifest.validate();
+    if problems.is_empty() {
+        Ok(manifest)
+    } else {
+        Err(problems
+            .into_iter()
+            .map(|p| DecodeError {
+                file: origin.to_string(),
+                line: 0,
+                column: 0,
+                field: Some(p.path),
+                message: p.message,
+            })
+            .collect())
+    }
 }
 
 fn first_line(s: &str) -> String {
@@ -511,6 +634,33 @@ spec:
             e[0].contains("kind: expected Container, Network or Volume"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn value_from_in_a_directory_is_an_error_naming_the_kubernetes_source() {
+        let text = "apiVersion: berth.dev/v1alpha1\nkind: Container\nmetadata: {name: c}\nspec:\n  image: busybox:latest\n  env:\n    - name: PASSWORD\n      valueFrom: {secretKeyRef: {name: db, key: password}}\n";
+        let e = errors(text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "f.yaml:8:18: spec.env[0].valueFrom: valueFrom needs the Kubernetes source"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn host_selector_decodes_and_is_checked() {
+        let text = "apiVersion: berth.dev/v1alpha1\nkind: Volume\nmetadata: {name: v}\nspec:\n  hostSelector:\n    matchLabels: {zone: eu-1}\n    matchExpressions:\n      - {key: role, operator: In}\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "f.yaml:8:9: spec.hostSelector.matchExpressions[0].values: operator In needs at least one value"
+            ]
+        );
+        let ok = text.replace("operator: In}", "operator: In, values: [edge]}");
+        let objs = decode("f.yaml", &ok).expect("valid");
+        assert!(objs[0].manifest.host_selector().is_some());
     }
 
     #[test]

@@ -45,12 +45,12 @@ pub enum SourceError {
     },
 }
 
-/// One complete view of the directory: everything it declares now.
+/// One complete view of a source: everything it declares now.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     /// Objects in force (including last-known-good objects of files that now fail).
     pub objects: BTreeMap<ObjectKey, Declaration>,
-    /// Current errors, per file, sorted by file.
+    /// Current errors, per file (or custom resource), sorted by file.
     pub errors: Vec<DecodeError>,
     /// Objects declared by more than one file.
     pub conflicts: Vec<Conflict>,
@@ -58,6 +58,17 @@ pub struct Snapshot {
     /// started (their objects are unknown), or conflicts with no previously applied version.
     /// Consumers must not remove undeclared objects while this is set.
     pub incomplete: Option<String>,
+    /// Kubernetes source only: the cluster's identity of each object in force (for status).
+    pub cluster: BTreeMap<ObjectKey, ClusterMeta>,
+}
+
+/// A custom resource's identity in the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterMeta {
+    /// `metadata.generation` (changes with the spec only, not with status writes).
+    pub generation: i64,
+    /// `metadata.uid`.
+    pub uid: String,
 }
 
 impl Snapshot {
@@ -182,6 +193,7 @@ impl DirectorySource {
                 .flat_map(|f| f.errors.iter().cloned())
                 .collect(),
             conflicts: merged.conflicts,
+            cluster: BTreeMap::new(),
         })
     }
 

@@ -2,24 +2,33 @@
 //!
 //! A pass runs when the desired state changes, when an engine event arrives, when the periodic
 //! relist timer fires, or when a retry falls due. Why a pass runs is logged, never passed to
-//! `plan`. Nothing runs before the manifest directory delivered its first complete set.
+//! `plan`. Nothing runs before every source (manifest directory, Kubernetes) delivered its first
+//! complete set.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use berth_api::ObjectKey;
 use berth_core::backoff::{Backoff, RetryBook};
+use berth_core::conditions::host_states;
+use berth_core::merge::{Conflict, Declaration, Merged, merge, targeted};
 use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Owner, Plan, plan};
 use berth_engine::{DockerEngine, Engine, Outcome, ProbeTarget, Prober, execute};
-use berth_sources::directory::DirectorySource;
+use berth_sources::directory::{DirectorySource, Snapshot};
+use berth_sources::kube::{KubeSource, KubeSourceConfig};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rand::Rng;
+use tokio::sync::watch;
 
 use crate::cli::AgentArgs;
+use crate::host::HostIdentity;
 use crate::images::{always_images, log_refresh, refresh_images};
+use crate::status::{StatusInput, StatusWriter, happenings};
 
 /// How long a restarted container must run before its CrashLoopBackOff count is forgotten
 /// (Kubernetes: 10 minutes).
@@ -77,6 +86,16 @@ impl<E: Engine> Reconciler<E> {
         desired: &DesiredState,
         busy: &BTreeSet<Owner>,
     ) -> anyhow::Result<Plan> {
+        Ok(self.prepare_observed(desired, busy).await?.1)
+    }
+
+    /// [`Reconciler::prepare`], also returning the observed state the plan was made from (with
+    /// probe results), from which the agent reports status.
+    pub async fn prepare_observed(
+        &mut self,
+        desired: &DesiredState,
+        busy: &BTreeSet<Owner>,
+    ) -> anyhow::Result<(berth_core::ObservedState, Plan)> {
         let mut observed = Engine::observe(&self.engine, &desired.instance)
             .await
             .context("observe the engine")?;
@@ -118,7 +137,7 @@ impl<E: Engine> Reconciler<E> {
                 .record_restart(a.owner.clone(), &a.hash, now, self.crash_backoff);
             tracing::info!(owner = %a.owner, restart_count = e.attempts, next_restart_not_before = ?e.not_before.saturating_duration_since(now), "{why}");
         }
-        Ok(plan)
+        Ok((observed, plan))
     }
 
     /// Records the outcomes of an executed plan: failures back off, successes clear them.
@@ -224,20 +243,215 @@ fn jittered(attempts: u32) -> Duration {
     base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
+/// Objects in force and where they come from.
+fn in_force(merged: &Merged) -> BTreeMap<ObjectKey, String> {
+    merged
+        .objects
+        .iter()
+        .map(|(k, d)| (k.clone(), d.origin.clone()))
+        .collect()
+}
+
+/// Builds a Kubernetes client: `kubeconfig` if given, else `KUBECONFIG` / `~/.kube/config`,
+/// else the in-cluster service account.
+///
+/// # Errors
+/// When no configuration can be found or read.
+pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("use kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("find a Kubernetes configuration (kubeconfig or in-cluster)")?,
+    };
+    kube::Client::try_from(config).context("build the Kubernetes client")
+}
+
 /// Runs the agent until SIGINT/SIGTERM. Containers keep running after it stops.
-pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
+pub async fn run(instance: &str, host: &HostIdentity, args: AgentArgs) -> anyhow::Result<()> {
+    let client = if args.kube {
+        Some(kube_client(args.kubeconfig.as_deref()).await?)
+    } else {
+        None
+    };
+    run_with(instance, host, args, client, shutdown_signal()?).await
+}
+
+/// The agent's sources: the manifest directory and/or the Kubernetes cluster, each publishing
+/// full sets, merged here (one set per source; an object declared by both is a conflict).
+struct Sources {
+    dir: Option<watch::Receiver<Option<Arc<Snapshot>>>>,
+    kube: Option<watch::Receiver<Option<Arc<Snapshot>>>>,
+    /// The last merge's objects, so that a conflict keeps the version applied before.
+    previous: BTreeMap<ObjectKey, Declaration>,
+    last_conflicts: Vec<Conflict>,
+}
+
+async fn changed(rx: &mut Option<watch::Receiver<Option<Arc<Snapshot>>>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+impl Sources {
+    /// True once every configured source delivered its first complete set.
+    fn ready(&self) -> bool {
+        [&self.dir, &self.kube]
+            .into_iter()
+            .flatten()
+            .all(|rx| rx.borrow().is_some())
+    }
+
+    /// Waits for a change of any source; false when a source stopped.
+    async fn changed(&mut self) -> bool {
+        tokio::select! {
+            ok = changed(&mut self.dir) => ok,
+            ok = changed(&mut self.kube) => ok,
+        }
+    }
+
+    fn current(rx: &mut Option<watch::Receiver<Option<Arc<Snapshot>>>>) -> Option<Arc<Snapshot>> {
+        rx.as_mut().and_then(|rx| rx.borrow_and_update().clone())
+    }
+
+    /// The desired state of `instance` from the sources' current sets: the merge (for status)
+    /// and its resolution, marked incomplete (no removals) when a source's set is incomplete or
+    /// an object is in conflict between sources with no version applied before.
+    fn desired(&mut self, instance: &str, host: &HostIdentity) -> (Merged, DesiredState) {
+        let mut why: Vec<String> = [&self.dir, &self.kube]
+            .into_iter()
+            .flatten()
+            .filter_map(|rx| rx.borrow().as_ref().and_then(|s| s.incomplete.clone()))
+            .collect();
+        let merged = self.merged(host);
+        let unresolved: Vec<String> = merged
+            .conflicts
+            .iter()
+            .filter(|c| !merged.objects.contains_key(&c.key))
+            .map(|c| c.key.to_string())
+            .collect();
+        if !unresolved.is_empty() {
+            why.push(format!(
+                "in conflict between sources with no version applied before: {}",
+                unresolved.join(", ")
+            ));
+        }
+        let mut desired = resolve_for(instance, merged.objects.values().map(|d| &d.manifest));
+        desired.incomplete = (!why.is_empty()).then(|| why.join("; "));
+        (merged, desired)
+    }
+
+    /// Merges the sources' current sets, keeping only objects that target this host.
+    fn merged(&mut self, host: &HostIdentity) -> Merged {
+        let dir = Self::current(&mut self.dir);
+        let kube = Self::current(&mut self.kube);
+        let declarations = [&dir, &kube]
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.objects.values().cloned());
+        let merged = merge(&self.previous, targeted(declarations, &host.labels));
+        self.previous = merged.objects.clone();
+        if merged.conflicts != self.last_conflicts {
+            for c in &merged.conflicts {
+                tracing::warn!(conflict = %c, "object declared by more than one source; neither new version applied");
+            }
+            self.last_conflicts = merged.conflicts.clone();
+        }
+        merged
+    }
+}
+
+/// [`run`] with an injected Kubernetes client (tests use a fake API server) and shutdown signal.
+///
+/// # Errors
+/// When the engine is unreachable at start, a source cannot start, or a source stops.
+pub async fn run_with(
+    instance: &str,
+    host: &HostIdentity,
+    args: AgentArgs,
+    client: Option<kube::Client>,
+    mut shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> anyhow::Result<()> {
     let engine = DockerEngine::connect().await?;
     let version = engine.version().await?;
-    tracing::info!(engine = %version, instance, manifests = %args.manifests.display(), "berth agent starting");
-    if !args.manifests.is_dir() {
-        anyhow::bail!(
-            "manifest directory {} does not exist or is not a directory",
-            args.manifests.display()
-        );
-    }
-    let mut source = DirectorySource::new(&args.manifests)
-        .watch(Duration::from_millis(args.debounce_ms), args.resync())
-        .context("watch the manifest directory")?;
+    tracing::info!(
+        engine = %version,
+        instance,
+        host = %host.name,
+        manifests = ?args.manifests,
+        kube = client.is_some(),
+        "berth agent starting"
+    );
+    let dir = match &args.manifests {
+        Some(path) => {
+            if !path.is_dir() {
+                anyhow::bail!(
+                    "manifest directory {} does not exist or is not a directory",
+                    path.display()
+                );
+            }
+            Some(
+                DirectorySource::new(path)
+                    .watch(Duration::from_millis(args.debounce_ms), args.resync())
+                    .context("watch the manifest directory")?,
+            )
+        }
+        None => None,
+    };
+    let kube = client.clone().map(|c| {
+        KubeSource::new(
+            c,
+            KubeSourceConfig {
+                namespaces: args.namespaces.clone(),
+                ..Default::default()
+            },
+        )
+        .watch()
+    });
+    let (kube_rx, kube_view) = match kube {
+        Some((rx, view)) => (Some(rx), Some(view)),
+        None => (None, None),
+    };
+    let mut sources = Sources {
+        dir,
+        kube: kube_rx,
+        previous: BTreeMap::new(),
+        last_conflicts: Vec::new(),
+    };
+    let status = match (&client, kube_view) {
+        (Some(c), Some(view)) if !args.no_status => {
+            let capacity = engine
+                .client()
+                .info()
+                .await
+                .ok()
+                .map(|i| berth_api::HostCapacity {
+                    cpu: i.ncpu.unwrap_or(0).max(0) as u32,
+                    memory_bytes: i.mem_total.unwrap_or(0).max(0) as u64,
+                });
+            let writer = StatusWriter::new(
+                c.clone(),
+                host.clone(),
+                view,
+                args.lease_namespace.clone(),
+                version.clone(),
+                capacity,
+            );
+            tracing::info!(
+                field_manager = writer.field_manager(),
+                "writing status back to the cluster"
+            );
+            Some(writer.spawn())
+        }
+        _ => None,
+    };
     let mut events = engine.events(instance);
     let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel(16);
     let prober = Prober::new(engine.client().clone(), probe_tx);
@@ -251,21 +465,16 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
             cap: Duration::from_secs(args.crash_backoff_cap_seconds),
         },
     };
-    let mut shutdown = shutdown_signal()?;
 
-    // Nothing is planned (so nothing removed) before the first complete read.
-    let first = loop {
-        if let Some(s) = source.borrow_and_update().clone() {
-            break s;
-        }
+    // Nothing is planned (so nothing removed) before every source's first complete set.
+    while !sources.ready() {
         tokio::select! {
-            r = source.changed() => r.context("manifest source stopped")?,
+            ok = sources.changed() => if !ok { anyhow::bail!("a source stopped") },
             _ = &mut shutdown => return Ok(()),
         }
-    };
-    let mut desired = resolve_for(instance, first.manifests());
-    desired.incomplete = first.incomplete.clone();
-    tracing::info!(objects = first.objects.len(), "manifest directory read");
+    }
+    let (mut merged, mut desired) = sources.desired(instance, host);
+    tracing::info!(objects = merged.objects.len(), "sources read");
 
     let mut relist = tokio::time::interval(args.resync());
     relist.tick().await;
@@ -287,8 +496,20 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
     loop {
         let started = now_instant();
         let busy_now: BTreeSet<Owner> = busy.keys().cloned().collect();
-        match rec.prepare(&desired, &busy_now).await {
-            Ok(plan) => {
+        match rec.prepare_observed(&desired, &busy_now).await {
+            Ok((observed, plan)) => {
+                if let Some(task) = &status {
+                    task.input.send_replace(StatusInput {
+                        kube: sources.kube.as_ref().and_then(|rx| rx.borrow().clone()),
+                        conflicts: merged
+                            .conflicts
+                            .iter()
+                            .map(|c| (c.key.clone(), c.to_string()))
+                            .collect(),
+                        in_force: in_force(&merged),
+                        states: host_states(&desired, &observed, &plan),
+                    });
+                }
                 // Log each (owner, reason) once when it appears, not on every pass.
                 let waiting: BTreeSet<(Owner, &'static str, String)> =
                     plan.waiting.iter().map(log_key).collect();
@@ -333,6 +554,11 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                 match done {
                     Ok((plan, outcomes, started)) => {
                         rec.record(&plan, &outcomes);
+                        if let Some(task) = &status {
+                            for h in happenings(&plan, &outcomes, &in_force(&merged)) {
+                                let _ = task.events.send(h);
+                            }
+                        }
                         let owners: BTreeSet<&Owner> = plan.actions.iter().map(|a| &a.owner).collect();
                         for o in owners {
                             if let Some(n) = busy.get_mut(o) {
@@ -357,13 +583,10 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
                 }
                 reason = "actions finished";
             }
-            r = source.changed() => {
-                if r.is_err() { anyhow::bail!("manifest source stopped"); }
-                if let Some(s) = source.borrow_and_update().clone() {
-                    desired = resolve_for(instance, s.manifests());
-                    desired.incomplete = s.incomplete.clone();
-                }
-                reason = "manifests changed";
+            ok = sources.changed() => {
+                if !ok { anyhow::bail!("a source stopped"); }
+                (merged, desired) = sources.desired(instance, host);
+                reason = "desired state changed";
             }
             ev = events.recv() => {
                 if ev.is_none() { anyhow::bail!("engine event stream stopped"); }
@@ -399,7 +622,11 @@ pub async fn run(instance: &str, args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
-fn shutdown_signal()
+/// SIGINT or SIGTERM.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub fn shutdown_signal()
 -> anyhow::Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
@@ -555,5 +782,80 @@ mod tests {
             10,
             "backoff starts again at 10 s"
         );
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+    use berth_api::{Manifest, ManifestMetadata, VolumeSpec};
+
+    fn snap(origin: &str, driver: &str) -> Arc<Snapshot> {
+        let manifest = Manifest::Volume {
+            metadata: ManifestMetadata {
+                name: "data".into(),
+                ..Default::default()
+            },
+            spec: VolumeSpec {
+                driver: Some(driver.into()),
+                ..Default::default()
+            },
+        };
+        Arc::new(Snapshot {
+            objects: [(
+                manifest.key(),
+                Declaration {
+                    manifest,
+                    origin: origin.into(),
+                },
+            )]
+            .into(),
+            ..Default::default()
+        })
+    }
+
+    /// An object declared by both the directory and the cluster is a conflict: reported, and the
+    /// version applied before stays in force; it never flips between the two.
+    #[test]
+    fn conflict_between_sources_keeps_the_previous_version() {
+        let host = HostIdentity::from_cli(Some("h"), &[]);
+        let (dir_tx, dir_rx) = watch::channel(Some(snap("data.yaml:1:1", "local")));
+        let (kube_tx, kube_rx) = watch::channel(None);
+        let mut sources = Sources {
+            dir: Some(dir_rx),
+            kube: Some(kube_rx),
+            previous: BTreeMap::new(),
+            last_conflicts: Vec::new(),
+        };
+        assert!(
+            !sources.ready(),
+            "not ready before every source delivered a set"
+        );
+        kube_tx.send_replace(Some(Arc::new(Snapshot::default())));
+        assert!(sources.ready());
+        let first = sources.merged(&host);
+        assert_eq!(first.objects.len(), 1);
+        assert!(first.conflicts.is_empty());
+
+        kube_tx.send_replace(Some(snap("kube:Volume/default/data", "nfs")));
+        dir_tx.send_replace(Some(snap("data.yaml:1:1", "other")));
+        let second = sources.merged(&host);
+        assert_eq!(second.conflicts.len(), 1);
+        assert_eq!(
+            second.conflicts[0].origins,
+            vec!["data.yaml:1:1", "kube:Volume/default/data"]
+        );
+        assert_eq!(
+            second.objects, first.objects,
+            "the version applied before stays"
+        );
+
+        kube_tx.send_replace(Some(Arc::new(Snapshot::default())));
+        let third = sources.merged(&host);
+        assert!(third.conflicts.is_empty());
+        assert!(matches!(
+            &third.objects.values().next().map(|d| &d.manifest),
+            Some(Manifest::Volume { spec, .. }) if spec.driver.as_deref() == Some("other")
+        ));
     }
 }

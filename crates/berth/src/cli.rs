@@ -21,6 +21,15 @@ pub struct Cli {
     /// split ownership). Lower-case letters, digits and '-'.
     #[arg(long, global = true, default_value = "default", env = "BERTH_INSTANCE", value_parser = parse_instance)]
     pub instance: String,
+    /// This host's name: the `Host` object's name, the key of its entries in custom resources'
+    /// `status.hosts[]`, and the `kubernetes.io/hostname` host label. Default: the system's
+    /// host name.
+    #[arg(long, global = true, env = "BERTH_NODE_NAME", value_parser = parse_node_name)]
+    pub node_name: Option<String>,
+    /// A host label `key=value` matched by `spec.hostSelector` (repeat the flag for several).
+    /// berth adds `kubernetes.io/hostname`, `kubernetes.io/os` and `kubernetes.io/arch` itself.
+    #[arg(long = "node-label", global = true, env = "BERTH_NODE_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    pub node_labels: Vec<(String, String)>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -34,6 +43,51 @@ fn parse_instance(s: &str) -> Result<String, String> {
             "expected a DNS-1123 label (lower-case letters, digits and '-'), got {s:?}"
         ))
     }
+}
+
+fn parse_node_name(s: &str) -> Result<String, String> {
+    if berth_api::validate::is_dns1123_subdomain(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "expected a DNS-1123 subdomain (lower-case letters, digits, '-' and '.'), got {s:?}"
+        ))
+    }
+}
+
+/// A Kubernetes label name or value: at most 63 of `[A-Za-z0-9-_.]`, alphanumeric at both ends.
+fn is_label_part(s: &str) -> bool {
+    s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+/// `key=value` with Kubernetes label syntax (the labels are also written to the `Host` object):
+/// key `[prefix/]name` (prefix a DNS subdomain, name non-empty), value possibly empty.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let Some((k, v)) = s.split_once('=') else {
+        return Err(format!("expected key=value, got {s:?}"));
+    };
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let key_ok = !name.is_empty()
+        && is_label_part(name)
+        && prefix.is_none_or(berth_api::validate::is_dns1123_subdomain);
+    if !key_ok {
+        return Err(format!(
+            "label key {k:?} is not a Kubernetes label key ([prefix/]name, name: 1-63 letters, digits, '-', '_', '.')"
+        ));
+    }
+    if !is_label_part(v) {
+        return Err(format!(
+            "label value {v:?} is not a Kubernetes label value (0-63 letters, digits, '-', '_', '.')"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// Log output format.
@@ -60,6 +114,18 @@ pub enum Command {
     Diff(DirArg),
     /// Decode and validate the manifests (no engine needed). Exit 0 when valid, 1 otherwise.
     Validate(DirArg),
+    /// Print the CustomResourceDefinitions of berth's kinds (Container, Network, Volume, Host)
+    /// as YAML, generated from the same types that decode manifests.
+    Crd(CrdArgs),
+}
+
+/// `berth crd`.
+#[derive(Args, Debug)]
+pub struct CrdArgs {
+    /// Write one file per CRD into this directory instead of printing them
+    /// (`berth crd --write manifests/crds`).
+    #[arg(long)]
+    pub write: Option<PathBuf>,
 }
 
 /// A manifest directory argument.
@@ -80,11 +146,35 @@ pub struct ApplyArgs {
 }
 
 /// `berth agent`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// Manifest directory to watch.
-    #[arg(long, env = "BERTH_MANIFESTS")]
-    pub manifests: PathBuf,
+    /// Manifest directory to watch. At least one of `--manifests` and `--kube` is needed; with
+    /// both, an object declared by both is a conflict (reported; the version applied before
+    /// stays in force).
+    #[arg(long, env = "BERTH_MANIFESTS", required_unless_present = "kube")]
+    pub manifests: Option<PathBuf>,
+    /// Watch berth custom resources in a Kubernetes cluster. The client configuration comes
+    /// from `--kubeconfig`, else `KUBECONFIG` / `~/.kube/config`, else the in-cluster service
+    /// account.
+    #[arg(long, env = "BERTH_KUBE")]
+    pub kube: bool,
+    /// Kubeconfig file for `--kube` (default: `KUBECONFIG`, `~/.kube/config`, in-cluster).
+    #[arg(long, env = "BERTH_KUBECONFIG", requires = "kube")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace to watch with `--kube` (repeat, or comma-separate, for several); default: all.
+    #[arg(
+        long = "namespace",
+        env = "BERTH_NAMESPACES",
+        value_delimiter = ',',
+        requires = "kube"
+    )]
+    pub namespaces: Vec<String>,
+    /// Namespace of this host's heartbeat Lease (`coordination.k8s.io/v1`, named like the host).
+    #[arg(long, env = "BERTH_LEASE_NAMESPACE", default_value = "berth-system")]
+    pub lease_namespace: String,
+    /// Do not write status, `Host`, Lease or Events back to the cluster (read-only agent).
+    #[arg(long)]
+    pub no_status: bool,
     /// Engine actions run at once.
     #[arg(long, default_value_t = 8)]
     pub parallelism: usize,
@@ -118,5 +208,26 @@ impl AgentArgs {
     /// `--resync-seconds` as a duration (at least one second).
     pub fn resync(&self) -> Duration {
         Duration::from_secs(self.resync_seconds.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_labels_follow_kubernetes_syntax() {
+        assert_eq!(parse_label("zone=eu-1"), Ok(("zone".into(), "eu-1".into())));
+        assert!(parse_label("topology.kubernetes.io/zone=eu").is_ok());
+        assert!(parse_label("gpu=").is_ok());
+        for bad in [
+            "zone",
+            "=x",
+            "Bad Key=x",
+            "zone=has space",
+            "UPPER.example/x=1",
+        ] {
+            assert!(parse_label(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,8 +7,11 @@
 
 pub mod agent;
 pub mod cli;
+pub mod crd;
+pub mod host;
 pub mod images;
 pub mod report;
+pub mod status;
 
 use std::process::ExitCode;
 
@@ -16,9 +19,31 @@ use clap::Parser;
 
 use cli::{Cli, Command, LogFormat};
 
+/// Crates whose debug output carries raw engine or API responses — container environments,
+/// Secret data — and so is capped at `info` unless `RUST_LOG` names them explicitly.
+const RAW_RESPONSE_LOGGERS: [&str; 4] = ["bollard", "hyper", "kube_client", "tower"];
+
+/// The log filter: `RUST_LOG` if set (else `default`), with the crates of
+/// [`RAW_RESPONSE_LOGGERS`] capped at `info` unless named in it, so that a debug log never
+/// shows a Secret value.
+pub fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_string());
+    let mut spec = if spec.trim().is_empty() {
+        default.to_string()
+    } else {
+        spec
+    };
+    for krate in RAW_RESPONSE_LOGGERS {
+        if !spec.contains(krate) {
+            spec.push_str(&format!(",{krate}=info"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
 fn init_logging(format: LogFormat, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = log_filter(default);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -56,13 +81,21 @@ pub async fn run(cli: Cli) -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, default_level);
+    let host = host::HostIdentity::from_cli(cli.node_name.as_deref(), &cli.node_labels);
     let result = match cli.command {
-        Command::Agent(args) => agent::run(&cli.instance, args)
+        Command::Agent(args) => agent::run(&cli.instance, &host, args)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Apply(args) => report::apply(&cli.instance, args).await,
-        Command::Diff(args) => report::diff(&cli.instance, args).await,
+        Command::Apply(args) => report::apply(&cli.instance, &host, args).await,
+        Command::Diff(args) => report::diff(&cli.instance, &host, args).await,
         Command::Validate(args) => Ok(report::validate(&args.dir)),
+        Command::Crd(args) => match args.write {
+            Some(dir) => crd::write_dir(&dir).map(|()| ExitCode::SUCCESS),
+            None => crd::all_yaml().map(|y| {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }),
+        },
     };
     match result {
         Ok(code) => code,

@@ -11,8 +11,11 @@ use berth_core::{DesiredState, Plan, plan};
 use berth_engine::{DockerEngine, ImageRefresh};
 use berth_sources::directory::{DirectorySource, Snapshot};
 
+use berth_core::merge::targeted;
+
 use crate::agent::Reconciler;
 use crate::cli::{ApplyArgs, DirArg, EXIT_ERROR};
+use crate::host::HostIdentity;
 use crate::images;
 
 /// Reasons that make `apply` fail: the object cannot converge until the input changes.
@@ -27,6 +30,7 @@ const BLOCKING: [&str; 4] = [
 /// for a one-shot command, and applying a partial set would remove the broken file's objects).
 fn read_strict(
     instance: &str,
+    host: &HostIdentity,
     dir: &Path,
 ) -> anyhow::Result<Result<(Snapshot, DesiredState), ExitCode>> {
     let snap = DirectorySource::new(dir).scan()?;
@@ -35,7 +39,9 @@ fn read_strict(
         eprintln!("nothing was changed: fix the manifests first");
         return Ok(Err(ExitCode::from(EXIT_ERROR)));
     }
-    let desired = resolve_for(instance, snap.manifests());
+    // Objects whose hostSelector targets other hosts are not this host's business.
+    let mine = targeted(snap.objects.values().cloned(), &host.labels);
+    let desired = resolve_for(instance, mine.iter().map(|d| &d.manifest));
     Ok(Ok((snap, desired)))
 }
 
@@ -61,8 +67,12 @@ fn print_waiting(w: &[Waiting]) {
 }
 
 /// `berth apply DIR`.
-pub async fn apply(instance: &str, args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let (_snap, desired) = match read_strict(instance, &args.dir)? {
+pub async fn apply(
+    instance: &str,
+    host: &HostIdentity,
+    args: ApplyArgs,
+) -> anyhow::Result<ExitCode> {
+    let (_snap, desired) = match read_strict(instance, host, &args.dir)? {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
@@ -136,8 +146,8 @@ pub async fn apply(instance: &str, args: ApplyArgs) -> anyhow::Result<ExitCode> 
 }
 
 /// `berth diff DIR`.
-pub async fn diff(instance: &str, args: DirArg) -> anyhow::Result<ExitCode> {
-    let (_snap, desired) = match read_strict(instance, &args.dir)? {
+pub async fn diff(instance: &str, host: &HostIdentity, args: DirArg) -> anyhow::Result<ExitCode> {
+    let (_snap, desired) = match read_strict(instance, host, &args.dir)? {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
