@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use berth_api::ObjectKey;
 use berth_core::merge::{Conflict, Declaration, merge};
-use notify_debouncer_mini::new_debouncer;
-use notify_debouncer_mini::notify::RecursiveMode;
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::decode::{DecodeError, Located, decode};
@@ -211,61 +210,67 @@ impl DirectorySource {
         let (tx, rx) = watch::channel(None);
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<()>();
         let root = self.root.clone();
-        let watch_err = |e: notify_debouncer_mini::notify::Error| SourceError::Watch {
+        let watch_err = |e: notify::Error| SourceError::Watch {
             path: root.clone(),
             message: e.to_string(),
         };
-        let mut debouncer = new_debouncer(
-            debounce,
-            move |res: notify_debouncer_mini::DebounceEventResult| {
-                // Errors (e.g. a queue overflow) also just trigger a full rescan.
-                let relevant = match res {
-                    Ok(events) => events.iter().any(|e| relevant_path(&e.path)),
-                    Err(_) => true,
-                };
-                if relevant {
-                    let _ = ev_tx.send(());
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Reads (our own scans open every file) are not changes; errors (e.g. a queue
+            // overflow) just trigger a full rescan.
+            let relevant = match res {
+                Ok(ev) => {
+                    ev.need_rescan()
+                        || (!matches!(ev.kind, EventKind::Access(_))
+                            && ev.paths.iter().any(|p| relevant_path(p)))
                 }
-            },
-        )
+                Err(_) => true,
+            };
+            if relevant {
+                let _ = ev_tx.send(());
+            }
+        })
         .map_err(watch_err)?;
-        debouncer
-            .watcher()
+        watcher
             .watch(&self.root, RecursiveMode::Recursive)
             .map_err(watch_err)?;
-        let publish = move |source: &mut DirectorySource,
-                            tx: &watch::Sender<Option<Arc<Snapshot>>>| {
-            match source.scan() {
-                Ok(snap) => {
-                    for e in &snap.errors {
-                        tracing::warn!(error = %e, "manifest file rejected; its last-known-good objects stay in force");
-                    }
-                    for c in &snap.conflicts {
-                        tracing::warn!(conflict = %c, "conflicting declarations; neither new version applied");
-                    }
-                    tx.send_if_modified(|cur| {
-                        if cur.as_deref() == Some(&snap) {
-                            false
-                        } else {
-                            *cur = Some(Arc::new(snap));
-                            true
+        let mut reported: Vec<DecodeError> = Vec::new();
+        let mut publish =
+            move |source: &mut DirectorySource, tx: &watch::Sender<Option<Arc<Snapshot>>>| {
+                match source.scan() {
+                    Ok(snap) => {
+                        // Each error once, not on every rescan.
+                        for e in snap.errors.iter().filter(|e| !reported.contains(e)) {
+                            tracing::warn!(error = %e, "manifest file rejected; its last-known-good objects stay in force");
                         }
-                    });
+                        reported = snap.errors.clone();
+                        for c in &snap.conflicts {
+                            tracing::warn!(conflict = %c, "conflicting declarations; neither new version applied");
+                        }
+                        tx.send_if_modified(|cur| {
+                            if cur.as_deref() == Some(&snap) {
+                                false
+                            } else {
+                                *cur = Some(Arc::new(snap));
+                                true
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "manifest directory scan failed; keeping the last complete set")
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "manifest directory scan failed; keeping the last complete set")
-                }
-            }
-        };
+            };
         publish(&mut self, &tx);
         tokio::spawn(async move {
-            let _debouncer = debouncer; // dropped (and the watch stopped) when this task ends
+            let _watcher = watcher; // dropped (and the watch stopped) when this task ends
             let mut tick = tokio::time::interval(resync);
             tick.tick().await;
             loop {
                 tokio::select! {
                     ev = ev_rx.recv() => {
                         if ev.is_none() { break; }
+                        // Debounce: let a burst of writes (an editor's save) finish first.
+                        tokio::time::sleep(debounce).await;
                         while ev_rx.try_recv().is_ok() {}
                         tracing::debug!("manifest directory changed; rescanning");
                     }
