@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+pub use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,21 @@ pub struct ContainerSpec {
     /// index (0-based).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
+    /// How a spec change replaces running replicas (Kubernetes Deployment's `strategy`);
+    /// default `RollingUpdate` with Kubernetes' 25 % / 25 %. Not part of the spec hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_strategy: Option<UpdateStrategy>,
+    /// Seconds a new replica must be ready (running, and passing its health check and readiness
+    /// probe if it has them) before it counts as available and the rolling update moves on;
+    /// default 0 (Kubernetes Deployment's `minReadySeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ready_seconds: Option<u32>,
+    /// Seconds a rolling update may go without progress (one more new replica available) before
+    /// berth rolls it back to the containers that ran before; default 600 (Kubernetes
+    /// Deployment's `progressDeadlineSeconds`, where Kubernetes only reports, berth also rolls
+    /// back). Must be greater than `minReadySeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_seconds: Option<u32>,
     /// Fixed engine container name; only allowed with `replicas` ≤ 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
@@ -513,6 +529,75 @@ impl File {
                 }
                 u32::from_str_radix(digits, 8).ok().filter(|v| *v <= 0o7777)
             }
+        }
+    }
+}
+
+/// How a spec change replaces running replicas: same shape and meaning as Kubernetes
+/// Deployment's `strategy`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateStrategy {
+    /// `RollingUpdate` (default) or `Recreate`.
+    #[serde(default, rename = "type")]
+    pub type_: UpdateStrategyType,
+    /// Bounds of a rolling update; only with `type: RollingUpdate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_update: Option<RollingUpdate>,
+}
+
+/// Update strategy type (Kubernetes Deployment's `strategy.type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum UpdateStrategyType {
+    /// Replace replicas a few at a time, keeping at least `replicas - maxUnavailable` available.
+    #[default]
+    RollingUpdate,
+    /// Stop every old replica, then create every new one (a gap in service; never two versions
+    /// at once).
+    Recreate,
+}
+
+/// Bounds of a rolling update (Kubernetes Deployment's `strategy.rollingUpdate`). Each is a
+/// number of replicas or a percentage of `replicas` written `"25%"`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollingUpdate {
+    /// Replicas that may be unavailable during the update; a percentage rounds down; default
+    /// `25%`. When both this and `maxSurge` come to 0, 1 is used (as Kubernetes does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+    /// Extra replicas that may run during the update; a percentage rounds up; default `25%`,
+    /// but 0 for a container that publishes a fixed `hostPort` (two copies cannot bind it) or
+    /// mounts a volume or host path read-write (two copies of a database on one data directory
+    /// corrupt it). Above 0, the update is start-first: each new replica starts and becomes
+    /// available before an old one stops. At 0 it is stop-first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<IntOrString>,
+}
+
+/// An absolute number or a percentage of `total`, as Kubernetes scales `IntOrString`
+/// (`"25%"` of 3 is 0.75: 1 rounding up, 0 rounding down).
+///
+/// # Errors
+/// A negative number, or a string that is not `<0-100>%`.
+pub fn scaled_int_or_percent(v: &IntOrString, total: u32, round_up: bool) -> Result<u32, String> {
+    match v {
+        IntOrString::Int(n) if *n >= 0 => Ok(*n as u32),
+        IntOrString::Int(n) => Err(format!("expected 0 or more, got {n}")),
+        IntOrString::String(s) => {
+            let pct = s
+                .strip_suffix('%')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n <= 100)
+                .ok_or_else(|| {
+                    format!("expected a number or a percentage like \"25%\", got {s:?}")
+                })?;
+            let scaled = u64::from(pct) * u64::from(total);
+            Ok(if round_up {
+                scaled.div_ceil(100)
+            } else {
+                scaled / 100
+            } as u32)
         }
     }
 }

@@ -36,6 +36,49 @@ impl Errors {
     }
 }
 
+/// `updateStrategy`, `minReadySeconds` and `progressDeadlineSeconds` (Kubernetes Deployment's
+/// rules).
+fn check_update_strategy(e: &mut Errors, spec: &ContainerSpec) {
+    if let Some(us) = &spec.update_strategy
+        && let Some(ru) = &us.rolling_update
+    {
+        if us.type_ == crate::UpdateStrategyType::Recreate {
+            e.push(
+                "spec.updateStrategy.rollingUpdate",
+                "allowed only with type RollingUpdate",
+            );
+        }
+        let mut zero = 0;
+        for (field, v) in [
+            ("maxUnavailable", &ru.max_unavailable),
+            ("maxSurge", &ru.max_surge),
+        ] {
+            let Some(v) = v else { continue };
+            match crate::scaled_int_or_percent(v, 100, false) {
+                Ok(0) => zero += 1,
+                Ok(_) => {}
+                Err(why) => e.push(format!("spec.updateStrategy.rollingUpdate.{field}"), why),
+            }
+        }
+        if zero == 2 {
+            e.push(
+                "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                "may not be 0 when maxSurge is 0 (the update could never make progress)",
+            );
+        }
+    }
+    if let (Some(deadline), min_ready) = (
+        spec.progress_deadline_seconds,
+        spec.min_ready_seconds.unwrap_or(0),
+    ) && deadline <= min_ready
+    {
+        e.push(
+            "spec.progressDeadlineSeconds",
+            format!("expected more than minReadySeconds ({min_ready}), got {deadline}"),
+        );
+    }
+}
+
 /// True for a DNS-1123 label: 1–63 of `[a-z0-9-]`, starting and ending alphanumeric.
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
@@ -221,6 +264,7 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
             ),
         );
     }
+    check_update_strategy(&mut e, spec);
     for (i, secret) in spec.image_pull_secrets.iter().enumerate() {
         if !secret.file.starts_with('/') {
             e.push(

@@ -66,10 +66,13 @@ pub struct RetryEntry {
     pub last_error: Option<String>,
 }
 
-/// Retry state of every owner.
+/// Retry state of every owner, and the progress of rolling updates.
 #[derive(Clone, Debug, Default)]
 pub struct RetryBook {
     entries: BTreeMap<Owner, RetryEntry>,
+    /// Rolling-update progress and readiness times; updated by
+    /// [`RolloutBook::observe`](crate::rollout::RolloutBook::observe) before each plan.
+    pub rollouts: crate::rollout::RolloutBook,
 }
 
 impl RetryBook {
@@ -173,11 +176,15 @@ impl RetryBook {
         self.entries.iter()
     }
 
-    /// Earliest `not_before` after `now`: when the next retry falls due.
+    /// Earliest `not_before` after `now`, or rolling-update time ([`RolloutBook::next_due`]):
+    /// when the next pass falls due.
+    ///
+    /// [`RolloutBook::next_due`]: crate::rollout::RolloutBook::next_due
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
         self.entries
             .values()
             .map(|e| e.not_before)
+            .chain(self.rollouts.next_due(now))
             .filter(|t| *t > now)
             .min()
     }

@@ -12,7 +12,7 @@ use crate::observed::{ObservedState, RunState};
 use crate::plan::Plan;
 
 /// Waiting reasons that make an object `Degraded` (it cannot converge until something changes).
-pub const DEGRADED_REASONS: [&str; 8] = [
+pub const DEGRADED_REASONS: [&str; 9] = [
     "BackOff",
     "CrashLoopBackOff",
     "Unhealthy",
@@ -21,6 +21,7 @@ pub const DEGRADED_REASONS: [&str; 8] = [
     "DependencyBlocked",
     "NetworkInUse",
     "VolumeSpecChanged",
+    "RolledBack",
 ];
 
 /// This host's view of one object, before it gets a generation and a transition time.
@@ -112,6 +113,16 @@ pub fn host_states(
         }
     }
     for w in &plan.waiting {
+        if w.reason == "RollingUpdate" {
+            if let Some(s) = out.get_mut(&w.owner.key)
+                && s.state != HostObjectState::Degraded
+            {
+                s.state = HostObjectState::Progressing;
+                s.reason = "RollingUpdate".into();
+                s.message = w.message.clone();
+            }
+            continue;
+        }
         if !DEGRADED_REASONS.contains(&w.reason) {
             continue;
         }

@@ -143,10 +143,42 @@ pub struct DesiredContainer {
     pub network_target: Option<ObjectKey>,
     /// Probes run by the agent (not hashed: changing a probe does not recreate the container).
     pub probes: Probes,
+    /// How a spec change replaces the replicas (not hashed).
+    pub rollout: RolloutConfig,
     /// Resolved engine configuration; hashed.
     pub config: ContainerConfig,
     /// Versioned hash of `config`.
     pub hash: String,
+}
+
+/// How a spec change replaces the replicas of one `Container`, with the bounds already scaled
+/// to the replica count (Kubernetes Deployment semantics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolloutConfig {
+    /// `Recreate`: stop every old replica, then create every new one.
+    pub recreate: bool,
+    /// Extra replicas allowed during the update; above 0 the update is start-first.
+    pub max_surge: u32,
+    /// Replicas that may be unavailable during the update (at least 1 when `max_surge` is 0).
+    pub max_unavailable: u32,
+    /// How long a new replica must be ready before it counts as available.
+    pub min_ready: std::time::Duration,
+    /// How long the update may go without progress before it is rolled back.
+    pub progress_deadline: std::time::Duration,
+}
+
+impl Default for RolloutConfig {
+    /// A one-replica rolling update, start-first (Kubernetes' 25 % / 25 % of 1: surge 1,
+    /// unavailable 0), no `minReadySeconds`, 600 s deadline.
+    fn default() -> Self {
+        RolloutConfig {
+            recreate: false,
+            max_surge: 1,
+            max_unavailable: 0,
+            min_ready: std::time::Duration::ZERO,
+            progress_deadline: std::time::Duration::from_secs(600),
+        }
+    }
 }
 
 /// Engine configuration of a container: the explicit allowlist of fields whose change recreates

@@ -57,6 +57,18 @@ pub fn container_name(key: &ObjectKey, replica: u32, fixed: Option<&str>) -> Str
     }
 }
 
+/// Engine name of a replica's surge container during a start-first rolling update
+/// (`<name>_next`); renamed to `name` once the old container stopped.
+pub fn surge_name(name: &str) -> String {
+    format!("{name}_next")
+}
+
+/// Engine name of a replica's previous container during a rolling update (`<name>_prev`):
+/// stopped, kept as the rollback target until the update completes.
+pub fn previous_name(name: &str) -> String {
+    format!("{name}_prev")
+}
+
 /// The berth labels for an object (without the user's own labels).
 pub fn object_labels(
     instance: &str,

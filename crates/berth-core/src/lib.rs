@@ -17,6 +17,7 @@ pub mod merge;
 pub mod observed;
 pub mod plan;
 pub mod resolve;
+pub mod rollout;
 
 pub use desired::{DesiredContainer, DesiredNetwork, DesiredState, DesiredVolume, Owner};
 pub use observed::{ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, RunState};

@@ -123,6 +123,19 @@ impl ObservedContainer {
             && ready.is_none_or(|r| r)
     }
 
+    /// True when the container may receive traffic, as a Kubernetes Pod's `Ready` condition:
+    /// running, not failing, its engine health check (if any) healthy, its startup probe (if
+    /// any) passed and its readiness probe (if any) passing. Without checks: running.
+    pub fn ready(&self) -> bool {
+        self.state == RunState::Running
+            && !self.failing()
+            && self.health.is_none_or(|h| h == Health::Healthy)
+            && self
+                .probe
+                .as_ref()
+                .is_none_or(|p| p.started && p.ready != Some(false))
+    }
+
     /// True when the engine health check or the liveness/startup probe says restart.
     pub fn failing(&self) -> bool {
         self.health == Some(Health::Unhealthy) || self.probe.as_ref().is_some_and(|p| !p.live)

@@ -92,6 +92,25 @@ pub enum Action {
         /// Seconds between the stop signal and SIGKILL.
         stop_timeout: u32,
     },
+    /// Stop a container (graceful, `stop_timeout` seconds) and keep it; a no-op when it is not
+    /// running.
+    StopContainer {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+        /// Seconds between the stop signal and SIGKILL.
+        stop_timeout: u32,
+    },
+    /// Rename a container (rolling updates: `_next` → replica name, replica name → `_prev`).
+    RenameContainer {
+        /// Engine ID.
+        id: String,
+        /// Current engine name.
+        from: String,
+        /// New engine name.
+        to: String,
+    },
     /// Start a container.
     StartContainer {
         /// Engine name.
@@ -117,6 +136,10 @@ impl std::fmt::Display for Action {
             }
             Action::RestartContainer { name, .. } => {
                 write!(f, "restart unhealthy container {name}")
+            }
+            Action::StopContainer { name, .. } => write!(f, "stop container {name}"),
+            Action::RenameContainer { from, to, .. } => {
+                write!(f, "rename container {from} to {to}")
             }
             Action::StartContainer {
                 name,
@@ -509,11 +532,20 @@ pub fn plan(
                 None => blocked = Some(format!("volume {vk} is not declared")),
             }
         }
-        for r in 0..dc.replicas {
+        let slots: Vec<Slot> = (0..dc.replicas)
+            .map(|r| Slot::of(key, r, dc, &by_replica))
+            .collect();
+        let steps = rollout_steps(key, dc, &slots, retries, now);
+        let mut object_stops: Vec<usize> = Vec::new();
+        let mut object_creates: Vec<usize> = Vec::new();
+        // Surge creates wait for the old containers this plan stops, so that no more than
+        // `replicas + maxSurge` containers ever run.
+        let mut surges: Vec<usize> = Vec::new();
+        for (slot, sp) in slots.iter().zip(steps) {
+            let r = slot.replica;
             let owner = Owner::replica(key.clone(), r);
-            let name = labels::container_name(key, r, dc.container_name.as_deref());
-            let candidates = by_replica.get(&(key, r)).cloned().unwrap_or_default();
-            for c in &candidates {
+            let name = slot.name.clone();
+            for c in slot.all() {
                 claimed.insert(c.id.as_str());
             }
             if let Some(why) = &blocked {
@@ -539,11 +571,9 @@ pub fn plan(
                 );
                 continue;
             }
-            let (current, extras): (Vec<&ObservedContainer>, Vec<&ObservedContainer>) =
-                candidates.iter().partition(|c| c.name == name);
-            let current = current.first().copied();
+            let current = slot.canon;
             let mut extra_removals = Vec::new();
-            for x in &extras {
+            for x in &slot.extras {
                 let a = p.push(
                     &owner,
                     &dc.hash,
@@ -558,7 +588,275 @@ pub fn plan(
                 removing.insert(x.id.as_str(), a);
                 extra_removals.push(a);
             }
+            let mut prev_removal = None;
+            for (drop, c, why) in [
+                (sp.drop_next, slot.next, "surge container no longer needed"),
+                (
+                    sp.drop_prev,
+                    slot.prev,
+                    "rolling update done: previous container no longer needed",
+                ),
+            ] {
+                if let (true, Some(c)) = (drop, c) {
+                    let a = p.push(
+                        &owner,
+                        &dc.hash,
+                        why,
+                        Action::RemoveContainer {
+                            id: c.id.clone(),
+                            name: c.name.clone(),
+                            stop_timeout: dc.config.stop_timeout(),
+                        },
+                        vec![],
+                    );
+                    removing.insert(c.id.as_str(), a);
+                    if c.name == labels::previous_name(&name) {
+                        prev_removal = Some(a);
+                    }
+                }
+            }
+            let rolling = match &sp.step {
+                Step::Normal | Step::KeepOld => None,
+                other => Some(other),
+            };
+            if let Some(step) = rolling {
+                if matches!(step, Step::Surge | Step::StopFirst)
+                    && let Some(why) = dependency_gate(dc, desired, &by_replica, &changing)
+                {
+                    p.wait(&owner, "WaitingForDependency", why, None);
+                    continue;
+                }
+                match step {
+                    Step::Hold(msg) => p.wait(&owner, "RollingUpdate", msg.clone(), None),
+                    Step::WaitNext(msg) => {
+                        let Some(x) = slot.next else { continue };
+                        let crash =
+                            entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now);
+                        match x.state {
+                            RunState::Created => {
+                                p.push(
+                                    &owner,
+                                    &dc.hash,
+                                    "surge container created but never started",
+                                    Action::StartContainer {
+                                        name: x.name.clone(),
+                                        restart: false,
+                                    },
+                                    vec![],
+                                );
+                            }
+                            RunState::Exited if restart_wanted(dc.restart_policy, x) => match crash {
+                                Some(e) => p.wait(
+                                    &owner,
+                                    "CrashLoopBackOff",
+                                    format!(
+                                        "new container {} exited with code {}; restart {} delayed",
+                                        x.name,
+                                        x.exit_code.unwrap_or(-1),
+                                        e.attempts + 1
+                                    ),
+                                    Some(e.not_before),
+                                ),
+                                None => {
+                                    p.push(
+                                        &owner,
+                                        &dc.hash,
+                                        format!(
+                                            "new container exited with code {}, restartPolicy {:?}",
+                                            x.exit_code.unwrap_or(-1),
+                                            dc.restart_policy
+                                        ),
+                                        Action::StartContainer {
+                                            name: x.name.clone(),
+                                            restart: true,
+                                        },
+                                        vec![],
+                                    );
+                                }
+                            },
+                            RunState::Running if x.failing() => match crash {
+                                Some(e) => p.wait(
+                                    &owner,
+                                    "Unhealthy",
+                                    format!(
+                                        "new container {} failing; restart {} delayed (CrashLoopBackOff)",
+                                        x.name,
+                                        e.attempts + 1
+                                    ),
+                                    Some(e.not_before),
+                                ),
+                                None => {
+                                    p.push(
+                                        &owner,
+                                        &dc.hash,
+                                        "new container failing its health check or liveness probe",
+                                        Action::RestartContainer {
+                                            id: x.id.clone(),
+                                            name: x.name.clone(),
+                                            stop_timeout: dc.config.stop_timeout(),
+                                        },
+                                        vec![],
+                                    );
+                                }
+                            },
+                            _ => p.wait(&owner, "RollingUpdate", msg.clone(), None),
+                        }
+                    }
+                    Step::Promote => {
+                        let Some(x) = slot.next else { continue };
+                        let mut after = extra_removals.clone();
+                        if let Some(c) = current {
+                            let (stop, ren) = retire(
+                                &mut p,
+                                &mut removing,
+                                &mut prev_removal,
+                                slot,
+                                &owner,
+                                dc,
+                                c,
+                                format!("rolling update: new container {} is available", x.name),
+                                vec![],
+                            );
+                            object_stops.push(stop);
+                            after.push(ren);
+                        }
+                        p.push(
+                            &owner,
+                            &dc.hash,
+                            "rolling update: the new container takes the replica's name",
+                            Action::RenameContainer {
+                                id: x.id.clone(),
+                                from: x.name.clone(),
+                                to: name.clone(),
+                            },
+                            after,
+                        );
+                    }
+                    Step::RollBack => {
+                        let mut after = extra_removals.clone();
+                        if let Some(c) = current {
+                            let rm = p.push(
+                                &owner,
+                                &dc.hash,
+                                "rolling update rolled back: remove the new container",
+                                Action::RemoveContainer {
+                                    id: c.id.clone(),
+                                    name: c.name.clone(),
+                                    stop_timeout: dc.config.stop_timeout(),
+                                },
+                                vec![],
+                            );
+                            removing.insert(c.id.as_str(), rm);
+                            after.push(rm);
+                        }
+                        if let Some(pv) = slot.prev {
+                            let ren = p.push(
+                                &owner,
+                                &dc.hash,
+                                "rolling update rolled back: restore the previous container",
+                                Action::RenameContainer {
+                                    id: pv.id.clone(),
+                                    from: pv.name.clone(),
+                                    to: name.clone(),
+                                },
+                                after,
+                            );
+                            p.push(
+                                &owner,
+                                &dc.hash,
+                                "rolling update rolled back: start the previous container",
+                                Action::StartContainer {
+                                    name: name.clone(),
+                                    restart: false,
+                                },
+                                vec![ren],
+                            );
+                        }
+                    }
+                    Step::Surge | Step::StopFirst => {
+                        let img = ensure_image(&mut p, &mut images, &owner, dc);
+                        let mut create_after = deps.clone();
+                        create_after.push(img);
+                        create_after.extend(&extra_removals);
+                        let target = if matches!(step, Step::Surge) {
+                            labels::surge_name(&name)
+                        } else {
+                            if let Some(c) = current {
+                                let (stop, ren) = retire(
+                                    &mut p,
+                                    &mut removing,
+                                    &mut prev_removal,
+                                    slot,
+                                    &owner,
+                                    dc,
+                                    c,
+                                    "rolling update: stop-first".into(),
+                                    vec![img],
+                                );
+                                object_stops.push(stop);
+                                create_after.push(ren);
+                            }
+                            name.clone()
+                        };
+                        let why = if matches!(step, Step::Surge) {
+                            "rolling update (start-first): spec changed"
+                        } else {
+                            "rolling update (stop-first): spec changed"
+                        };
+                        let create = p.push(
+                            &owner,
+                            &dc.hash,
+                            why,
+                            Action::CreateContainer {
+                                name: target.clone(),
+                                config: Box::new(dc.config.clone()),
+                                labels: merged_labels(
+                                    &desired.instance,
+                                    key,
+                                    Some(r),
+                                    &dc.hash,
+                                    &dc.config.labels,
+                                ),
+                            },
+                            create_after,
+                        );
+                        if matches!(step, Step::Surge) {
+                            surges.push(create);
+                        } else {
+                            object_creates.push(create);
+                        }
+                        if dc.config.ports.iter().any(|pc| pc.host_port.is_some()) {
+                            publishing.push(create);
+                        }
+                        p.push(
+                            &owner,
+                            &dc.hash,
+                            "start after create",
+                            Action::StartContainer {
+                                name: target,
+                                restart: false,
+                            },
+                            vec![create],
+                        );
+                    }
+                    Step::Normal | Step::KeepOld => {}
+                }
+                continue;
+            }
+            if let Step::KeepOld = sp.step {
+                p.wait(
+                    &owner,
+                    "RolledBack",
+                    format!(
+                        "the update to spec {} made no new replica available within progressDeadlineSeconds ({} s) and was rolled back; this replica keeps its previous spec until the spec changes",
+                        dc.hash,
+                        dc.rollout.progress_deadline.as_secs()
+                    ),
+                    None,
+                );
+            }
             let recreate = match current {
+                Some(_) if sp.step == Step::KeepOld => None,
                 None => Some("container missing".to_string()),
                 Some(c) if c.hash.as_deref() != Some(dc.hash.as_str()) => {
                     Some("spec changed".to_string())
@@ -584,29 +882,7 @@ pub fn plan(
             }
             match (recreate, current) {
                 (Some(reason), current) => {
-                    let img_key = (
-                        dc.config.image.clone(),
-                        dc.pull_policy,
-                        dc.image_pull_secrets.as_slice(),
-                    );
-                    let img = match images.get(&img_key) {
-                        Some(a) => *a,
-                        None => {
-                            let a = p.push(
-                                &owner,
-                                &dc.hash,
-                                "image needed for create",
-                                Action::EnsureImage {
-                                    image: dc.config.image.clone(),
-                                    policy: dc.pull_policy,
-                                    pull_secrets: dc.image_pull_secrets.clone(),
-                                },
-                                vec![],
-                            );
-                            images.insert(img_key, a);
-                            a
-                        }
-                    };
+                    let img = ensure_image(&mut p, &mut images, &owner, dc);
                     let mut create_after = deps.clone();
                     create_after.push(img);
                     create_after.extend(&extra_removals);
@@ -642,6 +918,7 @@ pub fn plan(
                         },
                         create_after,
                     );
+                    object_creates.push(create);
                     if dc.config.ports.iter().any(|pc| pc.host_port.is_some()) {
                         publishing.push(create);
                     }
@@ -725,6 +1002,14 @@ pub fn plan(
                 }
                 (None, _) => {}
             }
+        }
+        if dc.rollout.recreate {
+            for c in &object_creates {
+                p.actions[*c].after.extend(&object_stops);
+            }
+        }
+        for c in &surges {
+            p.actions[*c].after.extend(&object_stops);
         }
         if p.actions.len() > actions_before {
             changing.insert(key);
@@ -840,6 +1125,283 @@ pub fn plan(
 
     reorder(&mut p);
     p
+}
+
+/// The engine containers of one replica: its container (`name`), and during a rolling update
+/// its surge container (`<name>_next`) and previous container (`<name>_prev`).
+struct Slot<'a> {
+    replica: u32,
+    name: String,
+    canon: Option<&'a ObservedContainer>,
+    next: Option<&'a ObservedContainer>,
+    prev: Option<&'a ObservedContainer>,
+    /// Containers labelled with this replica under any other name (a renamed object's, say).
+    extras: Vec<&'a ObservedContainer>,
+}
+
+impl<'a> Slot<'a> {
+    fn of<'k>(
+        key: &'k ObjectKey,
+        replica: u32,
+        dc: &crate::desired::DesiredContainer,
+        by_replica: &BTreeMap<(&'k ObjectKey, u32), Vec<&'a ObservedContainer>>,
+    ) -> Slot<'a> {
+        let name = labels::container_name(key, replica, dc.container_name.as_deref());
+        let (surge, prev) = (labels::surge_name(&name), labels::previous_name(&name));
+        let mut s = Slot {
+            replica,
+            name,
+            canon: None,
+            next: None,
+            prev: None,
+            extras: Vec::new(),
+        };
+        for c in by_replica.get(&(key, replica)).into_iter().flatten() {
+            let place = if c.name == s.name {
+                &mut s.canon
+            } else if c.name == surge {
+                &mut s.next
+            } else if c.name == prev {
+                &mut s.prev
+            } else {
+                s.extras.push(c);
+                continue;
+            };
+            if place.is_none() {
+                *place = Some(c);
+            } else {
+                s.extras.push(c);
+            }
+        }
+        s
+    }
+
+    fn all(&self) -> impl Iterator<Item = &'a ObservedContainer> + '_ {
+        self.canon
+            .into_iter()
+            .chain(self.next)
+            .chain(self.prev)
+            .chain(self.extras.iter().copied())
+    }
+}
+
+/// Retires the replica's current container `c` for a rolling update: stops it (after `stop_after`)
+/// and renames it `<name>_prev`, the rollback target, once the older `_prev` is removed (planned
+/// here unless `prev_removal` already is). Returns the stop and rename actions.
+#[allow(clippy::too_many_arguments)]
+fn retire<'o>(
+    p: &mut Plan,
+    removing: &mut BTreeMap<&'o str, usize>,
+    prev_removal: &mut Option<usize>,
+    slot: &Slot<'o>,
+    owner: &Owner,
+    dc: &crate::desired::DesiredContainer,
+    c: &ObservedContainer,
+    why: String,
+    stop_after: Vec<usize>,
+) -> (usize, usize) {
+    let stop = p.push(
+        owner,
+        &dc.hash,
+        why,
+        Action::StopContainer {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            stop_timeout: dc.config.stop_timeout(),
+        },
+        stop_after,
+    );
+    let mut ren_after = vec![stop];
+    if prev_removal.is_none()
+        && let Some(pv) = slot.prev
+    {
+        let a = p.push(
+            owner,
+            &dc.hash,
+            "make room for the previous container",
+            Action::RemoveContainer {
+                id: pv.id.clone(),
+                name: pv.name.clone(),
+                stop_timeout: dc.config.stop_timeout(),
+            },
+            vec![],
+        );
+        removing.insert(pv.id.as_str(), a);
+        *prev_removal = Some(a);
+    }
+    ren_after.extend(*prev_removal);
+    let ren = p.push(
+        owner,
+        &dc.hash,
+        "rolling update: keep the old container as the rollback target",
+        Action::RenameContainer {
+            id: c.id.clone(),
+            from: c.name.clone(),
+            to: labels::previous_name(&slot.name),
+        },
+        ren_after,
+    );
+    (stop, ren)
+}
+
+/// What a replica does in this plan with respect to a rolling update.
+#[derive(Clone, Debug, PartialEq)]
+enum Step {
+    /// No update concerns: converge the replica's container as usual.
+    Normal,
+    /// The update was rolled back: keep the old container (restarting it per policy).
+    KeepOld,
+    /// The old container keeps serving until the update's budget allows replacing it.
+    Hold(String),
+    /// Start-first: create and start the surge container.
+    Surge,
+    /// The surge container is not available yet.
+    WaitNext(String),
+    /// The surge container is available: stop the old one, keep it as `_prev`, rename.
+    Promote,
+    /// Stop-first: stop the old container, keep it as `_prev`, create the new one.
+    StopFirst,
+    /// Rolled back: remove the new container, restore `_prev`.
+    RollBack,
+}
+
+/// A replica's step, and which leftovers of an update it removes.
+struct SlotPlan {
+    step: Step,
+    drop_next: bool,
+    drop_prev: bool,
+}
+
+/// Decides each replica's rolling-update step, as Kubernetes' Deployment controller would: at
+/// most `replicas + maxSurge` containers exist and at least `replicas - maxUnavailable` are
+/// available; replicas are taken in index order; a replica whose old container is not ready is
+/// replaced at once (it serves nothing). `Recreate` replaces every replica stop-first.
+fn rollout_steps(
+    key: &ObjectKey,
+    dc: &crate::desired::DesiredContainer,
+    slots: &[Slot],
+    retries: &RetryBook,
+    now: Instant,
+) -> Vec<SlotPlan> {
+    let h = dc.hash.as_str();
+    let is_new = |c: &ObservedContainer| c.hash.as_deref() == Some(h);
+    let book = &retries.rollouts;
+    let avail = |c: &ObservedContainer| book.available(c, is_new(c), dc.rollout.min_ready, now);
+    let rolled_back = book.get(key).is_some_and(|e| e.hash == h && e.rolled_back);
+    let n = dc.replicas;
+    let (mut existing, mut available) = (0u32, 0u32);
+    for s in slots {
+        for c in s.canon.into_iter().chain(s.next.filter(|x| is_new(x))) {
+            existing += 1;
+            available += u32::from(avail(c));
+        }
+    }
+    let min_available = n.saturating_sub(dc.rollout.max_unavailable);
+    let max_total = n + dc.rollout.max_surge;
+    let complete = slots
+        .iter()
+        .all(|s| s.next.is_none() && s.canon.is_some_and(|c| is_new(c) && avail(c)));
+    slots
+        .iter()
+        .map(|s| {
+            let drop_next = s.next.is_some_and(|x| {
+                !is_new(x)
+                    || rolled_back
+                    || x.state == RunState::Dead
+                    || s.canon.is_some_and(&is_new)
+            });
+            let next = s.next.filter(|_| !drop_next);
+            let mut drop_prev = false;
+            let step = match (s.canon, next) {
+                _ if rolled_back => match s.canon {
+                    Some(c) if is_new(c) && s.prev.is_some() => Step::RollBack,
+                    None if s.prev.is_some() => Step::RollBack,
+                    Some(c) if !is_new(c) => {
+                        drop_prev = s.prev.is_some();
+                        Step::KeepOld
+                    }
+                    _ => Step::Normal,
+                },
+                (canon, Some(x)) => {
+                    if canon.is_none() || avail(x) {
+                        if let Some(c) = canon {
+                            existing -= 1;
+                            available -= u32::from(avail(c));
+                        }
+                        Step::Promote
+                    } else if x.ready() {
+                        Step::WaitNext(format!(
+                            "rolling update: new container {} is ready but not yet for minReadySeconds ({} s)",
+                            x.name,
+                            dc.rollout.min_ready.as_secs()
+                        ))
+                    } else {
+                        Step::WaitNext(format!(
+                            "rolling update: waiting for new container {} to become ready",
+                            x.name
+                        ))
+                    }
+                }
+                (Some(c), None) if !is_new(c) => {
+                    if !c.ready() || dc.rollout.recreate {
+                        Step::StopFirst
+                    } else if existing < max_total {
+                        existing += 1;
+                        Step::Surge
+                    } else if available > min_available {
+                        available -= u32::from(avail(c));
+                        Step::StopFirst
+                    } else {
+                        Step::Hold(format!(
+                            "rolling update: replica {} waits its turn ({available} of {n} available, maxUnavailable {}, maxSurge {})",
+                            s.replica, dc.rollout.max_unavailable, dc.rollout.max_surge
+                        ))
+                    }
+                }
+                (Some(_), None) => {
+                    drop_prev = s.prev.is_some() && complete;
+                    Step::Normal
+                }
+                (None, None) => Step::Normal,
+            };
+            SlotPlan {
+                step,
+                drop_next,
+                drop_prev,
+            }
+        })
+        .collect()
+}
+
+/// The action that makes the container's image present, shared by every container of this
+/// plan that needs the same image with the same pull settings.
+fn ensure_image<'a>(
+    p: &mut Plan,
+    images: &mut BTreeMap<(String, PullPolicy, &'a [String]), usize>,
+    owner: &Owner,
+    dc: &'a crate::desired::DesiredContainer,
+) -> usize {
+    let key = (
+        dc.config.image.clone(),
+        dc.pull_policy,
+        dc.image_pull_secrets.as_slice(),
+    );
+    if let Some(a) = images.get(&key) {
+        return *a;
+    }
+    let a = p.push(
+        owner,
+        &dc.hash,
+        "image needed for create",
+        Action::EnsureImage {
+            image: dc.config.image.clone(),
+            policy: dc.pull_policy,
+            pull_secrets: dc.image_pull_secrets.clone(),
+        },
+        vec![],
+    );
+    images.insert(key, a);
+    a
 }
 
 /// Whether `restartPolicy` wants an exited container started again.

@@ -10,7 +10,7 @@ use berth_api::{
 use crate::desired::{
     AttachmentConfig, ContainerConfig, DesiredContainer, DesiredNetwork, DesiredState,
     DesiredVolume, FileConfig, HealthCheckConfig, MountConfig, MountSource, NetworkConfig,
-    PortConfig, VolumeConfig,
+    PortConfig, RolloutConfig, VolumeConfig,
 };
 use crate::hash::spec_hash;
 use crate::labels;
@@ -392,7 +392,50 @@ fn container(
             readiness: spec.readiness_probe.clone(),
             startup: spec.startup_probe.clone(),
         },
+        rollout: rollout_config(spec, &config),
         hash: spec_hash(&config),
         config,
     })
+}
+
+/// Scales `updateStrategy` to the replica count. `maxSurge` defaults to 25 % (rounded up), but
+/// to 0 when a second copy could not run or would be unsafe: a fixed `hostPort` (the port is
+/// taken), or a read-write volume or host path mount (two databases on one data directory).
+/// When both bounds come to 0, `maxUnavailable` is 1, as in Kubernetes.
+fn rollout_config(spec: &berth_api::ContainerSpec, config: &ContainerConfig) -> RolloutConfig {
+    use berth_api::{IntOrString, UpdateStrategyType, scaled_int_or_percent};
+    let n = spec.replica_count();
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    let ru = strategy.rolling_update.unwrap_or_default();
+    let quarter = IntOrString::String("25%".into());
+    let exclusive = config.ports.iter().any(|p| p.host_port.is_some())
+        || config
+            .mounts
+            .iter()
+            .any(|m| !m.read_only && !matches!(m.source, MountSource::Tmpfs { .. }));
+    let surge = match &ru.max_surge {
+        _ if config.ports.iter().any(|p| p.host_port.is_some()) => 0,
+        Some(v) => scaled_int_or_percent(v, n, true).unwrap_or(0),
+        None if exclusive => 0,
+        None => scaled_int_or_percent(&quarter, n, true).unwrap_or(0),
+    };
+    let unavailable =
+        scaled_int_or_percent(ru.max_unavailable.as_ref().unwrap_or(&quarter), n, false)
+            .unwrap_or(0);
+    let recreate = strategy.type_ == UpdateStrategyType::Recreate;
+    RolloutConfig {
+        recreate,
+        max_surge: if recreate { 0 } else { surge },
+        max_unavailable: if recreate {
+            n.max(1)
+        } else if surge == 0 {
+            unavailable.max(1)
+        } else {
+            unavailable
+        },
+        min_ready: std::time::Duration::from_secs(spec.min_ready_seconds.unwrap_or(0).into()),
+        progress_deadline: std::time::Duration::from_secs(
+            spec.progress_deadline_seconds.unwrap_or(600).into(),
+        ),
+    }
 }

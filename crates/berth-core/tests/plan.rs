@@ -182,6 +182,35 @@ impl Sim {
                         .expect("exists");
                     c.state = RunState::Running;
                 }
+                Action::StopContainer { id, .. } => {
+                    let c = self
+                        .state
+                        .containers
+                        .iter_mut()
+                        .find(|c| &c.id == id)
+                        .expect("exists");
+                    if c.state == RunState::Running {
+                        (c.state, c.exit_code) = (RunState::Exited, Some(143));
+                    }
+                }
+                Action::RenameContainer { id, to, .. } => {
+                    let c = self
+                        .state
+                        .containers
+                        .iter_mut()
+                        .find(|c| &c.id == id)
+                        .expect("exists");
+                    c.name = to.clone();
+                }
+            }
+            let mut seen = BTreeSet::new();
+            for c in &self.state.containers {
+                assert!(
+                    seen.insert(c.name.clone()),
+                    "engine name {} taken twice after {}",
+                    c.name,
+                    a.action
+                );
             }
         }
     }
@@ -196,17 +225,43 @@ impl Sim {
     }
 }
 
+/// Applies plans until the host is converged (a rolling update takes a few passes); returns the
+/// first plan.
 fn converge(sim: &mut Sim, objects: &[Manifest]) -> Plan {
     let desired = resolve(objects);
-    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
-    sim.apply(&p);
-    let again = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
-    assert!(
-        again.is_empty(),
-        "second plan must be empty, got {:#?}",
-        again.actions
-    );
-    p
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    book.rollouts.observe(&desired, &sim.state, now);
+    let first = plan(&desired, &sim.state, &book, now);
+    sim.apply(&first);
+    let rolling = first.actions.iter().any(|a| {
+        matches!(
+            a.action,
+            Action::StopContainer { .. } | Action::RenameContainer { .. }
+        ) || a.reason.contains("start-first")
+    });
+    for _ in 0..10 {
+        book.rollouts.observe(&desired, &sim.state, now);
+        let again = plan(&desired, &sim.state, &book, now);
+        if again.is_empty() {
+            assert!(
+                !sim.state
+                    .containers
+                    .iter()
+                    .any(|c| c.name.ends_with("_prev") || c.name.ends_with("_next")),
+                "no surge or previous container is left: {:#?}",
+                sim.state.containers
+            );
+            return first;
+        }
+        assert!(
+            rolling,
+            "only a rolling update takes more than one plan; second plan: {:#?}",
+            again.actions
+        );
+        sim.apply(&again);
+    }
+    panic!("no convergence after 10 plans: {:#?}", sim.state.containers);
 }
 
 fn names(p: &Plan) -> Vec<String> {
@@ -258,7 +313,8 @@ fn image_change_recreates_one_container_image_first() {
         names(&p),
         vec![
             "ensure image busybox:2 (pull policy IfNotPresent)",
-            "remove container app_db_0",
+            "stop container app_db_0",
+            "rename container app_db_0 to app_db_0_prev",
             "create container app_db_0 (busybox:2)",
             "start container app_db_0",
         ]
@@ -1104,4 +1160,480 @@ fn failed_pull_waits_as_image_pull_back_off() {
             .starts_with("ErrImageNeverPull")
     );
     assert!(reason("create container app_web_0: conflict").starts_with("BackOff"));
+}
+
+// ---- rolling updates
+
+/// `web`: `replicas` busybox containers on network `net`, no volume (so start-first by
+/// default), serving `version`.
+fn web_stack(replicas: u32, version: &str, edit: impl Fn(&mut ContainerSpec)) -> Vec<Manifest> {
+    let mut spec = ContainerSpec {
+        image: "busybox:1".into(),
+        replicas: Some(replicas),
+        networks: vec![NetworkAttachment {
+            name: "net".into(),
+            ..Default::default()
+        }],
+        env: vec![EnvVar {
+            name: "VERSION".into(),
+            value: version.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    edit(&mut spec);
+    vec![
+        Manifest::Network {
+            metadata: meta("app", "net"),
+            spec: NetworkSpec::default(),
+        },
+        Manifest::Container {
+            metadata: meta("app", "web"),
+            spec: Box::new(spec),
+        },
+    ]
+}
+
+/// One agent pass at `now`: observe into the book, plan, apply.
+fn pass(sim: &mut Sim, book: &mut RetryBook, objs: &[Manifest], now: Instant) -> Plan {
+    let desired = resolve(objs);
+    book.rollouts.observe(&desired, &sim.state, now);
+    let p = plan(&desired, &sim.state, book, now);
+    sim.apply(&p);
+    p
+}
+
+fn web_containers(sim: &Sim) -> Vec<&ObservedContainer> {
+    sim.state
+        .containers
+        .iter()
+        .filter(|c| c.name.starts_with("app_web_"))
+        .collect()
+}
+
+fn running_web(sim: &Sim) -> usize {
+    web_containers(sim)
+        .iter()
+        .filter(|c| c.state == RunState::Running)
+        .count()
+}
+
+fn set_probe(sim: &mut Sim, name: &str, ready: bool) {
+    let c = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == name)
+        .expect("container");
+    c.probe = Some(ProbeStatus {
+        started: true,
+        ready: Some(ready),
+        live: true,
+        message: None,
+    });
+}
+
+#[test]
+fn rollout_bounds_follow_kubernetes_defaults_and_safety_rules() {
+    let cfg = |objs: &[Manifest]| {
+        resolve(objs)
+            .containers
+            .values()
+            .next()
+            .expect("web")
+            .rollout
+            .clone()
+    };
+    let d = cfg(&web_stack(3, "1", |_| {}));
+    assert_eq!(
+        (d.recreate, d.max_surge, d.max_unavailable),
+        (false, 1, 0),
+        "25%/25% of 3"
+    );
+    let d = cfg(&web_stack(8, "1", |_| {}));
+    assert_eq!((d.max_surge, d.max_unavailable), (2, 2), "25%/25% of 8");
+    let d = cfg(&web_stack(3, "1", |s| {
+        s.ports = vec![ContainerPort {
+            container_port: 80,
+            host_port: Some(8080),
+            ..Default::default()
+        }];
+        s.update_strategy = Some(UpdateStrategy {
+            rolling_update: Some(RollingUpdate {
+                max_surge: Some(IntOrString::Int(2)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }));
+    assert_eq!(
+        (d.max_surge, d.max_unavailable),
+        (0, 1),
+        "a fixed hostPort forbids surge"
+    );
+    let mut objs = stack();
+    objs.truncate(3);
+    let d = cfg(&objs);
+    assert_eq!(
+        (d.max_surge, d.max_unavailable),
+        (0, 1),
+        "read-write volume: stop-first"
+    );
+    let d = cfg(&web_stack(4, "1", |s| {
+        s.update_strategy = Some(UpdateStrategy {
+            rolling_update: Some(RollingUpdate {
+                max_surge: Some(IntOrString::String("50%".into())),
+                max_unavailable: Some(IntOrString::String("50%".into())),
+            }),
+            ..Default::default()
+        });
+        s.min_ready_seconds = Some(5);
+        s.progress_deadline_seconds = Some(30);
+    }));
+    assert_eq!((d.max_surge, d.max_unavailable), (2, 2));
+    assert_eq!(
+        (d.min_ready.as_secs(), d.progress_deadline.as_secs()),
+        (5, 30)
+    );
+    let d = cfg(&web_stack(3, "1", |s| {
+        s.update_strategy = Some(UpdateStrategy {
+            type_: UpdateStrategyType::Recreate,
+            rolling_update: None,
+        });
+    }));
+    assert_eq!((d.recreate, d.max_surge, d.max_unavailable), (true, 0, 3));
+}
+
+#[test]
+fn start_first_rolling_update_keeps_every_replica_serving() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &web_stack(3, "1", |_| {}));
+    let old: BTreeSet<String> = web_containers(&sim).iter().map(|c| c.id.clone()).collect();
+    let v2 = web_stack(3, "2", |_| {});
+    let new_hash = resolve(&v2)
+        .containers
+        .values()
+        .next()
+        .expect("web")
+        .hash
+        .clone();
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    let first = pass(&mut sim, &mut book, &v2, now);
+    assert_eq!(
+        names(&first),
+        vec![
+            "ensure image busybox:1 (pull policy IfNotPresent)",
+            "create container app_web_0_next (busybox:1)",
+            "start container app_web_0_next",
+        ],
+        "one surge container (maxSurge 1), nothing stopped (maxUnavailable 0)"
+    );
+    assert!(
+        first
+            .waiting
+            .iter()
+            .filter(|w| w.reason == "RollingUpdate")
+            .count()
+            == 2,
+        "replicas 1 and 2 wait their turn: {:#?}",
+        first.waiting
+    );
+    let mut passes = 1;
+    loop {
+        assert!(
+            running_web(&sim) >= 3,
+            "never fewer than 3 replicas running"
+        );
+        assert!(
+            web_containers(&sim)
+                .iter()
+                .filter(|c| c.name.ends_with("_next"))
+                .count()
+                <= 1,
+            "at most one surge container"
+        );
+        let p = pass(&mut sim, &mut book, &v2, now);
+        passes += 1;
+        assert!(passes < 20, "rollout does not finish");
+        if p.is_empty() {
+            break;
+        }
+        for a in &p.actions {
+            if let Action::StopContainer { id, .. } = &a.action {
+                assert!(old.contains(id), "only old containers are stopped");
+            }
+        }
+    }
+    let web = web_containers(&sim);
+    assert_eq!(
+        web.len(),
+        3,
+        "no surge or previous container left: {web:#?}"
+    );
+    for c in web {
+        assert_eq!(c.hash.as_deref(), Some(new_hash.as_str()));
+        assert_eq!(c.state, RunState::Running);
+        assert!(!old.contains(&c.id));
+    }
+    println!("start-first update of 3 replicas took {passes} passes");
+}
+
+#[test]
+fn readiness_and_min_ready_seconds_gate_each_step() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &web_stack(3, "1", |_| {}));
+    let v2 = web_stack(3, "2", |s| s.min_ready_seconds = Some(5));
+    let mut book = RetryBook::default();
+    let t0 = Instant::now();
+    pass(&mut sim, &mut book, &v2, t0);
+    set_probe(&mut sim, "app_web_0_next", false);
+    let p = pass(&mut sim, &mut book, &v2, t0 + Duration::from_secs(30));
+    assert!(p.is_empty(), "not ready: nothing moves: {:#?}", p.actions);
+    assert!(
+        waiting_reason(&p, "web")
+            .is_some_and(|w| w.contains("RollingUpdate") && w.contains("become ready")),
+        "{:?}",
+        p.waiting
+    );
+    set_probe(&mut sim, "app_web_0_next", true);
+    let t1 = t0 + Duration::from_secs(40);
+    let p = pass(&mut sim, &mut book, &v2, t1);
+    assert!(p.is_empty(), "ready, but not for minReadySeconds yet");
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.message.contains("minReadySeconds"))
+    );
+    assert_eq!(
+        book.next_due(t1),
+        Some(t1 + Duration::from_secs(5)),
+        "a pass is due when it becomes available"
+    );
+    let p = pass(&mut sim, &mut book, &v2, t1 + Duration::from_secs(5));
+    let n = names(&p);
+    assert!(
+        n.contains(&"stop container app_web_0".to_string())
+            && n.contains(&"rename container app_web_0 to app_web_0_prev".to_string())
+            && n.contains(&"rename container app_web_0_next to app_web_0".to_string()),
+        "available for minReadySeconds: promoted: {n:#?}"
+    );
+    assert!(
+        n.contains(&"create container app_web_1_next (busybox:1)".to_string()),
+        "and the next replica surges in the same pass: {n:#?}"
+    );
+}
+
+#[test]
+fn stop_first_respects_max_unavailable() {
+    let objs = |v: &str| {
+        web_stack(4, v, |s| {
+            s.update_strategy = Some(UpdateStrategy {
+                rolling_update: Some(RollingUpdate {
+                    max_surge: Some(IntOrString::Int(0)),
+                    max_unavailable: Some(IntOrString::Int(2)),
+                }),
+                ..Default::default()
+            });
+        })
+    };
+    let mut sim = Sim::default();
+    converge(&mut sim, &objs("1"));
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    let p = pass(&mut sim, &mut book, &objs("2"), now);
+    let stops: Vec<String> = p
+        .actions
+        .iter()
+        .filter_map(|a| match &a.action {
+            Action::StopContainer { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stops,
+        vec!["app_web_0", "app_web_1"],
+        "two at a time, lowest first"
+    );
+    assert!(!names(&p).iter().any(|n| n.contains("_next")), "no surge");
+    // Every create comes after its own stop and rename (the name is free).
+    for a in &p.actions {
+        if let Action::CreateContainer { name, .. } = &a.action {
+            let ren = p
+                .actions
+                .iter()
+                .find(|b| matches!(&b.action, Action::RenameContainer { from, .. } if from == name))
+                .expect("rename");
+            assert!(a.after.contains(&ren.id));
+        }
+    }
+    // The new replicas are not ready yet: the others wait.
+    set_probe(&mut sim, "app_web_0", false);
+    set_probe(&mut sim, "app_web_1", false);
+    let p = pass(&mut sim, &mut book, &objs("2"), now);
+    assert!(p.is_empty(), "{:#?}", p.actions);
+    set_probe(&mut sim, "app_web_0", true);
+    set_probe(&mut sim, "app_web_1", true);
+    let p = pass(&mut sim, &mut book, &objs("2"), now);
+    let n = names(&p);
+    assert!(
+        n.contains(&"stop container app_web_2".to_string())
+            && n.contains(&"stop container app_web_3".to_string()),
+        "{n:#?}"
+    );
+    let p = pass(&mut sim, &mut book, &objs("2"), now);
+    assert_eq!(
+        p.actions
+            .iter()
+            .filter(|a| matches!(a.action, Action::RemoveContainer { .. }))
+            .count(),
+        4,
+        "done: the four previous containers go: {:#?}",
+        names(&p)
+    );
+}
+
+#[test]
+fn never_ready_update_rolls_back_and_old_replicas_keep_running() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &web_stack(3, "1", |_| {}));
+    let old: BTreeMap<String, String> = web_containers(&sim)
+        .iter()
+        .map(|c| (c.name.clone(), c.id.clone()))
+        .collect();
+    let v2 = web_stack(3, "2", |s| s.progress_deadline_seconds = Some(60));
+    let mut book = RetryBook::default();
+    let t0 = Instant::now();
+    pass(&mut sim, &mut book, &v2, t0);
+    set_probe(&mut sim, "app_web_0_next", false);
+    assert_eq!(book.next_due(t0), Some(t0 + Duration::from_secs(60)));
+    let p = pass(&mut sim, &mut book, &v2, t0 + Duration::from_secs(59));
+    assert!(p.is_empty());
+    let p = pass(&mut sim, &mut book, &v2, t0 + Duration::from_secs(60));
+    assert_eq!(names(&p), vec!["remove container app_web_0_next"]);
+    assert!(
+        p.waiting
+            .iter()
+            .filter(|w| w.reason == "RolledBack")
+            .count()
+            == 3,
+        "{:#?}",
+        p.waiting
+    );
+    let now: BTreeMap<String, String> = web_containers(&sim)
+        .iter()
+        .map(|c| (c.name.clone(), c.id.clone()))
+        .collect();
+    assert_eq!(now, old, "the old containers are the ones left");
+    assert_eq!(running_web(&sim), 3, "and they never stopped");
+    let p = pass(&mut sim, &mut book, &v2, t0 + Duration::from_secs(600));
+    assert!(
+        p.is_empty(),
+        "a rolled-back update is not tried again: {:#?}",
+        p.actions
+    );
+    // A crashed old replica is still restarted.
+    sim.state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_web_2")
+        .expect("web 2")
+        .state = RunState::Exited;
+    let p = pass(&mut sim, &mut book, &v2, t0 + Duration::from_secs(601));
+    assert_eq!(names(&p), vec!["restart container app_web_2"]);
+    // A new spec starts a new update.
+    let v3 = web_stack(3, "3", |_| {});
+    let p = pass(&mut sim, &mut book, &v3, t0 + Duration::from_secs(602));
+    assert!(names(&p).contains(&"create container app_web_0_next (busybox:1)".to_string()));
+}
+
+#[test]
+fn rollback_restores_replicas_that_were_already_updated() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &web_stack(3, "1", |_| {}));
+    let old: BTreeMap<String, String> = web_containers(&sim)
+        .iter()
+        .map(|c| (c.name.clone(), c.id.clone()))
+        .collect();
+    let v2 = web_stack(3, "2", |s| s.progress_deadline_seconds = Some(60));
+    let mut book = RetryBook::default();
+    let t0 = Instant::now();
+    pass(&mut sim, &mut book, &v2, t0); // surge 0
+    pass(&mut sim, &mut book, &v2, t0); // promote 0, surge 1
+    set_probe(&mut sim, "app_web_1_next", false);
+    assert!(
+        sim.state
+            .containers
+            .iter()
+            .any(|c| c.name == "app_web_0_prev")
+    );
+    let p = pass(&mut sim, &mut book, &v2, t0 + Duration::from_secs(61));
+    let n = names(&p);
+    for want in [
+        "remove container app_web_1_next",
+        "remove container app_web_0",
+        "rename container app_web_0_prev to app_web_0",
+        "start container app_web_0",
+    ] {
+        assert!(n.contains(&want.to_string()), "{want}: {n:#?}");
+    }
+    let now: BTreeMap<String, String> = web_containers(&sim)
+        .iter()
+        .map(|c| (c.name.clone(), c.id.clone()))
+        .collect();
+    assert_eq!(now, old);
+    assert_eq!(running_web(&sim), 3);
+    assert!(pass(&mut sim, &mut book, &v2, t0 + Duration::from_secs(62)).is_empty());
+}
+
+#[test]
+fn recreate_stops_every_replica_before_creating_any() {
+    let objs = |v: &str| {
+        web_stack(3, v, |s| {
+            s.update_strategy = Some(UpdateStrategy {
+                type_: UpdateStrategyType::Recreate,
+                rolling_update: None,
+            });
+        })
+    };
+    let mut sim = Sim::default();
+    converge(&mut sim, &objs("1"));
+    let p = converge(&mut sim, &objs("2"));
+    let stops: Vec<usize> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a.action, Action::StopContainer { .. }))
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(stops.len(), 3);
+    for a in &p.actions {
+        if matches!(a.action, Action::CreateContainer { .. }) {
+            for s in &stops {
+                assert!(a.after.contains(s), "every create waits for every stop");
+            }
+        }
+    }
+}
+
+#[test]
+fn update_resumes_from_engine_state_after_an_agent_restart() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &web_stack(3, "1", |_| {}));
+    let v2 = web_stack(3, "2", |_| {});
+    let now = Instant::now();
+    pass(&mut sim, &mut RetryBook::default(), &v2, now);
+    pass(&mut sim, &mut RetryBook::default(), &v2, now);
+    // A fresh book (the agent restarted) finds the update half done and finishes it.
+    let mut book = RetryBook::default();
+    for _ in 0..10 {
+        if pass(&mut sim, &mut book, &v2, now).is_empty() {
+            break;
+        }
+    }
+    let web = web_containers(&sim);
+    assert_eq!(web.len(), 3, "{web:#?}");
+    assert!(
+        web.iter()
+            .all(|c| !c.name.ends_with("_prev") && !c.name.ends_with("_next"))
+    );
 }

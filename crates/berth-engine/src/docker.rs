@@ -27,8 +27,8 @@ use bollard::models::{
 use bollard::query_parameters::RestartContainerOptionsBuilder;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -737,6 +737,36 @@ impl Runtime for DockerEngine {
                 labels,
             } => self.create_container(name, config, labels).await,
             Action::StartContainer { name, .. } => self.start_container(name).await,
+            Action::StopContainer {
+                id,
+                name,
+                stop_timeout,
+            } => {
+                let t = i32::try_from(*stop_timeout).unwrap_or(i32::MAX);
+                self.count();
+                match self
+                    .docker
+                    .stop_container(
+                        id,
+                        Some(StopContainerOptionsBuilder::default().t(t).build()),
+                    )
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) if status_of(&e) == Some(304) => Ok(()),
+                    Err(e) => Err(api(format!("stop container {name}"))(e)),
+                }
+            }
+            Action::RenameContainer { id, from, to } => {
+                self.count();
+                self.docker
+                    .rename_container(
+                        id,
+                        RenameContainerOptionsBuilder::default().name(to).build(),
+                    )
+                    .await
+                    .map_err(api(format!("rename container {from} to {to}")))
+            }
             Action::RestartContainer {
                 id,
                 name,

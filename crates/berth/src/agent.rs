@@ -122,6 +122,16 @@ impl<E: Engine> Reconciler<E> {
             |owner, hash| wanted(desired, owner, hash),
             |owner| running.contains(owner),
         );
+        for rb in self.book.rollouts.observe(desired, &observed, now) {
+            tracing::warn!(
+                object = %rb.key,
+                spec_hash = %rb.hash,
+                new_replicas_available = rb.available,
+                progress_deadline = ?rb.deadline,
+                reason = "RolledBack",
+                "rolling update made no progress within progressDeadlineSeconds; rolling back to the previous containers"
+            );
+        }
         let mut plan = plan(desired, &observed, &self.book, now);
         if !busy.is_empty() {
             plan = plan.without_owners(busy);
