@@ -593,7 +593,7 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ContainerPort, File, Mount};
+    use crate::{ContainerPort, File, IntOrString, Mount};
 
     fn spec() -> ContainerSpec {
         ContainerSpec {
@@ -651,6 +651,68 @@ mod tests {
                 "spec.mounts[0]",
                 "spec.files[0].mode",
             ]
+        );
+    }
+
+    #[test]
+    fn update_strategy_decodes_int_or_percent_and_is_checked() {
+        let s: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "app:1",
+            "replicas": 4,
+            "updateStrategy": {"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 1}},
+            "minReadySeconds": 5,
+            "progressDeadlineSeconds": 60,
+        }))
+        .expect("decodes");
+        assert_eq!(validate_container(&s), vec![]);
+        let ru = s
+            .update_strategy
+            .as_ref()
+            .and_then(|u| u.rolling_update.as_ref())
+            .expect("rollingUpdate");
+        assert_eq!(
+            crate::scaled_int_or_percent(ru.max_surge.as_ref().expect("surge"), 4, true),
+            Ok(2)
+        );
+        assert_eq!(
+            crate::scaled_int_or_percent(&IntOrString::String("25%".into()), 3, true),
+            Ok(1),
+            "rounds up"
+        );
+        assert_eq!(
+            crate::scaled_int_or_percent(&IntOrString::String("25%".into()), 3, false),
+            Ok(0),
+            "rounds down"
+        );
+
+        let bad: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "app:1",
+            "updateStrategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": "150%", "maxUnavailable": -1}},
+            "minReadySeconds": 30,
+            "progressDeadlineSeconds": 30,
+        }))
+        .expect("decodes");
+        let errors = validate_container(&bad);
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "spec.updateStrategy.rollingUpdate",
+                "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                "spec.updateStrategy.rollingUpdate.maxSurge",
+                "spec.progressDeadlineSeconds",
+            ],
+            "{errors:?}"
+        );
+        let zero: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "app:1",
+            "updateStrategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}},
+        }))
+        .expect("decodes");
+        assert!(
+            validate_container(&zero)[0]
+                .message
+                .contains("may not be 0 when maxSurge is 0")
         );
     }
 

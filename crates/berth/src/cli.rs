@@ -143,6 +143,11 @@ pub struct ApplyArgs {
     /// Engine actions run at once.
     #[arg(long, default_value_t = 8)]
     pub parallelism: usize,
+    /// Seconds to wait for rolling updates to finish (each step waits for the new replica's
+    /// readiness); when they have not, exit 1 and leave the update where it is (an agent
+    /// finishes it). Updates that make no progress roll back at `progressDeadlineSeconds`.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
 }
 
 /// `berth agent`.

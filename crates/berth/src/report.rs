@@ -2,24 +2,25 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::plan::Waiting;
 use berth_core::resolve::{resolve, resolve_for};
-use berth_core::{DesiredState, Plan, plan};
-use berth_engine::{DockerEngine, ImageRefresh};
+use berth_core::{Action, DesiredState, Plan, plan};
+use berth_engine::{DockerEngine, ImageRefresh, Prober};
 use berth_sources::directory::{DirectorySource, Snapshot};
 
 use berth_core::merge::targeted;
 
-use crate::agent::Reconciler;
+use crate::agent::{PassReport, Reconciler};
 use crate::cli::{ApplyArgs, DirArg, EXIT_ERROR};
 use crate::host::HostIdentity;
 use crate::images;
 
 /// Reasons that make `apply` fail: the object cannot converge until the input changes.
-const BLOCKING: [&str; 4] = [
+const BLOCKING: [&str; 5] = [
+    "RolledBack",
     "Conflict",
     "InvalidReference",
     "DependencyBlocked",
@@ -60,6 +61,36 @@ fn print_plan(p: &Plan) {
     }
 }
 
+/// True while a rolling update is under way: the plan takes a step of one, or replicas wait
+/// their turn or for a new replica's readiness.
+fn rolling(p: &Plan) -> bool {
+    p.waiting.iter().any(|w| w.reason == "RollingUpdate")
+        || p.actions.iter().any(|a| {
+            matches!(
+                a.action,
+                Action::StopContainer { .. } | Action::RenameContainer { .. }
+            ) || a.reason.starts_with("rolling update")
+        })
+}
+
+fn print_pass(report: &PassReport, started: Instant) {
+    if report.plan.is_empty() {
+        return;
+    }
+    println!(
+        "applied {} action(s) in {:.2?}:",
+        report.plan.actions.len(),
+        started.elapsed()
+    );
+    for (a, o) in report.plan.actions.iter().zip(&report.outcomes) {
+        let status = match &o.result {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("FAILED: {e}"),
+        };
+        println!("  {:<55} {} {status}", a.action.to_string(), a.owner);
+    }
+}
+
 fn print_waiting(w: &[Waiting]) {
     for w in w {
         println!("  {} {}: {}", w.owner, w.reason, w.message);
@@ -91,30 +122,44 @@ pub async fn apply(
             }
         }
     }
+    // Probes run while apply waits for rolling updates, so that readiness gates each step as
+    // in the agent.
+    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel(16);
     let mut rec = Reconciler {
+        prober: Some(Prober::new(engine.client().clone(), probe_tx)),
         engine,
         book: RetryBook::default(),
         parallelism: args.parallelism,
         crash_backoff: Backoff::CRASH_LOOP,
-        prober: None,
     };
     let started = Instant::now();
-    let report = rec.pass(&desired).await?;
-    if report.plan.is_empty() {
-        println!("nothing to do: the host is converged");
-    } else {
-        println!(
-            "applied {} action(s) in {:.2?}:",
-            report.plan.actions.len(),
-            started.elapsed()
-        );
-        for (a, o) in report.plan.actions.iter().zip(&report.outcomes) {
-            let status = match &o.result {
-                Ok(()) => "ok".to_string(),
-                Err(e) => format!("FAILED: {e}"),
-            };
-            println!("  {:<55} {} {status}", a.action.to_string(), a.owner);
+    let deadline = started + Duration::from_secs(args.timeout);
+    let mut report = rec.pass(&desired).await?;
+    let mut total = report.plan.actions.len();
+    let mut failed = report.failed();
+    print_pass(&report, started);
+    // A rolling update takes several passes: one per step, each after the new replica is ready.
+    while rolling(&report.plan) && !report.failed() {
+        if Instant::now() >= deadline {
+            println!(
+                "rolling update not finished after {} s (--timeout); the agent finishes it",
+                args.timeout
+            );
+            failed = true;
+            break;
         }
+        tokio::select! {
+            _ = probe_rx.recv() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let t = Instant::now();
+        report = rec.pass(&desired).await?;
+        total += report.plan.actions.len();
+        failed |= report.failed();
+        print_pass(&report, t);
+    }
+    if total == 0 {
+        println!("nothing to do: the host is converged");
     }
     let blocking: Vec<Waiting> = report
         .plan
@@ -138,7 +183,7 @@ pub async fn apply(
         println!("not converged:");
         print_waiting(&blocking);
     }
-    Ok(if report.failed() || !blocking.is_empty() {
+    Ok(if failed || !blocking.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

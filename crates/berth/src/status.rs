@@ -51,7 +51,7 @@ pub struct Happening {
     pub key: ObjectKey,
     /// `Normal` or `Warning`.
     pub warning: bool,
-    /// `Created`, `Recreated`, `Restarted`, `Failed`.
+    /// `Created`, `Recreated`, `Restarted`, `RolledBack`, `Failed`.
     pub reason: &'static str,
     /// Human-readable note (never a Secret value: actions print names and images only).
     pub note: String,
@@ -464,12 +464,20 @@ pub fn happenings(
             }
             continue;
         }
-        let recreate = plan
-            .actions
-            .iter()
-            .any(|b| b.owner == a.owner && matches!(b.action, Action::RemoveContainer { .. }));
+        let recreate = plan.actions.iter().any(|b| {
+            b.owner == a.owner
+                && matches!(
+                    b.action,
+                    Action::RemoveContainer { .. } | Action::StopContainer { .. }
+                )
+        });
         let reason = match &a.action {
+            Action::CreateContainer { name, .. } if name.ends_with("_next") => continue,
             Action::CreateContainer { .. } if recreate => "Recreated",
+            // A start-first rolling update replaces the replica when the new container takes its
+            // name; a rollback when the previous one takes it back.
+            Action::RenameContainer { from, .. } if from.ends_with("_next") => "Recreated",
+            Action::RenameContainer { from, .. } if from.ends_with("_prev") => "RolledBack",
             Action::CreateContainer { .. }
             | Action::CreateNetwork { .. }
             | Action::CreateVolume { .. } => "Created",
@@ -478,7 +486,7 @@ pub fn happenings(
         };
         out.push(Happening {
             key: key.clone(),
-            warning: false,
+            warning: reason == "RolledBack",
             reason,
             note: a.action.to_string(),
         });
