@@ -567,9 +567,10 @@ pub struct RollingUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unavailable: Option<IntOrString>,
     /// Extra replicas that may run during the update; a percentage rounds up; default `25%`,
-    /// but 0 for a container that publishes a fixed `hostPort` (two copies cannot bind it) or
-    /// mounts a volume or host path read-write (two copies of a database on one data directory
-    /// corrupt it). Above 0, the update is start-first: each new replica starts and becomes
+    /// but 0 for a container that mounts a volume or host path read-write (two copies of a
+    /// database on one data directory corrupt it) or shares a network namespace (`networkMode`
+    /// `host` or `container:<name>`: two copies would bind the same ports), and always 0 with a
+    /// fixed `hostPort` (two copies cannot bind it). Above 0, the update is start-first: each new replica starts and becomes
     /// available before an old one stops. At 0 it is stop-first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_surge: Option<IntOrString>,

@@ -399,8 +399,10 @@ fn container(
 }
 
 /// Scales `updateStrategy` to the replica count. `maxSurge` defaults to 25 % (rounded up), but
-/// to 0 when a second copy could not run or would be unsafe: a fixed `hostPort` (the port is
-/// taken), or a read-write volume or host path mount (two databases on one data directory).
+/// to 0 when a second copy could not run or would be unsafe: a fixed `hostPort` (always 0: the
+/// port is taken), a read-write volume or host path mount (two databases on one data
+/// directory), or a shared network namespace (`networkMode: host` or `container:<name>`: two
+/// copies would bind the same ports).
 /// When both bounds come to 0, `maxUnavailable` is 1, as in Kubernetes.
 fn rollout_config(spec: &berth_api::ContainerSpec, config: &ContainerConfig) -> RolloutConfig {
     use berth_api::{IntOrString, UpdateStrategyType, scaled_int_or_percent};
@@ -412,7 +414,11 @@ fn rollout_config(spec: &berth_api::ContainerSpec, config: &ContainerConfig) -> 
         || config
             .mounts
             .iter()
-            .any(|m| !m.read_only && !matches!(m.source, MountSource::Tmpfs { .. }));
+            .any(|m| !m.read_only && !matches!(m.source, MountSource::Tmpfs { .. }))
+        || config
+            .network_mode
+            .as_deref()
+            .is_some_and(|m| m == "host" || m.starts_with("container:"));
     let surge = match &ru.max_surge {
         _ if config.ports.iter().any(|p| p.host_port.is_some()) => 0,
         Some(v) => scaled_int_or_percent(v, n, true).unwrap_or(0),

@@ -1271,6 +1271,15 @@ fn rollout_bounds_follow_kubernetes_defaults_and_safety_rules() {
         (0, 1),
         "a fixed hostPort forbids surge"
     );
+    let d = cfg(&web_stack(3, "1", |s| {
+        s.networks.clear();
+        s.network_mode = Some("host".into());
+    }));
+    assert_eq!(
+        (d.max_surge, d.max_unavailable),
+        (0, 1),
+        "host network: stop-first"
+    );
     let mut objs = stack();
     objs.truncate(3);
     let d = cfg(&objs);
