@@ -649,3 +649,68 @@ async fn never_ready_update_rolls_back_and_old_replicas_keep_serving() {
         "only the old version answered"
     );
 }
+
+/// `berth apply` drives a rolling update to the end — one pass per step, readiness probes run —
+/// and exits 1 when the update made no progress and was rolled back, the old containers kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_finishes_a_rolling_update_and_reports_a_rollback() {
+    let env = test_env!("roll-apply").await;
+    let web = |content: &str, probe_port: u16| {
+        env.container(
+            "web",
+            BUSYBOX,
+            &format!(
+                "  replicas: 2\n  init: true\n  files: [{{path: /www/index.html, content: {content}}}]\n  readinessProbe:\n    httpGet: {{path: /, port: {probe_port}}}\n    periodSeconds: 1\n  progressDeadlineSeconds: 6\n"
+            ),
+        )
+        .replace(r#"[sleep, "3600"]"#, HTTPD)
+    };
+    let names: Vec<String> = (0..2).map(|r| format!("{}_web_{r}", env.ns)).collect();
+    let content = |name: &str| env.docker_cli(&["exec", name, "cat", "/www/index.html"]);
+
+    env.write("web.yaml", &web("v1", 8080));
+    let out = env.apply();
+    assert!(out.status.success(), "{}", berth_e2e::text(&out));
+
+    env.write("web.yaml", &web("v2", 8080));
+    let out = env.apply();
+    let text = berth_e2e::text(&out);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    for n in &names {
+        assert!(
+            text.contains(&format!("rename container {n}_next to {n}")),
+            "{n} replaced start-first: {text}"
+        );
+        assert_eq!(content(n), "v2");
+    }
+    let left: Vec<String> = env.containers().await.into_keys().collect();
+    assert_eq!(left.len(), 2, "no _next or _prev left: {left:?}");
+    let ids: Vec<Option<String>> = {
+        let mut v = Vec::new();
+        for n in &names {
+            v.push(env.container_id(n).await);
+        }
+        v
+    };
+
+    // v3's readiness probe asks a port nothing listens on: never ready, rolled back after 6 s.
+    env.write("web.yaml", &web("v3", 9999));
+    let t0 = Instant::now();
+    let out = env.apply();
+    let text = berth_e2e::text(&out);
+    println!("{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("RolledBack"), "{text}");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(6),
+        "not before the deadline"
+    );
+    for (n, id) in names.iter().zip(&ids) {
+        assert_eq!(&env.container_id(n).await, id, "{n} is the v2 container");
+        assert!(env.running(n).await);
+        assert_eq!(content(n), "v2");
+    }
+    let left: Vec<String> = env.containers().await.into_keys().collect();
+    assert_eq!(left.len(), 2, "the surge container is gone: {left:?}");
+}
