@@ -408,7 +408,13 @@ mod tests {
                 ..Default::default()
             }),
         };
-        let objs = [m("running"), m("creating"), m("crashing")];
+        let objs = [
+            m("running"),
+            m("creating"),
+            m("crashing"),
+            m("rolling"),
+            m("rolledback"),
+        ];
         let desired = crate::resolve::resolve(objs.iter());
         let key = |n: &str| ObjectKey::new(Kind::Container, "default", n);
         let observed = ObservedState {
@@ -440,12 +446,26 @@ mod tests {
                 },
                 after: vec![],
             }],
-            waiting: vec![Waiting {
-                owner: Owner::replica(key("crashing"), 0),
-                reason: "CrashLoopBackOff",
-                message: "back-off 10s".into(),
-                until: None,
-            }],
+            waiting: vec![
+                Waiting {
+                    owner: Owner::replica(key("crashing"), 0),
+                    reason: "CrashLoopBackOff",
+                    message: "back-off 10s".into(),
+                    until: None,
+                },
+                Waiting {
+                    owner: Owner::replica(key("rolling"), 0),
+                    reason: "RollingUpdate",
+                    message: "waiting for new container x_next to become ready".into(),
+                    until: None,
+                },
+                Waiting {
+                    owner: Owner::replica(key("rolledback"), 0),
+                    reason: "RolledBack",
+                    message: "rolled back".into(),
+                    until: None,
+                },
+            ],
         };
         let s = host_states(&desired, &observed, &plan);
         assert_eq!(s[&key("running")].state, HostObjectState::Ready);
@@ -454,8 +474,12 @@ mod tests {
         assert_eq!(s[&key("creating")].message, "container missing");
         assert_eq!(s[&key("crashing")].state, HostObjectState::Degraded);
         assert_eq!(s[&key("crashing")].reason, "CrashLoopBackOff");
+        assert_eq!(s[&key("rolling")].state, HostObjectState::Progressing);
+        assert_eq!(s[&key("rolling")].reason, "RollingUpdate");
+        assert_eq!(s[&key("rolledback")].state, HostObjectState::Degraded);
+        assert_eq!(s[&key("rolledback")].reason, "RolledBack");
         let c = counts(&s);
-        assert_eq!((c.total, c.ready, c.progressing, c.degraded), (3, 1, 1, 1));
+        assert_eq!((c.total, c.ready, c.progressing, c.degraded), (5, 1, 2, 2));
     }
 
     #[test]
