@@ -630,76 +630,19 @@ pub fn plan(
                     Step::Hold(msg) => p.wait(&owner, "RollingUpdate", msg.clone(), None),
                     Step::WaitNext(msg) => {
                         let Some(x) = slot.next else { continue };
-                        let crash =
-                            entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now);
-                        match x.state {
-                            RunState::Created => {
-                                p.push(
-                                    &owner,
-                                    &dc.hash,
-                                    "surge container created but never started",
-                                    Action::StartContainer {
-                                        name: x.name.clone(),
-                                        restart: false,
-                                    },
-                                    vec![],
-                                );
-                            }
-                            RunState::Exited if restart_wanted(dc.restart_policy, x) => match crash {
-                                Some(e) => p.wait(
-                                    &owner,
-                                    "CrashLoopBackOff",
-                                    format!(
-                                        "new container {} exited with code {}; restart {} delayed",
-                                        x.name,
-                                        x.exit_code.unwrap_or(-1),
-                                        e.attempts + 1
-                                    ),
-                                    Some(e.not_before),
-                                ),
-                                None => {
-                                    p.push(
-                                        &owner,
-                                        &dc.hash,
-                                        format!(
-                                            "new container exited with code {}, restartPolicy {:?}",
-                                            x.exit_code.unwrap_or(-1),
-                                            dc.restart_policy
-                                        ),
-                                        Action::StartContainer {
-                                            name: x.name.clone(),
-                                            restart: true,
-                                        },
-                                        vec![],
-                                    );
-                                }
-                            },
-                            RunState::Running if x.failing() => match crash {
-                                Some(e) => p.wait(
-                                    &owner,
-                                    "Unhealthy",
-                                    format!(
-                                        "new container {} failing; restart {} delayed (CrashLoopBackOff)",
-                                        x.name,
-                                        e.attempts + 1
-                                    ),
-                                    Some(e.not_before),
-                                ),
-                                None => {
-                                    p.push(
-                                        &owner,
-                                        &dc.hash,
-                                        "new container failing its health check or liveness probe",
-                                        Action::RestartContainer {
-                                            id: x.id.clone(),
-                                            name: x.name.clone(),
-                                            stop_timeout: dc.config.stop_timeout(),
-                                        },
-                                        vec![],
-                                    );
-                                }
-                            },
-                            _ => p.wait(&owner, "RollingUpdate", msg.clone(), None),
+                        if x.state == RunState::Created {
+                            p.push(
+                                &owner,
+                                &dc.hash,
+                                "surge container created but never started",
+                                Action::StartContainer {
+                                    name: x.name.clone(),
+                                    restart: false,
+                                },
+                                vec![],
+                            );
+                        } else if !restart_if_due(&mut p, &owner, dc, x, entry, now) {
+                            p.wait(&owner, "RollingUpdate", msg.clone(), None);
                         }
                     }
                     Step::Promote => {
@@ -933,74 +876,10 @@ pub fn plan(
                         vec![create],
                     );
                 }
-                (None, Some(c)) if c.state == RunState::Exited => {
-                    if !restart_wanted(dc.restart_policy, c) {
-                        continue;
-                    }
-                    if let Some(e) =
-                        entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now)
-                    {
-                        p.wait(
-                            &owner,
-                            "CrashLoopBackOff",
-                            format!(
-                                "exited with code {}; restart {} delayed",
-                                c.exit_code.unwrap_or(-1),
-                                e.attempts + 1
-                            ),
-                            Some(e.not_before),
-                        );
-                        continue;
-                    }
-                    p.push(
-                        &owner,
-                        &dc.hash,
-                        format!(
-                            "exited with code {}, restartPolicy {:?}",
-                            c.exit_code.unwrap_or(-1),
-                            dc.restart_policy
-                        ),
-                        Action::StartContainer {
-                            name: c.name.clone(),
-                            restart: true,
-                        },
-                        vec![],
-                    );
+                (None, Some(c)) => {
+                    restart_if_due(&mut p, &owner, dc, c, entry, now);
                 }
-                (None, Some(c)) if c.state == RunState::Running && c.failing() => {
-                    if let Some(e) =
-                        entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now)
-                    {
-                        p.wait(
-                            &owner,
-                            "Unhealthy",
-                            format!(
-                                "health check failing; restart {} delayed (CrashLoopBackOff)",
-                                e.attempts + 1
-                            ),
-                            Some(e.not_before),
-                        );
-                        continue;
-                    }
-                    p.push(
-                        &owner,
-                        &dc.hash,
-                        match &c.probe {
-                            Some(pr) if !pr.live => format!(
-                                "liveness probe failed: {}",
-                                pr.message.as_deref().unwrap_or("no detail")
-                            ),
-                            _ => "health check reports unhealthy".to_string(),
-                        },
-                        Action::RestartContainer {
-                            id: c.id.clone(),
-                            name: c.name.clone(),
-                            stop_timeout: dc.config.stop_timeout(),
-                        },
-                        vec![],
-                    );
-                }
-                (None, _) => {}
+                (None, None) => {}
             }
         }
         if dc.rollout.recreate {
@@ -1402,6 +1281,82 @@ fn ensure_image<'a>(
     );
     images.insert(key, a);
     a
+}
+
+/// Restarts container `c` of `owner` when it exited and `restartPolicy` wants it running again,
+/// or when it runs but fails its health check or liveness probe — unless its CrashLoopBackOff
+/// delay (`entry`) has not passed, then it waits (`CrashLoopBackOff` / `Unhealthy`). Returns
+/// false when `c` needs neither.
+fn restart_if_due(
+    p: &mut Plan,
+    owner: &Owner,
+    dc: &crate::desired::DesiredContainer,
+    c: &ObservedContainer,
+    entry: Option<&crate::backoff::RetryEntry>,
+    now: Instant,
+) -> bool {
+    let exited = c.state == RunState::Exited && restart_wanted(dc.restart_policy, c);
+    let failing = c.state == RunState::Running && c.failing();
+    if !exited && !failing {
+        return false;
+    }
+    if let Some(e) = entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now) {
+        let (reason, message) = if exited {
+            (
+                "CrashLoopBackOff",
+                format!(
+                    "{} exited with code {}; restart {} delayed",
+                    c.name,
+                    c.exit_code.unwrap_or(-1),
+                    e.attempts + 1
+                ),
+            )
+        } else {
+            (
+                "Unhealthy",
+                format!(
+                    "{}: health check failing; restart {} delayed (CrashLoopBackOff)",
+                    c.name,
+                    e.attempts + 1
+                ),
+            )
+        };
+        p.wait(owner, reason, message, Some(e.not_before));
+    } else if exited {
+        p.push(
+            owner,
+            &dc.hash,
+            format!(
+                "exited with code {}, restartPolicy {:?}",
+                c.exit_code.unwrap_or(-1),
+                dc.restart_policy
+            ),
+            Action::StartContainer {
+                name: c.name.clone(),
+                restart: true,
+            },
+            vec![],
+        );
+    } else {
+        p.push(
+            owner,
+            &dc.hash,
+            match &c.probe {
+                Some(pr) if !pr.live => format!(
+                    "liveness probe failed: {}",
+                    pr.message.as_deref().unwrap_or("no detail")
+                ),
+                _ => "health check reports unhealthy".to_string(),
+            },
+            Action::RestartContainer {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                stop_timeout: dc.config.stop_timeout(),
+            },
+            vec![],
+        );
+    }
+    true
 }
 
 /// Whether `restartPolicy` wants an exited container started again.
