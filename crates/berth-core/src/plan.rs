@@ -746,21 +746,13 @@ pub fn plan(
                         } else {
                             "rolling update (stop-first): spec changed"
                         };
-                        let create = p.push(
+                        let create = create_and_start(
+                            &mut p,
+                            &desired.instance,
                             &owner,
-                            &dc.hash,
-                            why,
-                            Action::CreateContainer {
-                                name: target.clone(),
-                                config: Box::new(dc.config.clone()),
-                                labels: merged_labels(
-                                    &desired.instance,
-                                    key,
-                                    Some(r),
-                                    &dc.hash,
-                                    &dc.config.labels,
-                                ),
-                            },
+                            dc,
+                            target,
+                            why.to_string(),
                             create_after,
                         );
                         if matches!(step, Step::Surge) {
@@ -771,16 +763,6 @@ pub fn plan(
                         if dc.config.ports.iter().any(|pc| pc.host_port.is_some()) {
                             publishing.push(create);
                         }
-                        p.push(
-                            &owner,
-                            &dc.hash,
-                            "start after create",
-                            Action::StartContainer {
-                                name: target,
-                                restart: false,
-                            },
-                            vec![create],
-                        );
                     }
                     Step::Normal | Step::KeepOld => {}
                 }
@@ -844,37 +826,19 @@ pub fn plan(
                         removing.insert(c.id.as_str(), rm);
                         create_after.push(rm);
                     }
-                    let create = p.push(
+                    let create = create_and_start(
+                        &mut p,
+                        &desired.instance,
                         &owner,
-                        &dc.hash,
+                        dc,
+                        name,
                         reason,
-                        Action::CreateContainer {
-                            name: name.clone(),
-                            config: Box::new(dc.config.clone()),
-                            labels: merged_labels(
-                                &desired.instance,
-                                key,
-                                Some(r),
-                                &dc.hash,
-                                &dc.config.labels,
-                            ),
-                        },
                         create_after,
                     );
                     object_creates.push(create);
                     if dc.config.ports.iter().any(|pc| pc.host_port.is_some()) {
                         publishing.push(create);
                     }
-                    p.push(
-                        &owner,
-                        &dc.hash,
-                        "start after create",
-                        Action::StartContainer {
-                            name,
-                            restart: false,
-                        },
-                        vec![create],
-                    );
                 }
                 (None, Some(c)) => {
                     restart_if_due(&mut p, &owner, dc, c, entry, now);
@@ -1357,6 +1321,47 @@ fn restart_if_due(
         );
     }
     true
+}
+
+/// Plans the creation of container `name` for `owner` with the desired spec (after `after`)
+/// and its start; returns the create action.
+fn create_and_start(
+    p: &mut Plan,
+    instance: &str,
+    owner: &Owner,
+    dc: &crate::desired::DesiredContainer,
+    name: String,
+    reason: String,
+    after: Vec<usize>,
+) -> usize {
+    let create = p.push(
+        owner,
+        &dc.hash,
+        reason,
+        Action::CreateContainer {
+            name: name.clone(),
+            config: Box::new(dc.config.clone()),
+            labels: merged_labels(
+                instance,
+                &owner.key,
+                owner.replica,
+                &dc.hash,
+                &dc.config.labels,
+            ),
+        },
+        after,
+    );
+    p.push(
+        owner,
+        &dc.hash,
+        "start after create",
+        Action::StartContainer {
+            name,
+            restart: false,
+        },
+        vec![create],
+    );
+    create
 }
 
 /// Whether `restartPolicy` wants an exited container started again.

@@ -529,7 +529,9 @@ impl DockerEngine {
         Ok(())
     }
 
-    async fn remove_container(
+    /// Stops a container gracefully (`stop_timeout` seconds, then SIGKILL); one that is not
+    /// running (304) or gone (404) counts as stopped.
+    async fn stop_container(
         &self,
         id: &str,
         name: &str,
@@ -545,10 +547,19 @@ impl DockerEngine {
             )
             .await
         {
-            Ok(()) => {}
-            Err(e) if matches!(status_of(&e), Some(304) | Some(404)) => {}
-            Err(e) => return Err(api(format!("stop container {name}"))(e)),
+            Ok(()) => Ok(()),
+            Err(e) if matches!(status_of(&e), Some(304) | Some(404)) => Ok(()),
+            Err(e) => Err(api(format!("stop container {name}"))(e)),
         }
+    }
+
+    async fn remove_container(
+        &self,
+        id: &str,
+        name: &str,
+        stop_timeout: u32,
+    ) -> Result<(), EngineError> {
+        self.stop_container(id, name, stop_timeout).await?;
         self.count();
         match self
             .docker
@@ -741,22 +752,7 @@ impl Runtime for DockerEngine {
                 id,
                 name,
                 stop_timeout,
-            } => {
-                let t = i32::try_from(*stop_timeout).unwrap_or(i32::MAX);
-                self.count();
-                match self
-                    .docker
-                    .stop_container(
-                        id,
-                        Some(StopContainerOptionsBuilder::default().t(t).build()),
-                    )
-                    .await
-                {
-                    Ok(()) => Ok(()),
-                    Err(e) if status_of(&e) == Some(304) => Ok(()),
-                    Err(e) => Err(api(format!("stop container {name}"))(e)),
-                }
-            }
+            } => self.stop_container(id, name, *stop_timeout).await,
             Action::RenameContainer { id, from, to } => {
                 self.count();
                 self.docker
