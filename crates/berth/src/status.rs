@@ -266,20 +266,7 @@ impl StatusWriter {
     }
 
     fn current_status(&self, key: &ObjectKey) -> (u64, ObjectStatus) {
-        let stored = self.view.get(key).map(|o| {
-            let rv = o
-                .metadata
-                .resource_version
-                .as_deref()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let status = o
-                .data
-                .get("status")
-                .and_then(|s| serde_json::from_value(s.clone()).ok())
-                .unwrap_or_default();
-            (rv, status)
-        });
+        let stored = self.view.get(key).map(|o| version_and_status(&o));
         match (stored, self.written.get(key)) {
             (Some(s), Some(w)) if w.0 > s.0 => w.clone(),
             (Some(s), _) => s,
@@ -315,18 +302,7 @@ impl StatusWriter {
             {
                 Ok(o) => {
                     tracing::debug!(object = %key, "status written");
-                    let rv = o
-                        .metadata
-                        .resource_version
-                        .as_deref()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    let st = o
-                        .data
-                        .get("status")
-                        .and_then(|s| serde_json::from_value(s.clone()).ok())
-                        .unwrap_or_default();
-                    self.written.insert(key, (rv, st));
+                    self.written.insert(key, version_and_status(&o));
                 }
                 Err(e) => tracing::warn!(object = %key, error = %e, "cannot write status"),
             }
@@ -435,6 +411,23 @@ impl StatusWriter {
 }
 
 /// The Events a pass is worth: creates, recreates, restarts and failures of objects that came
+/// An object's resourceVersion (as a number; 0 when absent or not numeric) and its `status`
+/// (default when absent or not in berth's shape).
+fn version_and_status(o: &DynamicObject) -> (u64, ObjectStatus) {
+    let rv = o
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let status = o
+        .data
+        .get("status")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default();
+    (rv, status)
+}
+
 /// from the cluster.
 pub fn happenings(
     plan: &berth_core::Plan,
