@@ -40,8 +40,9 @@ impl Backoff {
     }
 }
 
-/// What an entry counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What an entry counts. An owner has at most one entry of each kind, so a failed action does
+/// not reset its CrashLoopBackOff count, nor a restart its failure backoff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RetryKind {
     /// Failed actions.
     Failure,
@@ -69,21 +70,24 @@ pub struct RetryEntry {
 /// Retry state of every owner, and the progress of rolling updates.
 #[derive(Clone, Debug, Default)]
 pub struct RetryBook {
-    entries: BTreeMap<Owner, RetryEntry>,
+    entries: BTreeMap<(Owner, RetryKind), RetryEntry>,
     /// Rolling-update progress and readiness times; updated by
     /// [`RolloutBook::observe`](crate::rollout::RolloutBook::observe) before each plan.
     pub rollouts: crate::rollout::RolloutBook,
 }
 
 impl RetryBook {
-    /// Entry for `owner` if it applies to `hash`.
-    pub fn get(&self, owner: &Owner, hash: &str) -> Option<&RetryEntry> {
-        self.entries.get(owner).filter(|e| e.hash == hash)
+    /// `owner`'s entry of `kind`, if it applies to `hash`.
+    pub fn get(&self, owner: &Owner, hash: &str, kind: RetryKind) -> Option<&RetryEntry> {
+        self.entries
+            .get(&(owner.clone(), kind))
+            .filter(|e| e.hash == hash)
     }
 
-    /// When the next attempt for (`owner`, `hash`) may happen, if that is after `now`.
+    /// When the next attempt after a failure for (`owner`, `hash`) may happen, if that is after
+    /// `now`.
     pub fn blocked_until(&self, owner: &Owner, hash: &str, now: Instant) -> Option<Instant> {
-        self.get(owner, hash)
+        self.get(owner, hash, RetryKind::Failure)
             .map(|e| e.not_before)
             .filter(|t| *t > now)
     }
@@ -122,8 +126,9 @@ impl RetryBook {
         error: Option<String>,
         delay: impl Fn(u32) -> Duration,
     ) -> &RetryEntry {
-        let attempts = match self.entries.get(&owner) {
-            Some(e) if e.hash == hash && e.kind == kind => e.attempts + 1,
+        let key = (owner, kind);
+        let attempts = match self.entries.get(&key) {
+            Some(e) if e.hash == hash => e.attempts + 1,
             _ => 1,
         };
         let entry = RetryEntry {
@@ -136,20 +141,14 @@ impl RetryBook {
             last_attempt: now,
             last_error: error,
         };
-        self.entries.insert(owner.clone(), entry);
-        &self.entries[&owner]
+        self.entries.insert(key.clone(), entry);
+        &self.entries[&key]
     }
 
     /// Forgets an owner's failures (its actions all succeeded). Restart entries are kept: they
     /// expire through [`RetryBook::expire_restarts`].
     pub fn clear_failures(&mut self, owner: &Owner) {
-        if self
-            .entries
-            .get(owner)
-            .is_some_and(|e| e.kind == RetryKind::Failure)
-        {
-            self.entries.remove(owner);
-        }
+        self.entries.remove(&(owner.clone(), RetryKind::Failure));
     }
 
     /// Forgets restart counts of containers that have been running (`running` returns true)
@@ -163,7 +162,7 @@ impl RetryBook {
         keep: impl Fn(&Owner, &str) -> bool,
         running: impl Fn(&Owner) -> bool,
     ) {
-        self.entries.retain(|owner, e| {
+        self.entries.retain(|(owner, _), e| {
             keep(owner, &e.hash)
                 && !(e.kind == RetryKind::Restart
                     && running(owner)
@@ -173,7 +172,7 @@ impl RetryBook {
 
     /// All entries.
     pub fn iter(&self) -> impl Iterator<Item = (&Owner, &RetryEntry)> {
-        self.entries.iter()
+        self.entries.iter().map(|((owner, _), e)| (owner, e))
     }
 
     /// Earliest `not_before` after `now`, or rolling-update time ([`RolloutBook::next_due`]):
@@ -205,6 +204,24 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_keeps_the_crash_loop_count() {
+        let owner = Owner::replica(ObjectKey::new(Kind::Container, "default", "web"), 0);
+        let t0 = Instant::now();
+        let mut book = RetryBook::default();
+        for _ in 0..3 {
+            book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
+        }
+        book.record_failure(owner.clone(), "v1-a", t0, "rename failed".into(), |n| {
+            Backoff::FAILURE.delay(n)
+        });
+        book.clear_failures(&owner);
+        let e = book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
+        assert_eq!(e.attempts, 4, "the fourth restart waits 80 s, not 10 s");
+        assert_eq!(e.not_before, t0 + Duration::from_secs(80));
+        assert!(book.get(&owner, "v1-a", RetryKind::Failure).is_none());
+    }
+
+    #[test]
     fn spec_change_resets_and_restart_expires() {
         let owner = Owner::replica(ObjectKey::new(Kind::Container, "default", "web"), 0);
         let t0 = Instant::now();
@@ -213,17 +230,21 @@ mod tests {
         let e = book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
         assert_eq!(e.attempts, 2);
         assert_eq!(
-            book.blocked_until(&owner, "v1-a", t0),
+            book.get(&owner, "v1-a", RetryKind::Restart)
+                .map(|e| e.not_before),
             Some(t0 + Duration::from_secs(20))
         );
         assert_eq!(
-            book.blocked_until(&owner, "v1-b", t0),
+            book.get(&owner, "v1-b", RetryKind::Restart),
             None,
             "new hash: no backoff"
         );
         let ten_min = Duration::from_secs(600);
         book.expire_restarts(t0 + ten_min, ten_min, |_, _| true, |_| false);
-        assert!(book.get(&owner, "v1-a").is_some(), "not running: kept");
+        assert!(
+            book.get(&owner, "v1-a", RetryKind::Restart).is_some(),
+            "not running: kept"
+        );
         book.expire_restarts(
             t0 + Duration::from_secs(599),
             ten_min,
@@ -231,12 +252,12 @@ mod tests {
             |_| true,
         );
         assert!(
-            book.get(&owner, "v1-a").is_some(),
+            book.get(&owner, "v1-a", RetryKind::Restart).is_some(),
             "running for less than 10 minutes: kept"
         );
         book.expire_restarts(t0 + ten_min, ten_min, |_, _| true, |_| true);
         assert!(
-            book.get(&owner, "v1-a").is_none(),
+            book.get(&owner, "v1-a", RetryKind::Restart).is_none(),
             "running for 10 minutes: forgotten"
         );
     }

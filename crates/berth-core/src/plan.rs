@@ -561,8 +561,11 @@ pub fn plan(
                 );
                 continue;
             }
-            let entry = retries.get(&owner, &dc.hash);
-            if let Some(e) = entry.filter(|e| e.kind == RetryKind::Failure && e.not_before > now) {
+            let entry = retries.get(&owner, &dc.hash, RetryKind::Restart);
+            if let Some(e) = retries
+                .get(&owner, &dc.hash, RetryKind::Failure)
+                .filter(|e| e.not_before > now)
+            {
                 p.wait(
                     &owner,
                     failure_reason(e),
@@ -1249,7 +1252,7 @@ fn ensure_image<'a>(
 
 /// Restarts container `c` of `owner` when it exited and `restartPolicy` wants it running again,
 /// or when it runs but fails its health check or liveness probe — unless its CrashLoopBackOff
-/// delay (`entry`) has not passed, then it waits (`CrashLoopBackOff` / `Unhealthy`). Returns
+/// delay (`entry`, the owner's restart entry) has not passed, then it waits (`CrashLoopBackOff` / `Unhealthy`). Returns
 /// false when `c` needs neither.
 fn restart_if_due(
     p: &mut Plan,
@@ -1264,7 +1267,7 @@ fn restart_if_due(
     if !exited && !failing {
         return false;
     }
-    if let Some(e) = entry.filter(|e| e.kind == RetryKind::Restart && e.not_before > now) {
+    if let Some(e) = entry.filter(|e| e.not_before > now) {
         let (reason, message) = if exited {
             (
                 "CrashLoopBackOff",
@@ -1571,7 +1574,7 @@ fn orphan_owner(key: Option<&ObjectKey>, engine_name: &str) -> Owner {
 }
 
 fn retry_message(retries: &RetryBook, owner: &Owner, hash: &str) -> String {
-    match retries.get(owner, hash) {
+    match retries.get(owner, hash, RetryKind::Failure) {
         Some(e) => format!(
             "{} failed attempt(s); last error: {}",
             e.attempts,
