@@ -39,13 +39,23 @@ pub const MAX_REPLICAS: u32 = 1000;
 /// Namespace used when `metadata.namespace` is absent (same as Kubernetes).
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// Parses a duration written like `10s`, `1m30s`, `500ms` or `2h` (humantime syntax).
+/// Longest duration accepted: 24 hours. Docker sends durations as signed 64-bit nanoseconds;
+/// anything near that range is a typo, and a day is longer than any health check or probe
+/// interval has reason to be.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Parses a duration written like `10s`, `1m30s`, `500ms` or `2h` (humantime syntax), at most
+/// [`MAX_DURATION`].
 ///
 /// # Errors
-/// A message naming the expected syntax.
+/// A message naming the expected syntax, or the limit.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("expected a duration like 10s, 1m30s or 500ms, got {s:?} ({e})"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("expected a duration like 10s, 1m30s or 500ms, got {s:?} ({e})"))?;
+    if d > MAX_DURATION {
+        return Err(format!("expected a duration of at most 24h, got {s:?}"));
+    }
+    Ok(d)
 }
 
 /// The three kinds berth manages.

@@ -751,6 +751,19 @@ mod health_tests {
             Ok(std::time::Duration::from_millis(500))
         );
         assert!(crate::parse_duration("10").is_err());
+        assert!(
+            crate::parse_duration("99999999999y")
+                .is_err_and(|e| e.contains("expected a duration")),
+            "out of humantime's range"
+        );
+        assert!(
+            crate::parse_duration("25h").is_err_and(|e| e.contains("at most 24h")),
+            "above the limit"
+        );
+        assert_eq!(
+            crate::parse_duration("24h"),
+            Ok(std::time::Duration::from_secs(86400))
+        );
     }
 
     #[test]
