@@ -145,7 +145,7 @@ async fn deleting_a_file_removes_containers_and_networks_but_keeps_volume_data()
 }
 
 /// Case 5: `docker rm -f` of a managed container, and removing its network while it is
-/// stopped, are both repaired: recreated, reattached, running.
+/// stopped, are both repaired: recreated, reattached, running. A paused container is unpaused.
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_is_repaired() {
     let env = test_env!("drift").await;
@@ -169,6 +169,17 @@ async fn drift_is_repaired() {
         })
         .await;
     println!("drift repair (rm -f) in {took:?}");
+
+    // `docker pause` is drift too: the same container is unpaused.
+    let id = env.container_id(&web).await;
+    env.docker_cli(&["pause", &web]);
+    env.until("web unpaused", T, || async {
+        env.try_docker_cli(&["inspect", "-f", "{{.State.Status}}", &web])
+            .as_deref()
+            == Some("running")
+    })
+    .await;
+    assert_eq!(env.container_id(&web).await, id, "unpaused, not recreated");
 
     // With the agent down (say, across a reboot), the container stops and its network is
     // removed; the restarted agent must bring both back.

@@ -752,8 +752,7 @@ mod health_tests {
         );
         assert!(crate::parse_duration("10").is_err());
         assert!(
-            crate::parse_duration("99999999999y")
-                .is_err_and(|e| e.contains("expected a duration")),
+            crate::parse_duration("99999999999y").is_err_and(|e| e.contains("expected a duration")),
             "out of humantime's range"
         );
         assert!(

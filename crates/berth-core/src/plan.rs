@@ -111,6 +111,13 @@ pub enum Action {
         /// New engine name.
         to: String,
     },
+    /// Unpause a container paused by hand (`docker pause`): drift from the desired running state.
+    UnpauseContainer {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+    },
     /// Start a container.
     StartContainer {
         /// Engine name.
@@ -138,6 +145,7 @@ impl std::fmt::Display for Action {
                 write!(f, "restart unhealthy container {name}")
             }
             Action::StopContainer { name, .. } => write!(f, "stop container {name}"),
+            Action::UnpauseContainer { name, .. } => write!(f, "unpause container {name}"),
             Action::RenameContainer { from, to, .. } => {
                 write!(f, "rename container {from} to {to}")
             }
@@ -842,6 +850,18 @@ pub fn plan(
                     if dc.config.ports.iter().any(|pc| pc.host_port.is_some()) {
                         publishing.push(create);
                     }
+                }
+                (None, Some(c)) if c.state == RunState::Paused => {
+                    p.push(
+                        &owner,
+                        &dc.hash,
+                        "paused by hand; the desired state is running",
+                        Action::UnpauseContainer {
+                            id: c.id.clone(),
+                            name: c.name.clone(),
+                        },
+                        vec![],
+                    );
                 }
                 (None, Some(c)) => {
                     restart_if_due(&mut p, &owner, dc, c, entry, now);

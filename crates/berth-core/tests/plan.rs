@@ -182,6 +182,16 @@ impl Sim {
                         .expect("exists");
                     c.state = RunState::Running;
                 }
+                Action::UnpauseContainer { id, .. } => {
+                    let c = self
+                        .state
+                        .containers
+                        .iter_mut()
+                        .find(|c| &c.id == id)
+                        .expect("exists");
+                    assert_eq!(c.state, RunState::Paused);
+                    c.state = RunState::Running;
+                }
                 Action::StopContainer { id, .. } => {
                     let c = self
                         .state
@@ -591,6 +601,22 @@ fn restart_policy_decides_restarts_with_crash_loop_backoff() {
         plan(&resolve(&objs), &sim.state, &RetryBook::default(), now).is_empty(),
         "exit 0 with OnFailure"
     );
+}
+
+#[test]
+fn a_paused_container_is_unpaused() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &stack());
+    let id = sim.container_id("app_web_0");
+    sim.state
+        .containers
+        .iter_mut()
+        .find(|c| c.id == id)
+        .expect("web")
+        .state = RunState::Paused;
+    let p = converge(&mut sim, &stack());
+    assert_eq!(names(&p), vec!["unpause container app_web_0"]);
+    assert_eq!(sim.container_id("app_web_0"), id, "the same container");
 }
 
 #[test]

@@ -753,6 +753,15 @@ impl Runtime for DockerEngine {
                 name,
                 stop_timeout,
             } => self.stop_container(id, name, *stop_timeout).await,
+            Action::UnpauseContainer { id, name } => {
+                self.count();
+                match self.docker.unpause_container(id).await {
+                    Ok(()) => Ok(()),
+                    // Not paused (any more): nothing to do.
+                    Err(e) if status_of(&e) == Some(409) => Ok(()),
+                    Err(e) => Err(api(format!("unpause container {name}"))(e)),
+                }
+            }
             Action::RenameContainer { id, from, to } => {
                 self.count();
                 self.docker
