@@ -164,6 +164,22 @@ struct DocDefaultSpec<S: Default> {
     spec: S,
 }
 
+/// Deserializes one YAML document; on error also returns the path of the field being decoded
+/// (`spec.ports[0].hostPort`), tracked by `serde_path_to_error`.
+fn with_path<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<T, Box<(serde_saphyr::Error, Option<String>)>> {
+    let mut path = None;
+    serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let p = e.path().to_string();
+            path = (p != ".").then_some(p);
+            e.into_inner()
+        })
+    })
+    .map_err(|e| Box::new((e, path)))
+}
+
 fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<DecodeError>> {
     if is_blank(&chunk.text) {
         return Ok(None);
@@ -175,7 +191,7 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
         field: field.map(str::to_string),
         message,
     };
-    let from_saphyr = |e: serde_saphyr::Error| {
+    let from_saphyr_at = |e: serde_saphyr::Error, path: Option<String>| {
         let (line, col) = e
             .location()
             .map(|l| (l.line(), l.column()))
@@ -184,7 +200,26 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
             serde_saphyr::Error::WithSnippet { error, .. } => error.to_string(),
             other => other.to_string(),
         };
-        vec![err(line, col, None, first_line(&inner))]
+        let message = first_line(&inner);
+        // The position is reported separately.
+        let message = match message.rfind(" at line ") {
+            Some(i) if message[i..].contains(", column ") => message[..i].to_string(),
+            _ => message,
+        };
+        let message = match message.as_str() {
+            "invalid u8" => "expected a whole number from 0 to 255".to_string(),
+            "invalid u16" => "expected a whole number from 0 to 65535".to_string(),
+            "invalid u32" => "expected a whole number from 0 to 4294967295".to_string(),
+            "invalid u64" => "expected a whole number of 0 or more".to_string(),
+            "invalid i32" | "invalid i64" => "expected a whole number".to_string(),
+            _ => message,
+        };
+        vec![err(line, col, path.as_deref(), message)]
+    };
+    let from_saphyr = |e: serde_saphyr::Error| from_saphyr_at(e, None);
+    let from_saphyr_path = |b: Box<(serde_saphyr::Error, Option<String>)>| {
+        let (e, path) = *b;
+        from_saphyr_at(e, path)
     };
     let head: Head = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
     let first = first_content_line(&chunk.text);
@@ -225,7 +260,7 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
     };
     let manifest = match kind {
         Kind::Container => {
-            let d: Doc<ContainerSpec> = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+            let d: Doc<ContainerSpec> = with_path(&chunk.text).map_err(from_saphyr_path)?;
             Manifest::Container {
                 metadata: d.metadata,
                 spec: Box::new(d.spec),
@@ -233,15 +268,14 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
         }
         Kind::Network => {
             let d: DocDefaultSpec<NetworkSpec> =
-                serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+                with_path(&chunk.text).map_err(from_saphyr_path)?;
             Manifest::Network {
                 metadata: d.metadata,
                 spec: d.spec,
             }
         }
         Kind::Volume => {
-            let d: DocDefaultSpec<VolumeSpec> =
-                serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+            let d: DocDefaultSpec<VolumeSpec> = with_path(&chunk.text).map_err(from_saphyr_path)?;
             Manifest::Volume {
                 metadata: d.metadata,
                 spec: d.spec,
@@ -345,24 +379,32 @@ pub fn decode_object(
         doc.insert("spec".into(), spec.clone());
     }
     let doc = serde_json::Value::Object(doc);
-    let from_json = |e: serde_json::Error| err(None, e.to_string());
+    let from_json = |e: serde_path_to_error::Error<serde_json::Error>| {
+        let path = e.path().to_string();
+        err(
+            (path != ".").then_some(path.as_str()),
+            e.into_inner().to_string(),
+        )
+    };
     let manifest = match kind {
         Kind::Container => {
-            let d: Doc<ContainerSpec> = serde_json::from_value(doc).map_err(from_json)?;
+            let d: Doc<ContainerSpec> = serde_path_to_error::deserialize(doc).map_err(from_json)?;
             Manifest::Container {
                 metadata: d.metadata,
                 spec: Box::new(d.spec),
             }
         }
         Kind::Network => {
-            let d: DocDefaultSpec<NetworkSpec> = serde_json::from_value(doc).map_err(from_json)?;
+            let d: DocDefaultSpec<NetworkSpec> =
+                serde_path_to_error::deserialize(doc).map_err(from_json)?;
             Manifest::Network {
                 metadata: d.metadata,
                 spec: d.spec,
             }
         }
         Kind::Volume => {
-            let d: DocDefaultSpec<VolumeSpec> = serde_json::from_value(doc).map_err(from_json)?;
+            let d: DocDefaultSpec<VolumeSpec> =
+                serde_path_to_error::deserialize(doc).map_err(from_json)?;
             Manifest::Volume {
                 metadata: d.metadata,
                 spec: d.spec,
@@ -603,6 +645,12 @@ spec:
     fn wrong_type_is_located() {
         let e = errors(&GOOD.replace("containerPort: 80", "containerPort: eighty"));
         assert!(e[0].starts_with("f.yaml:15:"), "{e:?}");
+        assert!(
+            e[0].ends_with(
+                ": spec.ports[0].containerPort: expected a whole number from 0 to 65535"
+            ),
+            "names the field and what was expected: {e:?}"
+        );
     }
 
     #[test]
