@@ -118,6 +118,13 @@ fn split_documents(text: &str) -> Vec<Chunk> {
             }
             continue;
         }
+        if bare.starts_with('%') && is_blank(&current) {
+            // A directive (`%YAML 1.2`, `%TAG`) before a document's `---`: berth's schema uses
+            // no tags and the reader is YAML 1.2, so it is kept as an empty line (positions
+            // stay right).
+            current.push('\n');
+            continue;
+        }
         current.push_str(line);
     }
     chunks.push(Chunk {
@@ -639,6 +646,16 @@ spec:
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("f.yaml:16:"), "{e:?}");
         assert!(e[0].contains("hostprot"), "{e:?}");
+    }
+
+    #[test]
+    fn yaml_directive_before_the_document_is_accepted() {
+        let objs = decode("f.yaml", &format!("%YAML 1.2\n---\n{GOOD}")).expect("valid");
+        assert_eq!(objs.len(), 2);
+        assert_eq!(
+            objs[0].origin, "f.yaml:4:1",
+            "positions count the directive line"
+        );
     }
 
     #[test]
