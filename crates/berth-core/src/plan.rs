@@ -626,6 +626,24 @@ pub fn plan(
                     }
                 }
             }
+            // The names a step takes must not belong to someone else.
+            let taken = match &sp.step {
+                Step::Surge => Some(labels::surge_name(&name)),
+                Step::StopFirst | Step::Promote if current.is_some() => {
+                    Some(labels::previous_name(&name))
+                }
+                _ => None,
+            }
+            .filter(|n| observed.foreign_containers.contains(n));
+            if let Some(n) = taken {
+                p.wait(
+                    &owner,
+                    "Conflict",
+                    format!("a container named {n:?} exists and is not managed by berth instance {:?}; the rolling update needs that name and waits (the old container keeps running)", desired.instance),
+                    None,
+                );
+                continue;
+            }
             let rolling = match &sp.step {
                 Step::Normal | Step::KeepOld => None,
                 other => Some(other),
@@ -1155,10 +1173,16 @@ fn rollout_steps(
     let avail = |c: &ObservedContainer| book.available(c, is_new(c), dc.rollout.min_ready, now);
     let rolled_back = book.get(key).is_some_and(|e| e.hash == h && e.rolled_back);
     let n = dc.replicas;
-    let (mut existing, mut available) = (0u32, 0u32);
+    // Every replica counts as one container — a missing one is about to be created (or is
+    // between the stop and the create of a stop-first step) — plus each surge container beside
+    // a replica's container.
+    let (mut existing, mut available) = (n, 0u32);
     for s in slots {
-        for c in s.canon.into_iter().chain(s.next.filter(|x| is_new(x))) {
+        let next = s.next.filter(|x| is_new(x));
+        if s.canon.is_some() && next.is_some() {
             existing += 1;
+        }
+        for c in s.canon.into_iter().chain(next) {
             available += u32::from(avail(c));
         }
     }
@@ -1208,6 +1232,9 @@ fn rollout_steps(
                         ))
                     }
                 }
+                // The previous container already runs the desired spec (an update was
+                // reverted): restore it rather than create another.
+                (Some(c), None) if !is_new(c) && s.prev.is_some_and(&is_new) => Step::RollBack,
                 (Some(c), None) if !is_new(c) => {
                     if !c.ready() || dc.rollout.recreate {
                         Step::StopFirst

@@ -1672,3 +1672,112 @@ fn update_resumes_from_engine_state_after_an_agent_restart() {
             .all(|c| !c.name.ends_with("_prev") && !c.name.ends_with("_next"))
     );
 }
+
+#[test]
+fn a_missing_replica_counts_against_max_surge() {
+    // maxSurge 0 (read-write volume): while replica 0 is being replaced stop-first (its old
+    // container already renamed away), replica 1 must not surge.
+    let objs = |v: &str| {
+        web_stack(2, v, |s| {
+            s.mounts = vec![Mount {
+                mount_path: "/data".into(),
+                volume: Some("data".into()),
+                ..Default::default()
+            }];
+        })
+    };
+    let with_volume = |mut o: Vec<Manifest>| {
+        o.push(Manifest::Volume {
+            metadata: meta("app", "data"),
+            spec: VolumeSpec::default(),
+        });
+        o
+    };
+    let mut sim = Sim::default();
+    converge(&mut sim, &with_volume(objs("1")));
+    sim.state.containers.retain(|c| c.name != "app_web_0");
+    let p = plan(
+        &resolve(&with_volume(objs("2"))),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    let n = names(&p);
+    assert!(
+        n.contains(&"create container app_web_0 (busybox:1)".to_string()),
+        "{n:#?}"
+    );
+    assert!(
+        !n.iter().any(|a| a.contains("_next")),
+        "no surge with maxSurge 0: {n:#?}"
+    );
+    assert!(
+        waiting_reason(&p, "web").is_some_and(|w| w.starts_with("RollingUpdate")),
+        "replica 1 waits its turn: {:?}",
+        p.waiting
+    );
+}
+
+#[test]
+fn a_foreign_container_with_a_rollout_name_is_a_conflict() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &web_stack(1, "1", |_| {}));
+    sim.state.foreign_containers.insert("app_web_0_next".into());
+    let p = plan(
+        &resolve(&web_stack(1, "2", |_| {})),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    assert!(
+        p.actions.iter().all(|a| !matches!(
+            a.action,
+            Action::StopContainer { .. } | Action::CreateContainer { .. }
+        )),
+        "{:#?}",
+        names(&p)
+    );
+    assert!(
+        waiting_reason(&p, "web")
+            .is_some_and(|w| w.starts_with("Conflict") && w.contains("app_web_0_next")),
+        "{:?}",
+        p.waiting
+    );
+}
+
+#[test]
+fn reverting_a_stop_first_update_restores_the_previous_container() {
+    let objs = |v: &str| {
+        web_stack(1, v, |s| {
+            s.update_strategy = Some(UpdateStrategy {
+                rolling_update: Some(RollingUpdate {
+                    max_surge: Some(IntOrString::Int(0)),
+                    max_unavailable: Some(IntOrString::Int(1)),
+                }),
+                ..Default::default()
+            });
+        })
+    };
+    let mut sim = Sim::default();
+    converge(&mut sim, &objs("1"));
+    let v1_id = sim.container_id("app_web_0");
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    pass(&mut sim, &mut book, &objs("2"), now);
+    set_probe(&mut sim, "app_web_0", false);
+    assert_eq!(sim.container_id("app_web_0_prev"), v1_id);
+    // Reverted to v1 before the v2 container became ready.
+    let p = pass(&mut sim, &mut book, &objs("1"), now);
+    let n = names(&p);
+    assert!(
+        n.contains(&"rename container app_web_0_prev to app_web_0".to_string()),
+        "{n:#?}"
+    );
+    assert_eq!(
+        sim.container_id("app_web_0"),
+        v1_id,
+        "the original container is back"
+    );
+    assert!(pass(&mut sim, &mut book, &objs("1"), now).is_empty());
+    assert_eq!(web_containers(&sim).len(), 1);
+}
