@@ -713,4 +713,23 @@ async fn apply_finishes_a_rolling_update_and_reports_a_rollback() {
     }
     let left: Vec<String> = env.containers().await.into_keys().collect();
     assert_eq!(left.len(), 2, "the surge container is gone: {left:?}");
+
+    // Recreate (stop-first, every replica in one pass): apply still waits until the new
+    // replicas are ready and the previous containers are gone.
+    env.write(
+        "web.yaml",
+        &web("v4", 8080).replace(
+            "  replicas: 2\n",
+            "  replicas: 2\n  updateStrategy: {type: Recreate}\n",
+        ),
+    );
+    let out = env.apply();
+    let text = berth_e2e::text(&out);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    for n in &names {
+        assert_eq!(content(n), "v4");
+    }
+    let left: Vec<String> = env.containers().await.into_keys().collect();
+    assert_eq!(left.len(), 2, "no _prev left after a Recreate: {left:?}");
 }

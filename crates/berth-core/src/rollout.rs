@@ -177,6 +177,12 @@ impl RolloutBook {
         rolled_back
     }
 
+    /// True while an update is under way (tracked and not rolled back) as of the last
+    /// [`RolloutBook::observe`].
+    pub fn in_progress(&self) -> bool {
+        self.entries.values().any(|e| !e.rolled_back)
+    }
+
     /// When a readiness time reaches `minReadySeconds` or a progress deadline passes, if after
     /// `now`: a pass is due then.
     pub fn next_due(&self, now: Instant) -> Option<Instant> {

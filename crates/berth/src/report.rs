@@ -61,8 +61,8 @@ fn print_plan(p: &Plan) {
     }
 }
 
-/// True while a rolling update is under way: the plan takes a step of one, or replicas wait
-/// their turn or for a new replica's readiness.
+/// True when the plan takes a step of a rolling update, or replicas wait their turn or for a
+/// new replica's readiness (the retry book also knows whether an update is under way).
 fn rolling(p: &Plan) -> bool {
     p.waiting.iter().any(|w| w.reason == "RollingUpdate")
         || p.actions.iter().any(|a| {
@@ -139,7 +139,7 @@ pub async fn apply(
     let mut failed = report.failed();
     print_pass(&report, started);
     // A rolling update takes several passes: one per step, each after the new replica is ready.
-    while rolling(&report.plan) && !report.failed() {
+    while (rolling(&report.plan) || rec.book.rollouts.in_progress()) && !report.failed() {
         if Instant::now() >= deadline {
             println!(
                 "rolling update not finished after {} s (--timeout); the agent finishes it",
