@@ -90,6 +90,29 @@ async fn unhealthy_container_is_restarted_but_not_during_start_period() {
     );
 }
 
+/// A crash is repaired from its engine event, not at the next periodic relist (here 300 s):
+/// Docker 20.10 publishes `die` before its list shows the container exited, which the agent's
+/// second look shortly after the event covers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_restarts_without_waiting_for_the_relist() {
+    let env = test_env!("crashevent").await;
+    env.write(
+        "a.yaml",
+        &env.container("crash", BUSYBOX, "")
+            .replace("[sleep, \"3600\"]", "[sh, -c, \"sleep 1; exit 3\"]"),
+    );
+    let agent = env.agent_with(&[
+        "--resync-seconds",
+        "300",
+        "--crash-backoff-initial-seconds",
+        "1",
+    ]);
+    agent
+        .wait_log("restart_count=3", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log()));
+}
+
 /// Crash-looping restarts visibly space out (CrashLoopBackOff, here with a 1 s initial delay).
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_loop_restarts_space_out() {

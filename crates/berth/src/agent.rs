@@ -34,6 +34,10 @@ use crate::status::{StatusInput, StatusWriter, happenings};
 /// (Kubernetes: 10 minutes).
 const CRASH_RESET: Duration = Duration::from_secs(600);
 
+/// A second pass this long after a burst of engine events, for engines whose list lags their
+/// events (Docker 20.10 reports `die` while the list still says `running`).
+const EVENT_RECHECK: Duration = Duration::from_millis(500);
+
 /// Result of one pass.
 #[derive(Debug, Default)]
 pub struct PassReport {
@@ -503,6 +507,7 @@ pub async fn run_with(
     let mut executing: FuturesUnordered<tokio::task::JoinHandle<Execution>> =
         FuturesUnordered::new();
     let mut busy: BTreeMap<Owner, usize> = BTreeMap::new();
+    let mut recheck: Option<Instant> = None;
     loop {
         let started = now_instant();
         let busy_now: BTreeSet<Owner> = busy.keys().cloned().collect();
@@ -559,6 +564,13 @@ pub async fn run_with(
                 None => std::future::pending().await,
             }
         };
+        let recheck_at = recheck;
+        let recheck_due = async {
+            match recheck_at {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some(done) = executing.next(), if !executing.is_empty() => {
                 match done {
@@ -602,6 +614,13 @@ pub async fn run_with(
                 if ev.is_none() { anyhow::bail!("engine event stream stopped"); }
                 while events.try_recv().is_ok() {}
                 reason = "engine event";
+                // Some engines (20.10) publish `die` before a list shows the container exited:
+                // look again shortly after every burst of events.
+                recheck = Some(now_instant() + EVENT_RECHECK);
+            }
+            _ = recheck_due => {
+                recheck = None;
+                reason = "engine event recheck";
             }
             _ = probe_rx.recv() => {
                 while probe_rx.try_recv().is_ok() {}

@@ -103,7 +103,9 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the agent: watch the manifest directory and the engine, converge continuously.
-    /// Stopping the agent leaves the containers running.
+    /// Stopping the agent leaves the containers running. A flag given twice takes its last
+    /// value.
+    #[command(args_override_self = true)]
     Agent(AgentArgs),
     /// Converge once. Exit 0 when every action succeeded and nothing is blocked, 1 when an
     /// action failed or an object is blocked (conflict, unknown reference), 2 on bad input or
