@@ -563,15 +563,17 @@ pub enum UpdateStrategyType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RollingUpdate {
     /// Replicas that may be unavailable during the update; a percentage rounds down; default
-    /// `25%`. When both this and `maxSurge` come to 0, 1 is used (as Kubernetes does).
+    /// `25%`; at most `100%`. When both this and `maxSurge` come to 0, 1 is used (as
+    /// Kubernetes does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unavailable: Option<IntOrString>,
-    /// Extra replicas that may run during the update; a percentage rounds up; default `25%`,
-    /// but 0 for a container that mounts a volume or host path read-write (two copies of a
-    /// database on one data directory corrupt it) or shares a network namespace (`networkMode`
-    /// `host` or `container:<name>`: two copies would bind the same ports), and always 0 with a
-    /// fixed `hostPort` (two copies cannot bind it). Above 0, the update is start-first: each new replica starts and becomes
-    /// available before an old one stops. At 0 it is stop-first.
+    /// Extra replicas that may run during the update; a percentage rounds up (above 100 % is
+    /// allowed); default `25%`, but 0 for a container that mounts a volume or host path
+    /// read-write (two copies of a database on one data directory corrupt it) or shares a
+    /// network namespace (`networkMode` `host` or `container:<name>`: two copies would bind the
+    /// same ports). With a fixed `hostPort` it is 0 and may not be set to more (two copies
+    /// cannot bind the port). Above 0, the update is start-first: each new replica starts and
+    /// becomes available before an old one stops. At 0 it is stop-first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_surge: Option<IntOrString>,
 }
@@ -580,7 +582,7 @@ pub struct RollingUpdate {
 /// (`"25%"` of 3 is 0.75: 1 rounding up, 0 rounding down).
 ///
 /// # Errors
-/// A negative number, or a string that is not `<0-100>%`.
+/// A negative number, or a string that is not `<digits>%`.
 pub fn scaled_int_or_percent(v: &IntOrString, total: u32, round_up: bool) -> Result<u32, String> {
     match v {
         IntOrString::Int(n) if *n >= 0 => Ok(*n as u32),
@@ -589,7 +591,6 @@ pub fn scaled_int_or_percent(v: &IntOrString, total: u32, round_up: bool) -> Res
             let pct = s
                 .strip_suffix('%')
                 .and_then(|n| n.parse::<u32>().ok())
-                .filter(|n| *n <= 100)
                 .ok_or_else(|| {
                     format!("expected a number or a percentage like \"25%\", got {s:?}")
                 })?;

@@ -54,10 +54,20 @@ fn check_update_strategy(e: &mut Errors, spec: &ContainerSpec) {
             ("maxSurge", &ru.max_surge),
         ] {
             let Some(v) = v else { continue };
+            let path = format!("spec.updateStrategy.rollingUpdate.{field}");
+            let percent = matches!(v, crate::IntOrString::String(_));
+            let fixed_port = spec.ports.iter().any(|p| p.host_port.is_some());
             match crate::scaled_int_or_percent(v, 100, false) {
                 Ok(0) => zero += 1,
+                Ok(pct) if field == "maxUnavailable" && percent && pct > 100 => {
+                    e.push(path, format!("expected a percentage of at most 100%, got {pct}%"));
+                }
+                Ok(_) if field == "maxSurge" && fixed_port => e.push(
+                    path,
+                    "must be 0 (or left out) with a fixed hostPort: two copies cannot bind the same port, so updates are stop-first",
+                ),
                 Ok(_) => {}
-                Err(why) => e.push(format!("spec.updateStrategy.rollingUpdate.{field}"), why),
+                Err(why) => e.push(path, why),
             }
         }
         if zero == 2 {
@@ -687,7 +697,7 @@ mod tests {
 
         let bad: ContainerSpec = serde_json::from_value(serde_json::json!({
             "image": "app:1",
-            "updateStrategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": "150%", "maxUnavailable": -1}},
+            "updateStrategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": "x%", "maxUnavailable": "150%"}},
             "minReadySeconds": 30,
             "progressDeadlineSeconds": 30,
         }))
@@ -704,6 +714,15 @@ mod tests {
             ],
             "{errors:?}"
         );
+        let surge_with_port: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "app:1",
+            "ports": [{"containerPort": 80, "hostPort": 8080}],
+            "updateStrategy": {"rollingUpdate": {"maxSurge": "200%", "maxUnavailable": 0}},
+        }))
+        .expect("decodes");
+        let errors = validate_container(&surge_with_port);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("fixed hostPort"), "{errors:?}");
         let zero: ContainerSpec = serde_json::from_value(serde_json::json!({
             "image": "app:1",
             "updateStrategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}},
