@@ -1010,7 +1010,8 @@ impl Bench {
     }
 }
 
-/// Waits for the start event of container `name`; returns the time since `t0`.
+/// Waits for the start event of container `name`, or of its surge container `name_next` (a
+/// start-first rolling update); returns the time since `t0`.
 async fn wait_start(
     events: &mut tokio::sync::mpsc::UnboundedReceiver<(Instant, String)>,
     name: &str,
@@ -1019,7 +1020,10 @@ async fn wait_start(
     let deadline = Duration::from_secs(60);
     loop {
         match tokio::time::timeout(deadline.saturating_sub(t0.elapsed()), events.recv()).await {
-            Ok(Some((at, n))) if n == name => return Ok(at.saturating_duration_since(t0)),
+            // A start-first rolling update starts the new container as `<name>_next`.
+            Ok(Some((at, n))) if n == name || n.strip_suffix("_next") == Some(name) => {
+                return Ok(at.saturating_duration_since(t0));
+            }
             Ok(Some(_)) => {}
             Ok(None) => bail!("the engine event stream ended"),
             Err(_) => bail!("{name} was not started within {deadline:?}"),
