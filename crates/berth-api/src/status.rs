@@ -113,6 +113,14 @@ pub struct HostEntry {
     /// Containers only: replicas running with the current spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<u32>,
+    /// Containers only: restarts by this host's agent (all replicas) since the containers were
+    /// created or last ran 10 minutes without a restart (CrashLoopBackOff's window). When a
+    /// restart is being delayed, `message` says by how long (`back-off 40s restarting …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
+    /// Containers only: exit code of the last run that ended in a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit_code: Option<i64>,
     /// RFC 3339 time of the last change of `state`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]

@@ -7,6 +7,7 @@
 //!   300 s, forgotten after the container has run 10 minutes without a restart.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::time::{Duration, Instant};
 
 use crate::desired::Owner;
@@ -65,6 +66,8 @@ pub struct RetryEntry {
     pub last_attempt: Instant,
     /// Last error message (failures only).
     pub last_error: Option<String>,
+    /// Exit code of the run before the last restart (restarts of exited containers only).
+    pub exit_code: Option<i64>,
 }
 
 /// Retry state of every owner, and the progress of rolling updates.
@@ -101,31 +104,36 @@ impl RetryBook {
         error: String,
         delay: impl Fn(u32) -> Duration,
     ) -> &RetryEntry {
-        self.record(owner, hash, RetryKind::Failure, now, Some(error), delay)
+        let e = self.record(owner, hash, RetryKind::Failure, now, delay);
+        e.last_error = Some(error);
+        e
     }
 
-    /// Records a restart of an exited container.
+    /// Records a restart of a container that exited with `exit_code` (`None`: restarted while
+    /// running, for failing its health check or liveness probe).
     pub fn record_restart(
         &mut self,
         owner: Owner,
         hash: &str,
         now: Instant,
         backoff: Backoff,
+        exit_code: Option<i64>,
     ) -> &RetryEntry {
-        self.record(owner, hash, RetryKind::Restart, now, None, |n| {
-            backoff.delay(n)
-        })
+        let e = self.record(owner, hash, RetryKind::Restart, now, |n| backoff.delay(n));
+        e.exit_code = exit_code;
+        e
     }
 
+    /// Counts one more attempt of (`owner`, `kind`) at `hash` (the first, for another hash) and
+    /// sets its delay; the caller fills in the details.
     fn record(
         &mut self,
         owner: Owner,
         hash: &str,
         kind: RetryKind,
         now: Instant,
-        error: Option<String>,
         delay: impl Fn(u32) -> Duration,
-    ) -> &RetryEntry {
+    ) -> &mut RetryEntry {
         let key = (owner, kind);
         let attempts = match self.entries.get(&key) {
             Some(e) if e.hash == hash => e.attempts + 1,
@@ -139,10 +147,16 @@ impl RetryBook {
                 .checked_add(delay(attempts))
                 .unwrap_or(now + Backoff::FAILURE.cap),
             last_attempt: now,
-            last_error: error,
+            last_error: None,
+            exit_code: None,
         };
-        self.entries.insert(key.clone(), entry);
-        &self.entries[&key]
+        match self.entries.entry(key) {
+            Entry::Occupied(mut o) => {
+                o.insert(entry);
+                o.into_mut()
+            }
+            Entry::Vacant(v) => v.insert(entry),
+        }
     }
 
     /// Forgets an owner's failures (its actions all succeeded). Restart entries are kept: they
@@ -209,13 +223,13 @@ mod tests {
         let t0 = Instant::now();
         let mut book = RetryBook::default();
         for _ in 0..3 {
-            book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
+            book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP, Some(1));
         }
         book.record_failure(owner.clone(), "v1-a", t0, "rename failed".into(), |n| {
             Backoff::FAILURE.delay(n)
         });
         book.clear_failures(&owner);
-        let e = book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
+        let e = book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP, Some(1));
         assert_eq!(e.attempts, 4, "the fourth restart waits 80 s, not 10 s");
         assert_eq!(e.not_before, t0 + Duration::from_secs(80));
         assert!(book.get(&owner, "v1-a", RetryKind::Failure).is_none());
@@ -226,8 +240,8 @@ mod tests {
         let owner = Owner::replica(ObjectKey::new(Kind::Container, "default", "web"), 0);
         let t0 = Instant::now();
         let mut book = RetryBook::default();
-        book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
-        let e = book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP);
+        book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP, Some(1));
+        let e = book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP, Some(1));
         assert_eq!(e.attempts, 2);
         assert_eq!(
             book.get(&owner, "v1-a", RetryKind::Restart)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use berth_api::{Condition, HostEntry, HostObjectState, Kind, ObjectKey, ObjectStatus};
 
+use crate::backoff::{RetryBook, RetryKind};
 use crate::desired::DesiredState;
 use crate::observed::{ObservedState, RunState};
 use crate::plan::Plan;
@@ -37,6 +38,10 @@ pub struct HostState {
     pub replicas: Option<u32>,
     /// Containers: replicas running with the desired spec hash.
     pub ready_replicas: Option<u32>,
+    /// Containers: restarts counted by the retry book (sum over replicas), when any.
+    pub restart_count: Option<u32>,
+    /// Containers: exit code before the latest restart, when known.
+    pub last_exit_code: Option<i64>,
 }
 
 /// The state of every desired (or blocked) object on this host, from the observed state the
@@ -48,6 +53,7 @@ pub fn host_states(
     desired: &DesiredState,
     observed: &ObservedState,
     plan: &Plan,
+    retries: &RetryBook,
 ) -> BTreeMap<ObjectKey, HostState> {
     let mut out = BTreeMap::new();
     let ready = |reason: &str| HostState {
@@ -56,6 +62,8 @@ pub fn host_states(
         message: String::new(),
         replicas: None,
         ready_replicas: None,
+        restart_count: None,
+        last_exit_code: None,
     };
     for key in desired.networks.keys() {
         out.insert(key.clone(), ready("Created"));
@@ -83,6 +91,22 @@ pub fn host_states(
         let mut s = ready("Running");
         s.replicas = Some(dc.replicas);
         s.ready_replicas = Some(running);
+        let restarts: Vec<&crate::backoff::RetryEntry> = (0..dc.replicas)
+            .filter_map(|r| {
+                retries.get(
+                    &crate::Owner::replica(key.clone(), r),
+                    &dc.hash,
+                    RetryKind::Restart,
+                )
+            })
+            .collect();
+        if !restarts.is_empty() {
+            s.restart_count = Some(restarts.iter().map(|e| e.attempts).sum());
+            s.last_exit_code = restarts
+                .iter()
+                .max_by_key(|e| e.last_attempt)
+                .and_then(|e| e.exit_code);
+        }
         if running < dc.replicas {
             s.state = HostObjectState::Progressing;
             s.reason = "ReplicasNotReady".into();
@@ -99,6 +123,8 @@ pub fn host_states(
                 message: why.clone(),
                 replicas: None,
                 ready_replicas: None,
+                restart_count: None,
+                last_exit_code: None,
             },
         );
     }
@@ -172,6 +198,8 @@ pub fn entry(
         message: s.message.clone(),
         replicas: s.replicas,
         ready_replicas: s.ready_replicas,
+        restart_count: s.restart_count,
+        last_exit_code: s.last_exit_code,
         last_transition_time: Some(since),
     }
 }
@@ -378,9 +406,8 @@ mod tests {
             state,
             reason: String::new(),
             message: String::new(),
-            replicas: None,
-            ready_replicas: None,
             last_transition_time: Some(T0.into()),
+            ..Default::default()
         }
     }
 
@@ -467,7 +494,28 @@ mod tests {
                 },
             ],
         };
-        let s = host_states(&desired, &observed, &plan);
+        let mut book = RetryBook::default();
+        let crashing = Owner::replica(key("crashing"), 0);
+        let hash = &desired.containers[&key("crashing")].hash;
+        let t = std::time::Instant::now();
+        book.record_restart(
+            crashing.clone(),
+            hash,
+            t,
+            crate::backoff::Backoff::CRASH_LOOP,
+            Some(2),
+        );
+        book.record_restart(
+            crashing,
+            hash,
+            t,
+            crate::backoff::Backoff::CRASH_LOOP,
+            Some(3),
+        );
+        let s = host_states(&desired, &observed, &plan, &book);
+        assert_eq!(s[&key("crashing")].restart_count, Some(2));
+        assert_eq!(s[&key("crashing")].last_exit_code, Some(3));
+        assert_eq!(s[&key("running")].restart_count, None);
         assert_eq!(s[&key("running")].state, HostObjectState::Ready);
         assert_eq!(s[&key("running")].ready_replicas, Some(1));
         assert_eq!(s[&key("creating")].state, HostObjectState::Progressing);

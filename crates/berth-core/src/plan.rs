@@ -1315,23 +1315,27 @@ fn restart_if_due(
         return false;
     }
     if let Some(e) = entry.filter(|e| e.not_before > now) {
+        // Kubernetes' wording: "back-off 40s restarting failed container".
+        let back_off = e
+            .not_before
+            .saturating_duration_since(e.last_attempt)
+            .as_secs();
         let (reason, message) = if exited {
             (
                 "CrashLoopBackOff",
                 format!(
-                    "{} exited with code {}; restart {} delayed",
+                    "back-off {back_off}s restarting {}: exited with code {}; {} restart(s) so far",
                     c.name,
                     c.exit_code.unwrap_or(-1),
-                    e.attempts + 1
+                    e.attempts
                 ),
             )
         } else {
             (
                 "Unhealthy",
                 format!(
-                    "{}: health check failing; restart {} delayed (CrashLoopBackOff)",
-                    c.name,
-                    e.attempts + 1
+                    "back-off {back_off}s restarting {}: health check or liveness probe failing; {} restart(s) so far",
+                    c.name, e.attempts
                 ),
             )
         };

@@ -577,7 +577,7 @@ fn restart_policy_decides_restarts_with_crash_loop_backoff() {
         vec!["restart container app_db_0", "restart container app_web_0"]
     );
     for a in &p.actions {
-        book.record_restart(a.owner.clone(), &a.hash, now, Backoff::CRASH_LOOP);
+        book.record_restart(a.owner.clone(), &a.hash, now, Backoff::CRASH_LOOP, Some(0));
     }
     let p = plan(&desired, &sim.state, &book, now + Duration::from_secs(5));
     assert!(p.is_empty());
@@ -771,6 +771,7 @@ fn failed_dependency_keeps_dependent_waiting_with_reason() {
         &desired.containers[&db].hash,
         Instant::now(),
         Backoff::CRASH_LOOP,
+        None,
     );
     let p = plan(&desired, &sim.state, &book, Instant::now());
     assert!(waiting_reason(&p, "db").is_some_and(|w| w.starts_with("CrashLoopBackOff")));
@@ -866,6 +867,7 @@ fn unhealthy_container_is_restarted_with_backoff_but_not_while_starting() {
         &p.actions[0].hash,
         now,
         Backoff::CRASH_LOOP,
+        None,
     );
     let p = plan(&desired, &sim.state, &book, now + Duration::from_secs(1));
     assert!(p.is_empty());

@@ -146,9 +146,21 @@ impl<E: Engine> Reconciler<E> {
                 Action::RestartContainer { .. } => "restarting unhealthy container",
                 _ => continue,
             };
-            let e = self
-                .book
-                .record_restart(a.owner.clone(), &a.hash, now, self.crash_backoff);
+            let exit_code = match &a.action {
+                Action::StartContainer { name, .. } => observed
+                    .containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .and_then(|c| c.exit_code),
+                _ => None,
+            };
+            let e = self.book.record_restart(
+                a.owner.clone(),
+                &a.hash,
+                now,
+                self.crash_backoff,
+                exit_code,
+            );
             tracing::info!(owner = %a.owner, restart_count = e.attempts, next_restart_not_before = ?e.not_before.saturating_duration_since(now), "{why}");
         }
         Ok((observed, plan))
@@ -522,7 +534,7 @@ pub async fn run_with(
                             .map(|c| (c.key.clone(), c.to_string()))
                             .collect(),
                         in_force: in_force(&merged),
-                        states: host_states(&desired, &observed, &plan),
+                        states: host_states(&desired, &observed, &plan, &rec.book),
                     });
                 }
                 // Log each (owner, reason) once when it appears, not on every pass.

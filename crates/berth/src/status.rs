@@ -231,6 +231,8 @@ impl StatusWriter {
                     message: msg.clone(),
                     replicas: None,
                     ready_replicas: None,
+                    restart_count: None,
+                    last_exit_code: None,
                 }
             } else if input
                 .in_force
@@ -246,6 +248,8 @@ impl StatusWriter {
                     ),
                     replicas: None,
                     ready_replicas: None,
+                    restart_count: None,
+                    last_exit_code: None,
                 }
             } else if let Some(err) = kube.errors.iter().find(|e| e.file == decl.origin) {
                 HostState {
@@ -254,6 +258,8 @@ impl StatusWriter {
                     message: err.to_string(),
                     replicas: None,
                     ready_replicas: None,
+                    restart_count: None,
+                    last_exit_code: None,
                 }
             } else if let Some(s) = input.states.get(key) {
                 s.clone()

@@ -31,6 +31,8 @@ fn ready() -> HostState {
         message: String::new(),
         replicas: Some(1),
         ready_replicas: Some(1),
+        restart_count: None,
+        last_exit_code: None,
     }
 }
 
@@ -136,6 +138,8 @@ async fn a_status_patch_is_sent_once_per_change_with_the_hosts_field_manager() {
             message: "back-off 10s restarting".into(),
             replicas: Some(1),
             ready_replicas: Some(0),
+            restart_count: None,
+            last_exit_code: None,
         },
     );
     writer.write_statuses(&input).await;
