@@ -236,6 +236,26 @@ impl Plan {
             let a = &self.actions[i];
             dropped[i] = busy.contains(&a.owner) || a.after.iter().any(|d| dropped[*d]);
         }
+        // An image action whose every user was dropped goes too: kept alone, it would finish at
+        // once and trigger another pass with the same plan, over and over, while the busy
+        // owner's actions run.
+        for i in 0..n {
+            if !dropped[i] && matches!(self.actions[i].action, Action::EnsureImage { .. }) {
+                let mut users = self
+                    .actions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.after.contains(&i));
+                let mut any = false;
+                if users.all(|(j, _)| {
+                    any = true;
+                    dropped[j]
+                }) && any
+                {
+                    dropped[i] = true;
+                }
+            }
+        }
         let mut new_id = vec![usize::MAX; n];
         let mut out = Plan {
             actions: Vec::new(),

@@ -1055,15 +1055,10 @@ fn busy_owners_are_left_out_with_their_dependents() {
         );
         assert!(a.after.iter().all(|d| *d < a.id));
     }
-    // Both containers need the network: only the volume and the image are left.
+    // Both containers need the network: only the volume is left. The image action goes too —
+    // alone it would finish at once and start another pass with the same plan, in a loop.
     let rest = p.without_owners(&[net].into_iter().collect());
-    assert_eq!(
-        names(&rest),
-        vec![
-            "create volume app_data",
-            "ensure image busybox:1 (pull policy IfNotPresent)"
-        ]
-    );
+    assert_eq!(names(&rest), vec!["create volume app_data"]);
     assert!(rest.waiting.iter().any(|w| w.reason == "InProgress"));
 }
 
@@ -1782,4 +1777,31 @@ fn reverting_a_stop_first_update_restores_the_previous_container() {
     );
     assert!(pass(&mut sim, &mut book, &objs("1"), now).is_empty());
     assert_eq!(web_containers(&sim).len(), 1);
+}
+
+#[test]
+fn a_busy_promotion_leaves_no_lone_image_action() {
+    // Replica 0's old container is being stopped (busy); replica 1's surge waits for that stop,
+    // so nothing of replica 1 may run — not even the image action it would have inherited.
+    let mut sim = Sim::default();
+    converge(&mut sim, &web_stack(2, "1", |_| {}));
+    let v2 = web_stack(2, "2", |_| {});
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    pass(&mut sim, &mut book, &v2, now); // surge 0
+    let desired = resolve(&v2);
+    book.rollouts.observe(&desired, &sim.state, now);
+    let p = plan(&desired, &sim.state, &book, now);
+    let n = names(&p);
+    assert!(
+        n.contains(&"stop container app_web_0".to_string()),
+        "{n:#?}"
+    );
+    assert!(
+        n.contains(&"create container app_web_1_next (busybox:1)".to_string()),
+        "{n:#?}"
+    );
+    let web0 = Owner::replica(ObjectKey::new(Kind::Container, "app", "web"), 0);
+    let rest = p.without_owners(&[web0].into_iter().collect());
+    assert!(rest.is_empty(), "{:#?}", names(&rest));
 }
