@@ -21,4 +21,5 @@ case $example in
 esac
 cargo build --release -p berth
 echo "==> berth agent on manifests/examples/$example (Ctrl-C to stop; containers keep running)"
-exec ./target/release/berth agent --manifests "manifests/examples/$example"
+# `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it (already built above).
+exec cargo run -q --release -p berth -- agent --manifests "manifests/examples/$example"

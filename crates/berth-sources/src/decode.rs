@@ -219,7 +219,11 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
             "invalid u32" => "expected a whole number from 0 to 4294967295".to_string(),
             "invalid u64" => "expected a whole number of 0 or more".to_string(),
             "invalid i32" | "invalid i64" => "expected a whole number".to_string(),
-            _ => message,
+            // Rust type names mean nothing to a manifest's author.
+            _ => message.replace(
+                "expected IntOrString",
+                "expected a number or a percentage like \"25%\"",
+            ),
         };
         vec![err(line, col, path.as_deref(), message)]
     };
