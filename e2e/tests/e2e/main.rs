@@ -1,0 +1,11 @@
+//! berth's end-to-end tests against the real Docker Engine, in one test binary (one link of
+//! the bollard/kube stack instead of one per file). Each module is one area; each test runs in
+//! its own label namespace (`test_env!`), so they run in parallel.
+
+mod directory;
+mod examples;
+mod health;
+mod kube;
+mod probes;
+mod registry;
+mod rollout;
