@@ -9,7 +9,7 @@ fn repo() -> PathBuf {
 }
 
 /// Runs `python3 e2e/k8s/validate.py ARGS…` and fails with its output. The Python packages
-/// (`kubernetes-validate`, `helm-python-sdk`) are installed by `.ci/run`; a missing one is a
+/// (`kubernetes-validate`, `helm-python-sdk`) are installed by `e2e/test.sh`; a missing one is a
 /// test failure, never a skip.
 pub fn validate_py(args: &[&str]) {
     let out = Command::new("python3")
@@ -17,7 +17,7 @@ pub fn validate_py(args: &[&str]) {
         .args(args)
         .current_dir(repo())
         .output()
-        .expect("python3 must be installed (see .ci/run)");
+        .expect("python3 must be installed (bash e2e/test.sh installs the validators)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -25,7 +25,7 @@ pub fn validate_py(args: &[&str]) {
     );
     assert!(
         out.status.success(),
-        "e2e/k8s/validate.py {args:?} failed (missing packages? run: pip install kubernetes-validate helm-python-sdk):\n{text}"
+        "e2e/k8s/validate.py {args:?} failed (missing packages? run the tests with: bash e2e/test.sh):\n{text}"
     );
     println!("{text}");
 }
@@ -108,7 +108,7 @@ fn chart_lints_renders_and_validates_offline() {
         .env("BERTH_CHART_VALUE_SETS", sets)
         .current_dir(repo())
         .output()
-        .expect("python3 must be installed (see .ci/run)");
+        .expect("python3 must be installed (bash e2e/test.sh installs the validators)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -116,7 +116,7 @@ fn chart_lints_renders_and_validates_offline() {
     );
     assert!(
         out.status.success(),
-        "chart validation failed (missing packages? run: pip install kubernetes-validate helm-python-sdk):\n{text}"
+        "chart validation failed (missing packages? run the tests with: bash e2e/test.sh):\n{text}"
     );
     assert_eq!(text.matches("object(s) rendered").count(), 3, "{text}");
 }
