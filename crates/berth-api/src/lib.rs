@@ -126,7 +126,9 @@ impl std::fmt::Display for ObjectKey {
 }
 
 /// The subset of Kubernetes `ObjectMeta` a manifest file may carry. Unknown fields are errors.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ManifestMetadata {
     /// Object name: a DNS-1123 subdomain (lower-case letters, digits, `-` and `.`), at most 253 characters.

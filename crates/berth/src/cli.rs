@@ -119,6 +119,22 @@ pub enum Command {
     /// Print the CustomResourceDefinitions of berth's kinds (Container, Network, Volume, Host)
     /// as YAML, generated from the same types that decode manifests.
     Crd(CrdArgs),
+    /// Print a shell completion script (`berth completions bash > /etc/bash_completion.d/berth`;
+    /// zsh: into a directory of `$fpath` as `_berth`; fish: `~/.config/fish/completions/berth.fish`).
+    Completions(CompletionsArgs),
+    /// Print the berth(1) man page (roff) on stdout (`berth man | man -l -`).
+    Man,
+    /// Print a draft-07 JSON Schema of a manifest document (Container, Network or Volume,
+    /// selected by `kind`) for editors (yaml-language-server's `$schema=` modeline).
+    Schema,
+}
+
+/// `berth completions`.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `berth crd`.

@@ -11,6 +11,7 @@ pub mod crd;
 pub mod host;
 pub mod images;
 pub mod report;
+pub mod schema;
 pub mod status;
 
 use std::process::ExitCode;
@@ -72,6 +73,42 @@ pub fn main_entry() -> ExitCode {
     rt.block_on(run(Cli::parse()))
 }
 
+/// The berth(1) man page (roff): clap_mangen's page for `berth`, then a section per
+/// subcommand with its description and options.
+///
+/// # Errors
+/// When rendering fails (it writes to memory, so it does not).
+pub fn man_page() -> anyhow::Result<String> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let man = clap_mangen::Man::new(sub.clone());
+        let mut part = Vec::new();
+        man.render_description_section(&mut part)?;
+        man.render_options_section(&mut part)?;
+        let part = String::from_utf8_lossy(&part)
+            .replacen(
+                ".SH DESCRIPTION",
+                &format!(".SH \"BERTH {}\"", sub.get_name().to_uppercase()),
+                1,
+            )
+            .replace(".SH OPTIONS", ".SS Options");
+        out.extend_from_slice(part.as_bytes());
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Writes generated text to stdout; a closed pipe (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     // The agent logs its work at info; one-shot commands print their own report on stdout.
@@ -89,6 +126,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Apply(args) => report::apply(&cli.instance, &host, args).await,
         Command::Diff(args) => report::diff(&cli.instance, &host, args).await,
         Command::Validate(args) => Ok(report::validate(&args.dir)),
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "berth", &mut out);
+            print_bytes(&out)
+        }
+        Command::Man => man_page().and_then(|page| print_bytes(page.as_bytes())),
+        Command::Schema => print_bytes(format!("{}\n", schema::manifest_schema_json()).as_bytes()),
         Command::Crd(args) => match args.write {
             Some(dir) => crd::write_dir(&dir).map(|()| ExitCode::SUCCESS),
             None => crd::all_yaml().map(|y| {
