@@ -57,6 +57,7 @@ fn check_update_strategy(e: &mut Errors, spec: &ContainerSpec) {
             let path = format!("spec.updateStrategy.rollingUpdate.{field}");
             let percent = matches!(v, crate::IntOrString::String(_));
             let fixed_port = spec.ports.iter().any(|p| p.host_port.is_some());
+            let fixed_ip = spec.networks.iter().any(|n| n.ipv4_address.is_some());
             match crate::scaled_int_or_percent(v, 100, false) {
                 Ok(0) => zero += 1,
                 Ok(pct) if field == "maxUnavailable" && percent && pct > 100 => {
@@ -65,6 +66,10 @@ fn check_update_strategy(e: &mut Errors, spec: &ContainerSpec) {
                 Ok(_) if field == "maxSurge" && fixed_port => e.push(
                     path,
                     "must be 0 (or left out) with a fixed hostPort: two copies cannot bind the same port, so updates are stop-first",
+                ),
+                Ok(_) if field == "maxSurge" && fixed_ip => e.push(
+                    path,
+                    "must be 0 (or left out) with a fixed networks[].ipv4Address: two copies cannot hold the same address, so updates are stop-first",
                 ),
                 Ok(_) => {}
                 Err(why) => e.push(path, why),
@@ -414,6 +419,12 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
                 format!("expected an IPv4 address, got {ip:?}"),
             );
         }
+        if n.ipv4_address.is_some() && spec.replica_count() > 1 {
+            e.push(
+                format!("spec.networks[{i}].ipv4Address"),
+                "a fixed address can be held by one replica only; use replicas 1 or drop ipv4Address",
+            );
+        }
         if spec.networks[..i].iter().any(|o| o.name == n.name) {
             e.push(
                 format!("spec.networks[{i}].name"),
@@ -723,6 +734,25 @@ mod tests {
         let errors = validate_container(&surge_with_port);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].message.contains("fixed hostPort"), "{errors:?}");
+        let surge_with_ip: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "app:1",
+            "networks": [{"name": "front", "ipv4Address": "10.88.0.10"}],
+            "updateStrategy": {"rollingUpdate": {"maxSurge": 1}},
+        }))
+        .expect("decodes");
+        let errors = validate_container(&surge_with_ip);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "spec.updateStrategy.rollingUpdate.maxSurge");
+        assert!(errors[0].message.contains("ipv4Address"), "{errors:?}");
+        let ip_replicas: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "app:1",
+            "replicas": 2,
+            "networks": [{"name": "front", "ipv4Address": "10.88.0.10"}],
+        }))
+        .expect("decodes");
+        let errors = validate_container(&ip_replicas);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "spec.networks[0].ipv4Address");
         let zero: ContainerSpec = serde_json::from_value(serde_json::json!({
             "image": "app:1",
             "updateStrategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}},

@@ -80,6 +80,7 @@ pub fn resolve_for<'a>(
             }
         }
     }
+    block_shared_addresses(&mut desired);
     block_cycles(&mut desired);
     // A container whose dependency is blocked cannot start either; repeat until stable.
     loop {
@@ -102,6 +103,66 @@ pub fn resolve_for<'a>(
         }
     }
     desired
+}
+
+/// Blocks every container that publishes a host port (`hostIP:hostPort/protocol`; an absent or
+/// unspecified host address overlaps every address) or holds a fixed network address
+/// (`ipv4Address` on one network) that another declared container also wants: only one could
+/// ever run, so which one would be chance. Each is reported naming both objects, as an engine
+/// name clash is; containers already running keep running.
+fn block_shared_addresses(desired: &mut DesiredState) {
+    let mut clashes: BTreeMap<ObjectKey, String> = BTreeMap::new();
+    let containers: Vec<(&ObjectKey, &DesiredContainer)> = desired.containers.iter().collect();
+    for (i, (ka, a)) in containers.iter().enumerate() {
+        for (kb, b) in &containers[i + 1..] {
+            let port = a.config.ports.iter().find_map(|pa| {
+                b.config
+                    .ports
+                    .iter()
+                    .find(|pb| same_host_port(pa, pb))
+                    .map(|_| {
+                        format!(
+                            "host port {}:{}/{:?}",
+                            pa.host_ip.as_deref().unwrap_or("0.0.0.0"),
+                            pa.host_port.unwrap_or_default(),
+                            pa.protocol
+                        )
+                    })
+            });
+            let address = a.config.networks.iter().find_map(|na| {
+                let ip = na.ipv4_address.as_ref()?;
+                b.config
+                    .networks
+                    .iter()
+                    .any(|nb| nb.network == na.network && nb.ipv4_address.as_ref() == Some(ip))
+                    .then(|| format!("address {ip} on network {}", na.network))
+            });
+            for what in [port, address].into_iter().flatten() {
+                let why = format!("{what} is wanted by both {ka} and {kb}");
+                for k in [*ka, *kb] {
+                    clashes.entry(k.clone()).or_insert_with(|| why.clone());
+                }
+            }
+        }
+    }
+    for (k, why) in clashes {
+        desired.containers.remove(&k);
+        desired.blocked.insert(k, why);
+    }
+}
+
+/// True when two published ports would bind the same host socket.
+fn same_host_port(a: &PortConfig, b: &PortConfig) -> bool {
+    let any = |ip: &Option<String>| {
+        ip.as_deref().is_none_or(|ip| {
+            ip.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+        })
+    };
+    a.host_port.is_some()
+        && a.host_port == b.host_port
+        && a.protocol == b.protocol
+        && (any(&a.host_ip) || any(&b.host_ip) || a.host_ip == b.host_ip)
 }
 
 /// Blocks every container that is part of a `dependsOn` cycle (a validation error: the cycle
@@ -402,7 +463,8 @@ fn container(
 /// to 0 when a second copy could not run or would be unsafe: a fixed `hostPort` (always 0: the
 /// port is taken), a read-write volume or host path mount (two databases on one data
 /// directory), or a shared network namespace (`networkMode: host` or `container:<name>`: two
-/// copies would bind the same ports).
+/// copies would bind the same ports). A fixed network address (`ipv4Address`) is always 0 too:
+/// two copies cannot hold it.
 /// When both bounds come to 0, `maxUnavailable` is 1, as in Kubernetes.
 fn rollout_config(spec: &berth_api::ContainerSpec, config: &ContainerConfig) -> RolloutConfig {
     use berth_api::{IntOrString, UpdateStrategyType, scaled_int_or_percent};
@@ -419,8 +481,10 @@ fn rollout_config(spec: &berth_api::ContainerSpec, config: &ContainerConfig) -> 
             .network_mode
             .as_deref()
             .is_some_and(|m| m == "host" || m.starts_with("container:"));
+    let fixed_address = config.ports.iter().any(|p| p.host_port.is_some())
+        || config.networks.iter().any(|n| n.ipv4_address.is_some());
     let surge = match &ru.max_surge {
-        _ if config.ports.iter().any(|p| p.host_port.is_some()) => 0,
+        _ if fixed_address => 0,
         Some(v) => scaled_int_or_percent(v, n, true).unwrap_or(0),
         None if exclusive => 0,
         None => scaled_int_or_percent(&quarter, n, true).unwrap_or(0),

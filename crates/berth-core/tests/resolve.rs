@@ -1,0 +1,117 @@
+//! Cross-object checks of `resolve` and the update strategy it derives.
+
+use berth_api::*;
+use berth_core::resolve::resolve;
+
+fn meta(name: &str) -> ManifestMetadata {
+    ManifestMetadata {
+        name: name.into(),
+        namespace: Some("app".into()),
+        ..Default::default()
+    }
+}
+
+fn net(name: &str) -> Manifest {
+    Manifest::Network {
+        metadata: meta(name),
+        spec: NetworkSpec::default(),
+    }
+}
+
+fn web(name: &str, edit: impl Fn(&mut ContainerSpec)) -> Manifest {
+    let mut spec = ContainerSpec {
+        image: "busybox:1".into(),
+        networks: vec![NetworkAttachment {
+            name: "net".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    edit(&mut spec);
+    Manifest::Container {
+        metadata: meta(name),
+        spec: Box::new(spec),
+    }
+}
+
+fn ip(spec: &mut ContainerSpec, address: &str) {
+    spec.networks[0].ipv4_address = Some(address.into());
+}
+
+fn port(spec: &mut ContainerSpec, host_ip: Option<&str>, host_port: u16, protocol: Protocol) {
+    spec.ports.push(ContainerPort {
+        container_port: 80,
+        host_port: Some(host_port),
+        host_ip: host_ip.map(Into::into),
+        protocol,
+    });
+}
+
+#[test]
+fn a_static_address_makes_updates_stop_first() {
+    let d = resolve(&[net("net"), web("a", |s| ip(s, "10.88.0.10"))]);
+    let r = &d.containers.values().next().expect("a").rollout;
+    assert_eq!((r.max_surge, r.max_unavailable), (0, 1));
+    let d = resolve(&[net("net"), web("a", |_| {})]);
+    let r = &d.containers.values().next().expect("a").rollout;
+    assert_eq!(
+        (r.max_surge, r.max_unavailable),
+        (1, 0),
+        "no address: start-first"
+    );
+}
+
+#[test]
+fn duplicate_static_addresses_on_one_network_block_both_naming_each_other() {
+    let d = resolve(&[
+        net("net"),
+        net("other"),
+        web("a", |s| ip(s, "10.88.0.10")),
+        web("b", |s| ip(s, "10.88.0.10")),
+        web("c", |s| {
+            s.networks[0].name = "other".into();
+            ip(s, "10.88.0.10");
+        }),
+    ]);
+    assert_eq!(
+        d.containers
+            .keys()
+            .map(|k| k.name.as_str())
+            .collect::<Vec<_>>(),
+        ["c"]
+    );
+    for k in ["a", "b"] {
+        let why = d
+            .blocked
+            .iter()
+            .find(|(key, _)| key.name == k)
+            .map(|(_, why)| why.as_str())
+            .expect("blocked");
+        assert!(why.contains("10.88.0.10"), "{why}");
+        assert!(
+            why.contains("Container/app/a") && why.contains("Container/app/b"),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_host_ports_block_both_and_unspecified_addresses_overlap() {
+    let d = resolve(&[
+        net("net"),
+        web("a", |s| port(s, None, 8080, Protocol::TCP)),
+        web("b", |s| port(s, Some("127.0.0.1"), 8080, Protocol::TCP)),
+        // Another protocol, another port, or two distinct addresses do not clash.
+        web("c", |s| port(s, None, 8080, Protocol::UDP)),
+        web("d", |s| port(s, Some("127.0.0.1"), 8081, Protocol::TCP)),
+        web("e", |s| port(s, Some("127.0.0.2"), 8081, Protocol::TCP)),
+    ]);
+    let running: Vec<&str> = d.containers.keys().map(|k| k.name.as_str()).collect();
+    assert_eq!(running, ["c", "d", "e"]);
+    let why = &d.blocked.values().next().expect("blocked");
+    assert!(why.contains("8080/TCP"), "{why}");
+    assert!(
+        why.contains("Container/app/a") && why.contains("Container/app/b"),
+        "{why}"
+    );
+}
