@@ -11,6 +11,7 @@ use std::collections::btree_map::Entry;
 use std::time::{Duration, Instant};
 
 use crate::desired::Owner;
+use crate::reason::{Failure, FailureKind};
 
 /// Delays of one backoff sequence: `initial · 2^(n-1)` for the n-th attempt, capped at `cap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub struct RetryEntry {
     pub last_attempt: Instant,
     /// Last error message (failures only).
     pub last_error: Option<String>,
+    /// Kind of the last failure (failures only): decides the waiting reason.
+    pub failure: Option<FailureKind>,
     /// Exit code of the run before the last restart (restarts of exited containers only).
     pub exit_code: Option<i64>,
 }
@@ -101,11 +104,12 @@ impl RetryBook {
         owner: Owner,
         hash: &str,
         now: Instant,
-        error: String,
+        failure: Failure,
         delay: impl Fn(u32) -> Duration,
     ) -> &RetryEntry {
         let e = self.record(owner, hash, RetryKind::Failure, now, delay);
-        e.last_error = Some(error);
+        e.last_error = Some(failure.message);
+        e.failure = Some(failure.kind);
         e
     }
 
@@ -148,6 +152,7 @@ impl RetryBook {
                 .unwrap_or(now + Backoff::FAILURE.cap),
             last_attempt: now,
             last_error: None,
+            failure: None,
             exit_code: None,
         };
         match self.entries.entry(key) {
@@ -225,7 +230,8 @@ mod tests {
         for _ in 0..3 {
             book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP, Some(1));
         }
-        book.record_failure(owner.clone(), "v1-a", t0, "rename failed".into(), |n| {
+        let failure = Failure::new(FailureKind::Engine, "rename failed");
+        book.record_failure(owner.clone(), "v1-a", t0, failure, |n| {
             Backoff::FAILURE.delay(n)
         });
         book.clear_failures(&owner);

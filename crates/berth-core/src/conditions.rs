@@ -11,19 +11,7 @@ use crate::backoff::{RetryBook, RetryKind};
 use crate::desired::DesiredState;
 use crate::observed::{ObservedState, RunState};
 use crate::plan::Plan;
-
-/// Waiting reasons that make an object `Degraded` (it cannot converge until something changes).
-pub const DEGRADED_REASONS: [&str; 9] = [
-    "BackOff",
-    "CrashLoopBackOff",
-    "Unhealthy",
-    "Conflict",
-    "InvalidReference",
-    "DependencyBlocked",
-    "NetworkInUse",
-    "VolumeSpecChanged",
-    "RolledBack",
-];
+use crate::reason::{HostEffect, WaitReason};
 
 /// This host's view of one object, before it gets a generation and a transition time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +34,7 @@ pub struct HostState {
 
 /// The state of every desired (or blocked) object on this host, from the observed state the
 /// plan was made from and the plan itself: `Degraded` when the plan says the object waits for a
-/// [`DEGRADED_REASONS`] reason, `Progressing` while actions are planned for it or replicas are
+/// reason that [degrades](WaitReason::host_effect) it, `Progressing` while actions are planned for it or replicas are
 /// not all running (and healthy, when they have checks) with the current spec, `Ready`
 /// otherwise.
 pub fn host_states(
@@ -119,7 +107,7 @@ pub fn host_states(
             key.clone(),
             HostState {
                 state: HostObjectState::Degraded,
-                reason: "InvalidReference".into(),
+                reason: WaitReason::InvalidReference.as_str().into(),
                 message: why.clone(),
                 replicas: None,
                 ready_replicas: None,
@@ -135,28 +123,20 @@ pub fn host_states(
         {
             s.state = HostObjectState::Progressing;
             s.reason = "Reconciling".into();
-            s.message = a.reason.clone();
+            s.message = a.intent.to_string();
         }
     }
     for w in &plan.waiting {
-        if w.reason == "RollingUpdate" {
-            if let Some(s) = out.get_mut(&w.owner.key)
-                && s.state != HostObjectState::Degraded
-            {
-                s.state = HostObjectState::Progressing;
-                s.reason = "RollingUpdate".into();
-                s.message = w.message.clone();
-            }
-            continue;
-        }
-        if !DEGRADED_REASONS.contains(&w.reason) {
-            continue;
-        }
+        let state = match w.reason.host_effect() {
+            HostEffect::Degraded => HostObjectState::Degraded,
+            HostEffect::Progressing => HostObjectState::Progressing,
+            HostEffect::None => continue,
+        };
         if let Some(s) = out.get_mut(&w.owner.key)
             && s.state != HostObjectState::Degraded
         {
-            s.state = HostObjectState::Degraded;
-            s.reason = w.reason.to_string();
+            s.state = state;
+            s.reason = w.reason.as_str().into();
             s.message = w.message.clone();
         }
     }
@@ -441,6 +421,8 @@ mod tests {
             m("crashing"),
             m("rolling"),
             m("rolledback"),
+            m("pullbackoff"),
+            m("neverpull"),
         ];
         let desired = crate::resolve::resolve(objs.iter());
         let key = |n: &str| ObjectKey::new(Kind::Container, "default", n);
@@ -466,7 +448,7 @@ mod tests {
                 id: 0,
                 owner: Owner::replica(key("creating"), 0),
                 hash: String::new(),
-                reason: "container missing".into(),
+                intent: crate::Intent::Create,
                 action: Action::StartContainer {
                     name: "x".into(),
                     restart: false,
@@ -476,20 +458,32 @@ mod tests {
             waiting: vec![
                 Waiting {
                     owner: Owner::replica(key("crashing"), 0),
-                    reason: "CrashLoopBackOff",
+                    reason: WaitReason::CrashLoopBackOff,
                     message: "back-off 10s".into(),
                     until: None,
                 },
                 Waiting {
                     owner: Owner::replica(key("rolling"), 0),
-                    reason: "RollingUpdate",
+                    reason: WaitReason::RollingUpdate,
                     message: "waiting for new container x_next to become ready".into(),
                     until: None,
                 },
                 Waiting {
                     owner: Owner::replica(key("rolledback"), 0),
-                    reason: "RolledBack",
+                    reason: WaitReason::RolledBack,
                     message: "rolled back".into(),
+                    until: None,
+                },
+                Waiting {
+                    owner: Owner::replica(key("pullbackoff"), 0),
+                    reason: WaitReason::ImagePullBackOff,
+                    message: "1 failed attempt(s); last error: pull r/app:1: denied".into(),
+                    until: None,
+                },
+                Waiting {
+                    owner: Owner::replica(key("neverpull"), 0),
+                    reason: WaitReason::ErrImageNeverPull,
+                    message: "image x is not present and pullPolicy is Never".into(),
                     until: None,
                 },
             ],
@@ -526,8 +520,13 @@ mod tests {
         assert_eq!(s[&key("rolling")].reason, "RollingUpdate");
         assert_eq!(s[&key("rolledback")].state, HostObjectState::Degraded);
         assert_eq!(s[&key("rolledback")].reason, "RolledBack");
+        // A failing pull is as degraded as any other backoff (it was once reported Progressing).
+        assert_eq!(s[&key("pullbackoff")].state, HostObjectState::Degraded);
+        assert_eq!(s[&key("pullbackoff")].reason, "ImagePullBackOff");
+        assert_eq!(s[&key("neverpull")].state, HostObjectState::Degraded);
+        assert_eq!(s[&key("neverpull")].reason, "ErrImageNeverPull");
         let c = counts(&s);
-        assert_eq!((c.total, c.ready, c.progressing, c.degraded), (5, 1, 2, 2));
+        assert_eq!((c.total, c.ready, c.progressing, c.degraded), (7, 1, 2, 4));
     }
 
     #[test]

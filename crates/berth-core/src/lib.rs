@@ -12,13 +12,17 @@ pub mod backoff;
 pub mod conditions;
 pub mod desired;
 pub mod hash;
+pub mod intent;
 pub mod labels;
 pub mod merge;
 pub mod observed;
 pub mod plan;
+pub mod reason;
 pub mod resolve;
 pub mod rollout;
 
 pub use desired::{DesiredContainer, DesiredNetwork, DesiredState, DesiredVolume, Owner};
+pub use intent::{Drift, Intent};
 pub use observed::{ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, RunState};
-pub use plan::{Action, Plan, PlannedAction, plan};
+pub use plan::{Action, Plan, PlannedAction, Waiting, plan};
+pub use reason::{Failure, FailureKind, HostEffect, WaitReason};

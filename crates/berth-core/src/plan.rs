@@ -19,8 +19,10 @@ use berth_api::{DependencyCondition, ObjectKey, PullPolicy, RestartPolicy};
 
 use crate::backoff::{RetryBook, RetryKind};
 use crate::desired::{ContainerConfig, DesiredState, NetworkConfig, Owner, VolumeConfig};
+use crate::intent::{Drift, Intent};
 use crate::labels;
 use crate::observed::{ObservedContainer, ObservedState, RunState};
+use crate::reason::{FailureKind, WaitReason};
 
 /// One change to the engine.
 #[derive(Clone, Debug, PartialEq)]
@@ -170,8 +172,8 @@ pub struct PlannedAction {
     pub owner: Owner,
     /// Desired spec hash of the owner (empty for orphans); the retry book key.
     pub hash: String,
-    /// Why the action is needed, for logs and `berth diff`.
-    pub reason: String,
+    /// Why the action is needed: matched on downstream; its text is for logs and `berth diff`.
+    pub intent: Intent,
     /// The change.
     pub action: Action,
     /// Actions that must succeed first.
@@ -183,10 +185,8 @@ pub struct PlannedAction {
 pub struct Waiting {
     /// The object (replica).
     pub owner: Owner,
-    /// Kubernetes-style reason: `Conflict`, `InvalidReference`, `DependencyBlocked`, `BackOff`,
-    /// `ImagePullBackOff`, `ErrImageNeverPull`, `CrashLoopBackOff`, `NetworkInUse`,
-    /// `VolumeSpecChanged`.
-    pub reason: &'static str,
+    /// Why it waits (see [`WaitReason`] for the list and how each is reported).
+    pub reason: WaitReason,
     /// Human-readable detail.
     pub message: String,
     /// When a retry falls due, for backoffs.
@@ -267,7 +267,7 @@ impl Plan {
                 if waiting_owners.insert(a.owner.clone()) {
                     out.waiting.push(Waiting {
                         owner: a.owner,
-                        reason: "InProgress",
+                        reason: WaitReason::InProgress,
                         message: "earlier actions for this object are still being carried out"
                             .into(),
                         until: None,
@@ -287,7 +287,7 @@ impl Plan {
         &mut self,
         owner: &Owner,
         hash: &str,
-        reason: impl Into<String>,
+        intent: Intent,
         action: Action,
         after: Vec<usize>,
     ) -> usize {
@@ -296,7 +296,7 @@ impl Plan {
             id,
             owner: owner.clone(),
             hash: hash.to_string(),
-            reason: reason.into(),
+            intent,
             action,
             after,
         });
@@ -306,7 +306,7 @@ impl Plan {
     fn wait(
         &mut self,
         owner: &Owner,
-        reason: &'static str,
+        reason: WaitReason,
         message: impl Into<String>,
         until: Option<Instant>,
     ) {
@@ -345,7 +345,7 @@ pub fn plan(
     for (key, why) in &desired.blocked {
         p.wait(
             &Owner::object(key.clone()),
-            "InvalidReference",
+            WaitReason::InvalidReference,
             why.clone(),
             None,
         );
@@ -369,14 +369,14 @@ pub fn plan(
                 "a network named {:?} exists and is not managed by berth instance {:?}; it is left alone",
                 dn.engine_name, desired.instance
             );
-            p.wait(&owner, "Conflict", msg.clone(), None);
+            p.wait(&owner, WaitReason::Conflict, msg.clone(), None);
             nets.insert(key, Dep::Unavailable(msg));
             continue;
         }
         if let Some(until) = retries.blocked_until(&owner, &dn.hash, now) {
             p.wait(
                 &owner,
-                "BackOff",
+                WaitReason::BackOff,
                 retry_message(retries, &owner, &dn.hash),
                 Some(until),
             );
@@ -400,13 +400,7 @@ pub fn plan(
                 nets.insert(key, Dep::Ready(n.id.clone()));
             }
             Some(n) => {
-                let a = p.push(
-                    &owner,
-                    &dn.hash,
-                    "spec changed: recreate network",
-                    create,
-                    vec![],
-                );
+                let a = p.push(&owner, &dn.hash, Intent::RecreateNetwork, create, vec![]);
                 net_removals.push((owner, n.id.clone(), n.name.clone(), Some(a)));
                 nets.insert(
                     key,
@@ -417,7 +411,7 @@ pub fn plan(
                 );
             }
             None => {
-                let a = p.push(&owner, &dn.hash, "network missing", create, vec![]);
+                let a = p.push(&owner, &dn.hash, Intent::CreateNetwork, create, vec![]);
                 nets.insert(
                     key,
                     Dep::Creating {
@@ -445,7 +439,7 @@ pub fn plan(
                 "a volume named {:?} exists and is not managed by berth instance {:?}; it is left alone",
                 dv.engine_name, desired.instance
             );
-            p.wait(&owner, "Conflict", msg.clone(), None);
+            p.wait(&owner, WaitReason::Conflict, msg.clone(), None);
             vols.insert(key, Dep::Unavailable(msg));
             continue;
         }
@@ -454,7 +448,7 @@ pub fn plan(
                 if v.hash.as_deref() != Some(dv.hash.as_str()) {
                     p.wait(
                         &owner,
-                        "VolumeSpecChanged",
+                        WaitReason::VolumeSpecChanged,
                         format!("volume {} differs from its spec; volumes are never recreated (remove it by hand to apply)", dv.engine_name),
                         None,
                     );
@@ -465,7 +459,7 @@ pub fn plan(
                 if let Some(until) = retries.blocked_until(&owner, &dv.hash, now) {
                     p.wait(
                         &owner,
-                        "BackOff",
+                        WaitReason::BackOff,
                         retry_message(retries, &owner, &dv.hash),
                         Some(until),
                     );
@@ -484,7 +478,7 @@ pub fn plan(
                 let a = p.push(
                     &owner,
                     &dv.hash,
-                    "volume missing",
+                    Intent::CreateVolume,
                     Action::CreateVolume {
                         name: dv.engine_name.clone(),
                         config: dv.config.clone(),
@@ -577,13 +571,13 @@ pub fn plan(
                 claimed.insert(c.id.as_str());
             }
             if let Some(why) = &blocked {
-                p.wait(&owner, "DependencyBlocked", why.clone(), None);
+                p.wait(&owner, WaitReason::DependencyBlocked, why.clone(), None);
                 continue;
             }
             if observed.foreign_containers.contains(&name) {
                 p.wait(
                     &owner,
-                    "Conflict",
+                    WaitReason::Conflict,
                     format!("a container named {name:?} exists and is not managed by berth instance {:?}; it is left alone", desired.instance),
                     None,
                 );
@@ -596,7 +590,7 @@ pub fn plan(
             {
                 p.wait(
                     &owner,
-                    failure_reason(e),
+                    WaitReason::after_failure(e.failure.unwrap_or(FailureKind::Engine)),
                     retry_message(retries, &owner, &dc.hash),
                     Some(e.not_before),
                 );
@@ -608,7 +602,9 @@ pub fn plan(
                 let a = p.push(
                     &owner,
                     &dc.hash,
-                    format!("replaced by {name}"),
+                    Intent::RemoveDuplicate {
+                        replica: name.clone(),
+                    },
                     Action::RemoveContainer {
                         id: x.id.clone(),
                         name: x.name.clone(),
@@ -621,12 +617,8 @@ pub fn plan(
             }
             let mut prev_removal = None;
             for (drop, c, why) in [
-                (sp.drop_next, slot.next, "surge container no longer needed"),
-                (
-                    sp.drop_prev,
-                    slot.prev,
-                    "rolling update done: previous container no longer needed",
-                ),
+                (sp.drop_next, slot.next, Intent::DropSurge),
+                (sp.drop_prev, slot.prev, Intent::RetirePrevious),
             ] {
                 if let (true, Some(c)) = (drop, c) {
                     let a = p.push(
@@ -658,7 +650,7 @@ pub fn plan(
             if let Some(n) = taken {
                 p.wait(
                     &owner,
-                    "Conflict",
+                    WaitReason::Conflict,
                     format!("a container named {n:?} exists and is not managed by berth instance {:?}; the rolling update needs that name and waits (the old container keeps running)", desired.instance),
                     None,
                 );
@@ -672,18 +664,18 @@ pub fn plan(
                 if matches!(step, Step::Surge | Step::StopFirst)
                     && let Some(why) = dependency_gate(dc, desired, &by_replica, &changing)
                 {
-                    p.wait(&owner, "WaitingForDependency", why, None);
+                    p.wait(&owner, WaitReason::WaitingForDependency, why, None);
                     continue;
                 }
                 match step {
-                    Step::Hold(msg) => p.wait(&owner, "RollingUpdate", msg.clone(), None),
+                    Step::Hold(msg) => p.wait(&owner, WaitReason::RollingUpdate, msg.clone(), None),
                     Step::WaitNext(msg) => {
                         let Some(x) = slot.next else { continue };
                         if x.state == RunState::Created {
                             p.push(
                                 &owner,
                                 &dc.hash,
-                                "surge container created but never started",
+                                Intent::StartSurge,
                                 Action::StartContainer {
                                     name: x.name.clone(),
                                     restart: false,
@@ -691,7 +683,7 @@ pub fn plan(
                                 vec![],
                             );
                         } else if !restart_if_due(&mut p, &owner, dc, x, entry, now) {
-                            p.wait(&owner, "RollingUpdate", msg.clone(), None);
+                            p.wait(&owner, WaitReason::RollingUpdate, msg.clone(), None);
                         }
                     }
                     Step::Promote => {
@@ -706,7 +698,9 @@ pub fn plan(
                                 &owner,
                                 dc,
                                 c,
-                                format!("rolling update: new container {} is available", x.name),
+                                Intent::RetireForPromote {
+                                    new: x.name.clone(),
+                                },
                                 vec![],
                             );
                             object_stops.push(stop);
@@ -715,7 +709,7 @@ pub fn plan(
                         p.push(
                             &owner,
                             &dc.hash,
-                            "rolling update: the new container takes the replica's name",
+                            Intent::Promote,
                             Action::RenameContainer {
                                 id: x.id.clone(),
                                 from: x.name.clone(),
@@ -730,7 +724,7 @@ pub fn plan(
                             let rm = p.push(
                                 &owner,
                                 &dc.hash,
-                                "rolling update rolled back: remove the new container",
+                                Intent::RollBackRemoveNew,
                                 Action::RemoveContainer {
                                     id: c.id.clone(),
                                     name: c.name.clone(),
@@ -745,7 +739,7 @@ pub fn plan(
                             let ren = p.push(
                                 &owner,
                                 &dc.hash,
-                                "rolling update rolled back: restore the previous container",
+                                Intent::RollBackRestore,
                                 Action::RenameContainer {
                                     id: pv.id.clone(),
                                     from: pv.name.clone(),
@@ -756,7 +750,7 @@ pub fn plan(
                             p.push(
                                 &owner,
                                 &dc.hash,
-                                "rolling update rolled back: start the previous container",
+                                Intent::RollBackStart,
                                 Action::StartContainer {
                                     name: name.clone(),
                                     restart: false,
@@ -782,7 +776,7 @@ pub fn plan(
                                     &owner,
                                     dc,
                                     c,
-                                    "rolling update: stop-first".into(),
+                                    Intent::RetireStopFirst,
                                     vec![img],
                                 );
                                 object_stops.push(stop);
@@ -791,9 +785,9 @@ pub fn plan(
                             name.clone()
                         };
                         let why = if matches!(step, Step::Surge) {
-                            "rolling update (start-first): spec changed"
+                            Intent::Surge
                         } else {
-                            "rolling update (stop-first): spec changed"
+                            Intent::StopFirst
                         };
                         let create = create_and_start(
                             &mut p,
@@ -801,7 +795,7 @@ pub fn plan(
                             &owner,
                             dc,
                             target,
-                            why.to_string(),
+                            why,
                             create_after,
                         );
                         if matches!(step, Step::Surge) {
@@ -820,7 +814,7 @@ pub fn plan(
             if let Step::KeepOld = sp.step {
                 p.wait(
                     &owner,
-                    "RolledBack",
+                    WaitReason::RolledBack,
                     format!(
                         "the update to spec {} made no new replica available within progressDeadlineSeconds ({} s) and was rolled back; this replica keeps its previous spec until the spec changes",
                         dc.hash,
@@ -831,17 +825,18 @@ pub fn plan(
             }
             let recreate = match current {
                 Some(_) if sp.step == Step::KeepOld => None,
-                None => Some("container missing".to_string()),
+                None => Some(Intent::Create),
                 Some(c) if c.hash.as_deref() != Some(dc.hash.as_str()) => {
-                    Some("spec changed".to_string())
+                    Some(Intent::Recreate(Drift::SpecChanged))
                 }
                 Some(c) if c.state == RunState::Created => {
-                    Some("created but never started".to_string())
+                    Some(Intent::Recreate(Drift::NeverStarted))
                 }
-                Some(c) if c.state == RunState::Dead => Some("container is dead".to_string()),
+                Some(c) if c.state == RunState::Dead => Some(Intent::Recreate(Drift::Dead)),
                 Some(c) => network_drift(c, &dc.config, &net_ids, &replaced_nets)
                     .or_else(|| namespace_drift(c, dc, &by_replica))
-                    .or_else(|| image_drift(c, dc, observed)),
+                    .or_else(|| image_drift(c, dc, observed))
+                    .map(Intent::Recreate),
             };
             let needs_start = match (&recreate, current) {
                 (Some(_), _) => true,
@@ -851,7 +846,7 @@ pub fn plan(
                 (None, None) => false,
             };
             if needs_start && let Some(why) = dependency_gate(dc, desired, &by_replica, &changing) {
-                p.wait(&owner, "WaitingForDependency", why, None);
+                p.wait(&owner, WaitReason::WaitingForDependency, why, None);
                 continue;
             }
             match (recreate, current) {
@@ -893,7 +888,7 @@ pub fn plan(
                     p.push(
                         &owner,
                         &dc.hash,
-                        "paused by hand; the desired state is running",
+                        Intent::Unpause,
                         Action::UnpauseContainer {
                             id: c.id.clone(),
                             name: c.name.clone(),
@@ -936,7 +931,7 @@ pub fn plan(
         if let Some(why) = &desired.incomplete {
             p.wait(
                 &owner,
-                "RemovalPaused",
+                WaitReason::RemovalPaused,
                 format!(
                     "{} is not removed while the desired set is incomplete: {why}",
                     c.name
@@ -945,10 +940,18 @@ pub fn plan(
             );
             continue;
         }
+        let scaled_down = c
+            .key
+            .as_ref()
+            .is_some_and(|k| desired.containers.contains_key(k));
         let a = p.push(
             &owner,
             "",
-            "no longer declared",
+            if scaled_down {
+                Intent::ScaleDown
+            } else {
+                Intent::Orphan
+            },
             Action::RemoveContainer {
                 id: c.id.clone(),
                 name: c.name.clone(),
@@ -962,7 +965,9 @@ pub fn plan(
     let orphan_removals: Vec<usize> = p
         .actions
         .iter()
-        .filter(|a| matches!(a.action, Action::RemoveContainer { .. }) && a.hash.is_empty())
+        .filter(|a| {
+            matches!(a.action, Action::RemoveContainer { .. }) && a.intent.is_orphan_removal()
+        })
         .map(|a| a.id)
         .collect();
     for c in &publishing {
@@ -985,7 +990,7 @@ pub fn plan(
         if create.is_none() && !staying.is_empty() {
             p.wait(
                 &owner,
-                "NetworkInUse",
+                WaitReason::NetworkInUse,
                 format!(
                     "network {name} is no longer declared but still used by {}",
                     staying.join(", ")
@@ -1005,9 +1010,9 @@ pub fn plan(
             &owner,
             &hash,
             if create.is_some() {
-                "spec changed: remove old network"
+                Intent::RemoveReplacedNetwork
             } else {
-                "no longer declared"
+                Intent::Orphan
             },
             Action::RemoveNetwork { id, name },
             after,
@@ -1021,7 +1026,7 @@ pub fn plan(
         p.push(
             &owner,
             "",
-            "no longer declared, reclaimPolicy Delete",
+            Intent::OrphanVolume,
             Action::RemoveVolume { name },
             all_removals.clone(),
         );
@@ -1101,7 +1106,7 @@ fn retire<'o>(
     owner: &Owner,
     dc: &crate::desired::DesiredContainer,
     c: &ObservedContainer,
-    why: String,
+    why: Intent,
     stop_after: Vec<usize>,
 ) -> (usize, usize) {
     let stop = p.push(
@@ -1122,7 +1127,7 @@ fn retire<'o>(
         let a = p.push(
             owner,
             &dc.hash,
-            "make room for the previous container",
+            Intent::MakeRoomForPrevious,
             Action::RemoveContainer {
                 id: pv.id.clone(),
                 name: pv.name.clone(),
@@ -1137,7 +1142,7 @@ fn retire<'o>(
     let ren = p.push(
         owner,
         &dc.hash,
-        "rolling update: keep the old container as the rollback target",
+        Intent::KeepAsPrevious,
         Action::RenameContainer {
             id: c.id.clone(),
             from: c.name.clone(),
@@ -1305,7 +1310,7 @@ fn ensure_image<'a>(
     let a = p.push(
         owner,
         &dc.hash,
-        "image needed for create",
+        Intent::EnsureImage,
         Action::EnsureImage {
             image: dc.config.image.clone(),
             policy: dc.pull_policy,
@@ -1342,7 +1347,7 @@ fn restart_if_due(
             .as_secs();
         let (reason, message) = if exited {
             (
-                "CrashLoopBackOff",
+                WaitReason::CrashLoopBackOff,
                 format!(
                     "back-off {back_off}s restarting {}: exited with code {}; {} restart(s) so far",
                     c.name,
@@ -1352,7 +1357,7 @@ fn restart_if_due(
             )
         } else {
             (
-                "Unhealthy",
+                WaitReason::Unhealthy,
                 format!(
                     "back-off {back_off}s restarting {}: health check or liveness probe failing; {} restart(s) so far",
                     c.name, e.attempts
@@ -1364,11 +1369,10 @@ fn restart_if_due(
         p.push(
             owner,
             &dc.hash,
-            format!(
-                "exited with code {}, restartPolicy {:?}",
-                c.exit_code.unwrap_or(-1),
-                dc.restart_policy
-            ),
+            Intent::Restart {
+                exit_code: c.exit_code,
+                policy: dc.restart_policy,
+            },
             Action::StartContainer {
                 name: c.name.clone(),
                 restart: true,
@@ -1379,12 +1383,13 @@ fn restart_if_due(
         p.push(
             owner,
             &dc.hash,
-            match &c.probe {
-                Some(pr) if !pr.live => format!(
-                    "liveness probe failed: {}",
-                    pr.message.as_deref().unwrap_or("no detail")
-                ),
-                _ => "health check reports unhealthy".to_string(),
+            Intent::RestartUnhealthy {
+                liveness: match &c.probe {
+                    Some(pr) if !pr.live => {
+                        Some(pr.message.as_deref().unwrap_or("no detail").to_string())
+                    }
+                    _ => None,
+                },
             },
             Action::RestartContainer {
                 id: c.id.clone(),
@@ -1405,13 +1410,13 @@ fn create_and_start(
     owner: &Owner,
     dc: &crate::desired::DesiredContainer,
     name: String,
-    reason: String,
+    intent: Intent,
     after: Vec<usize>,
 ) -> usize {
     let create = p.push(
         owner,
         &dc.hash,
-        reason,
+        intent,
         Action::CreateContainer {
             name: name.clone(),
             config: Box::new(dc.config.clone()),
@@ -1428,7 +1433,7 @@ fn create_and_start(
     p.push(
         owner,
         &dc.hash,
-        "start after create",
+        Intent::StartAfterCreate,
         Action::StartContainer {
             name,
             restart: false,
@@ -1550,7 +1555,7 @@ fn namespace_drift(
     c: &ObservedContainer,
     dc: &crate::desired::DesiredContainer,
     by_replica: &BTreeMap<(&ObjectKey, u32), Vec<&ObservedContainer>>,
-) -> Option<String> {
+) -> Option<Drift> {
     let target = dc.network_target.as_ref()?;
     let target_name = dc
         .config
@@ -1561,8 +1566,8 @@ fn namespace_drift(
         .get(&(target, 0))
         .and_then(|cs| cs.iter().find(|t| t.name == target_name))?;
     let want = format!("container:{}", current.id);
-    (c.network_mode.as_deref() != Some(want.as_str())).then(|| {
-        format!("the container whose network namespace it shares ({target_name}) was replaced")
+    (c.network_mode.as_deref() != Some(want.as_str())).then(|| Drift::NamespaceTargetReplaced {
+        target: target_name.to_string(),
     })
 }
 
@@ -1572,19 +1577,16 @@ fn image_drift(
     c: &ObservedContainer,
     dc: &crate::desired::DesiredContainer,
     observed: &ObservedState,
-) -> Option<String> {
+) -> Option<Drift> {
     if dc.pull_policy != PullPolicy::Always {
         return None;
     }
     let now = observed.image_ids.get(&dc.config.image)?;
     let running = c.image_id.as_ref()?;
-    (running != now).then(|| {
-        format!(
-            "image {} now names {} (pullPolicy Always; running {})",
-            dc.config.image,
-            short_id(now),
-            short_id(running)
-        )
+    (running != now).then(|| Drift::ImageMoved {
+        image: dc.config.image.clone(),
+        now: short_id(now).to_string(),
+        running: short_id(running).to_string(),
     })
 }
 
@@ -1594,32 +1596,22 @@ fn short_id(id: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
 }
 
-/// Waiting reason for an owner whose last action failed: `ImagePullBackOff` after a failed pull,
-/// `ErrImageNeverPull` when the image is missing and `pullPolicy` is `Never` (Kubernetes'
-/// reasons), else `BackOff`.
-fn failure_reason(e: &crate::backoff::RetryEntry) -> &'static str {
-    match e.last_error.as_deref() {
-        Some(m) if m.contains("ErrImageNeverPull") => "ErrImageNeverPull",
-        Some(m) if m.contains("ErrImagePull") => "ImagePullBackOff",
-        _ => "BackOff",
-    }
-}
-
 /// Why an up-to-date container must still be recreated because of its networks.
 fn network_drift(
     c: &ObservedContainer,
     config: &ContainerConfig,
     net_ids: &BTreeMap<String, &str>,
     replaced: &BTreeSet<String>,
-) -> Option<String> {
+) -> Option<Drift> {
     for a in &config.networks {
+        let network = a.network.clone();
         if replaced.contains(&a.network) {
-            return Some(format!("network {} is being replaced", a.network));
+            return Some(Drift::NetworkReplacing { network });
         }
         match (c.networks.get(&a.network), net_ids.get(&a.network)) {
             (Some(have), Some(want)) if have == want => {}
-            (None, _) => return Some(format!("not attached to network {}", a.network)),
-            _ => return Some(format!("network {} was replaced", a.network)),
+            (None, _) => return Some(Drift::NotAttached { network }),
+            _ => return Some(Drift::NetworkReplaced { network }),
         }
     }
     None

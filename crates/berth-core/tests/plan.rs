@@ -11,8 +11,8 @@ use berth_core::labels;
 use berth_core::observed::{Health, ProbeStatus};
 use berth_core::resolve::resolve;
 use berth_core::{
-    Action, ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, Owner, Plan,
-    RunState, plan,
+    Action, Failure, FailureKind, Intent, ObservedContainer, ObservedNetwork, ObservedState,
+    ObservedVolume, Owner, Plan, RunState, WaitReason, plan,
 };
 
 fn meta(ns: &str, name: &str) -> ManifestMetadata {
@@ -248,7 +248,7 @@ fn converge(sim: &mut Sim, objects: &[Manifest]) -> Plan {
         matches!(
             a.action,
             Action::StopContainer { .. } | Action::RenameContainer { .. }
-        ) || a.reason.contains("start-first")
+        ) || a.intent == Intent::Surge
     });
     for _ in 0..10 {
         book.rollouts.observe(&desired, &sim.state, now);
@@ -475,7 +475,7 @@ fn foreign_container_with_wanted_name_is_a_conflict() {
     let w: Vec<_> = p
         .waiting
         .iter()
-        .filter(|w| w.reason == "Conflict")
+        .filter(|w| w.reason == WaitReason::Conflict)
         .collect();
     assert_eq!(w.len(), 1);
     assert!(w[0].message.contains("not managed by berth"));
@@ -492,7 +492,11 @@ fn foreign_volume_is_never_removed_or_used() {
         Instant::now(),
     );
     assert!(!names(&p).iter().any(|n| n.contains("volume")));
-    assert!(p.waiting.iter().any(|w| w.reason == "DependencyBlocked"));
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.reason == WaitReason::DependencyBlocked)
+    );
     let p = plan(
         &resolve(&[]),
         &sim.state,
@@ -523,8 +527,16 @@ fn undeclared_network_blocks_container_but_keeps_its_old_one() {
         "{:?}",
         names(&p)
     );
-    assert!(p.waiting.iter().any(|w| w.reason == "InvalidReference"));
-    assert!(p.waiting.iter().any(|w| w.reason == "NetworkInUse"));
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.reason == WaitReason::InvalidReference)
+    );
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.reason == WaitReason::NetworkInUse)
+    );
 }
 
 #[test]
@@ -544,7 +556,7 @@ fn failure_backoff_blocks_only_that_owner() {
         Owner::replica(web, 0),
         &hash,
         now,
-        "pull failed".into(),
+        Failure::new(FailureKind::Engine, "pull failed"),
         |n| Backoff::FAILURE.delay(n),
     );
     let p = plan(&desired, &sim.state, &book, now);
@@ -553,7 +565,7 @@ fn failure_backoff_blocks_only_that_owner() {
     assert!(
         p.waiting
             .iter()
-            .any(|w| w.reason == "BackOff" && w.message.contains("pull failed"))
+            .any(|w| w.reason == WaitReason::BackOff && w.message.contains("pull failed"))
     );
     let later = plan(&desired, &sim.state, &book, now + Duration::from_secs(2));
     assert!(names(&later).iter().any(|n| n.contains("app_web_0")));
@@ -584,7 +596,7 @@ fn restart_policy_decides_restarts_with_crash_loop_backoff() {
     assert_eq!(
         p.waiting
             .iter()
-            .filter(|w| w.reason == "CrashLoopBackOff")
+            .filter(|w| w.reason == WaitReason::CrashLoopBackOff)
             .count(),
         2
     );
@@ -972,10 +984,11 @@ fn failed_liveness_probe_restarts_and_readiness_gates_dependents() {
     );
     assert!(
         restart
-            .reason
+            .intent
+            .to_string()
             .contains("liveness probe failed: GET /: HTTP 500"),
         "{}",
-        restart.reason
+        restart.intent
     );
 }
 
@@ -989,7 +1002,11 @@ fn incomplete_desired_set_removes_nothing() {
     desired.incomplete = Some("a.yaml has not decoded".into());
     let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
     assert!(p.is_empty(), "{:?}", names(&p));
-    assert!(p.waiting.iter().any(|w| w.reason == "RemovalPaused"));
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.reason == WaitReason::RemovalPaused)
+    );
     desired.incomplete = None;
     assert!(!plan(&desired, &sim.state, &RetryBook::default(), Instant::now()).is_empty());
 }
@@ -1059,7 +1076,11 @@ fn busy_owners_are_left_out_with_their_dependents() {
     // alone it would finish at once and start another pass with the same plan, in a loop.
     let rest = p.without_owners(&[net].into_iter().collect());
     assert_eq!(names(&rest), vec!["create volume app_data"]);
-    assert!(rest.waiting.iter().any(|w| w.reason == "InProgress"));
+    assert!(
+        rest.waiting
+            .iter()
+            .any(|w| w.reason == WaitReason::InProgress)
+    );
 }
 
 fn always(objs: &mut [Manifest]) {
@@ -1095,9 +1116,12 @@ fn always_container_follows_a_moved_tag_and_if_not_present_does_not() {
     );
     assert_eq!(p.actions[1].after, vec![0], "image first");
     assert!(
-        p.actions[1].reason.contains("now names 222222222222"),
+        p.actions[1]
+            .intent
+            .to_string()
+            .contains("now names 222222222222"),
         "{}",
-        p.actions[1].reason
+        p.actions[1].intent
     );
     assert_ne!(sim.container_id("app_web_0"), web_id);
     assert_eq!(
@@ -1156,33 +1180,44 @@ fn image_pull_secrets_reach_the_pull_and_are_not_hashed() {
 fn failed_pull_waits_as_image_pull_back_off() {
     let desired = resolve(&stack());
     let now = Instant::now();
-    let reason = |error: &str| {
+    let reason = |kind: FailureKind, error: &str| {
         let mut book = RetryBook::default();
         let web = ObjectKey::new(Kind::Container, "app", "web");
         book.record_failure(
             Owner::replica(web.clone(), 0),
             &desired.containers[&web].hash,
             now,
-            error.into(),
+            Failure::new(kind, error),
             |n| Backoff::FAILURE.delay(n),
         );
         let p = plan(&desired, &ObservedState::default(), &book, now);
         waiting_reason(&p, "web").expect("web waits")
     };
-    let pull = reason("pull r:5000/app:1: unauthorized: authentication required (ErrImagePull)");
+    let pull = reason(
+        FailureKind::ImagePull,
+        "pull r:5000/app:1: unauthorized: authentication required (ErrImagePull)",
+    );
     assert!(
         pull.starts_with("ImagePullBackOff: 1 failed attempt(s)"),
         "{pull}"
     );
+    // A create skipped because the pull failed carries the pull's kind (berth-engine's executor
+    // test `a_skipped_action_carries_the_failed_dependency_kind`).
     let skipped = reason(
+        FailureKind::ImagePull,
         "skipped: ensure image r:5000/app:1 (pull policy IfNotPresent) failed: pull r:5000/app:1: manifest unknown (ErrImagePull)",
     );
     assert!(skipped.starts_with("ImagePullBackOff"), "{skipped}");
     assert!(
-        reason("image x is not present and pullPolicy is Never (ErrImageNeverPull)")
-            .starts_with("ErrImageNeverPull")
+        reason(
+            FailureKind::ImageNeverPull,
+            "image x is not present and pullPolicy is Never (ErrImageNeverPull)"
+        )
+        .starts_with("ErrImageNeverPull")
     );
-    assert!(reason("create container app_web_0: conflict").starts_with("BackOff"));
+    assert!(
+        reason(FailureKind::Engine, "create container app_web_0: conflict").starts_with("BackOff")
+    );
 }
 
 // ---- rolling updates
@@ -1365,7 +1400,7 @@ fn start_first_rolling_update_keeps_every_replica_serving() {
         first
             .waiting
             .iter()
-            .filter(|w| w.reason == "RollingUpdate")
+            .filter(|w| w.reason == WaitReason::RollingUpdate)
             .count()
             == 2,
         "replicas 1 and 2 wait their turn: {:#?}",
@@ -1546,7 +1581,7 @@ fn never_ready_update_rolls_back_and_old_replicas_keep_running() {
     assert!(
         p.waiting
             .iter()
-            .filter(|w| w.reason == "RolledBack")
+            .filter(|w| w.reason == WaitReason::RolledBack)
             .count()
             == 3,
         "{:#?}",

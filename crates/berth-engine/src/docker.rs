@@ -74,6 +74,21 @@ pub enum EngineError {
     },
 }
 
+impl EngineError {
+    /// The kind of failure, for the retry book's waiting reason: a failed pull is
+    /// `ImagePull`, a missing image under `pullPolicy: Never` `ImageNeverPull`.
+    pub fn kind(&self) -> berth_core::FailureKind {
+        use berth_core::FailureKind;
+        match self {
+            EngineError::Pull { .. } => FailureKind::ImagePull,
+            EngineError::ImageNeverPull(_) => FailureKind::ImageNeverPull,
+            EngineError::Connect(_) | EngineError::Api { .. } | EngineError::HostPath { .. } => {
+                FailureKind::Engine
+            }
+        }
+    }
+}
+
 fn api(what: impl Into<String>) -> impl FnOnce(BollardError) -> EngineError {
     let what = what.into();
     move |source| EngineError::Api { what, source }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use berth_core::{Action, Plan};
+use berth_core::{Action, Failure, FailureKind, Plan};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
@@ -35,8 +35,8 @@ pub trait Engine: Runtime {
 pub struct Outcome {
     /// The action's id in the plan.
     pub id: usize,
-    /// `Ok` when done; `Err(message)` when it failed or was skipped.
-    pub result: Result<(), String>,
+    /// `Ok` when done; the failure (its kind and message) when it failed or was skipped.
+    pub result: Result<(), Failure>,
     /// True when the action was not attempted because an action it depends on failed.
     pub skipped: bool,
 }
@@ -84,12 +84,12 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
         if let Err(e) = &result {
             tracing::warn!(owner = %plan.actions[id].owner, action = %plan.actions[id].action, error = %e, "action failed");
         } else {
-            tracing::info!(owner = %plan.actions[id].owner, action = %plan.actions[id].action, reason = %plan.actions[id].reason, "done");
+            tracing::info!(owner = %plan.actions[id].owner, action = %plan.actions[id].action, intent = %plan.actions[id].intent, "done");
         }
         status[id] = if ok { Status::Done } else { Status::Failed };
         outcomes[id] = Some(Outcome {
             id,
-            result: result.map_err(|e| e.to_string()),
+            result: result.map_err(|e| Failure::new(e.kind(), e.to_string())),
             skipped: false,
         });
         // Release or skip dependents.
@@ -102,15 +102,20 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
                 let after = &plan.actions[dep].after;
                 if let Some(failed) = after.iter().find(|d| status[**d] == Status::Failed) {
                     status[dep] = Status::Failed;
+                    // A skipped action fails the way its dependency did (a create skipped
+                    // because the pull failed waits as ImagePullBackOff).
                     let why = outcomes[*failed]
                         .as_ref()
                         .and_then(|o| o.result.clone().err())
-                        .unwrap_or_default();
+                        .unwrap_or(Failure::new(FailureKind::Engine, ""));
                     outcomes[dep] = Some(Outcome {
                         id: dep,
-                        result: Err(format!(
-                            "skipped: {} failed: {why}",
-                            plan.actions[*failed].action
+                        result: Err(Failure::new(
+                            why.kind,
+                            format!(
+                                "skipped: {} failed: {}",
+                                plan.actions[*failed].action, why.message
+                            ),
                         )),
                         skipped: true,
                     });
@@ -127,9 +132,91 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
         .map(|(id, o)| {
             o.unwrap_or(Outcome {
                 id,
-                result: Err("not executed (dependency cycle)".into()),
+                result: Err(Failure::new(
+                    FailureKind::Engine,
+                    "not executed (dependency cycle)",
+                )),
                 skipped: true,
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use berth_api::{Kind, ObjectKey, PullPolicy};
+    use berth_core::{Intent, Owner, PlannedAction};
+
+    use super::*;
+
+    /// Fails every pull with the engine's pull error; everything else succeeds.
+    struct PullFails;
+
+    impl Runtime for PullFails {
+        async fn execute(&self, action: &Action) -> Result<(), EngineError> {
+            match action {
+                Action::EnsureImage { image, .. } => Err(EngineError::Pull {
+                    image: image.clone(),
+                    message: "manifest unknown".into(),
+                }),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_skipped_action_carries_the_failed_dependency_kind() {
+        let owner = Owner::replica(ObjectKey::new(Kind::Container, "default", "web"), 0);
+        let action = |id: usize, action: Action, after: Vec<usize>| PlannedAction {
+            id,
+            owner: owner.clone(),
+            hash: "v1-a".into(),
+            intent: Intent::Create,
+            action,
+            after,
+        };
+        let plan = Plan {
+            actions: vec![
+                action(
+                    0,
+                    Action::EnsureImage {
+                        image: "r:5000/app:1".into(),
+                        policy: PullPolicy::IfNotPresent,
+                        pull_secrets: vec![],
+                    },
+                    vec![],
+                ),
+                action(
+                    1,
+                    Action::CreateContainer {
+                        name: "default_web_0".into(),
+                        config: Box::default(),
+                        labels: BTreeMap::new(),
+                    },
+                    vec![0],
+                ),
+            ],
+            waiting: vec![],
+        };
+        let outcomes = execute(&PullFails, &plan, 2).await;
+        let kinds: Vec<Option<FailureKind>> = outcomes
+            .iter()
+            .map(|o| o.result.as_ref().err().map(|f| f.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [Some(FailureKind::ImagePull), Some(FailureKind::ImagePull)]
+        );
+        assert!(outcomes[1].skipped);
+        assert!(
+            outcomes[1]
+                .result
+                .as_ref()
+                .is_err_and(|f| f.message.starts_with("skipped: ensure image r:5000/app:1")),
+            "{:?}",
+            outcomes[1]
+        );
+    }
 }

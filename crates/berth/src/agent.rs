@@ -16,7 +16,7 @@ use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::conditions::host_states;
 use berth_core::merge::{Conflict, Declaration, Merged, merge, targeted};
 use berth_core::resolve::resolve_for;
-use berth_core::{Action, DesiredState, Owner, Plan, plan};
+use berth_core::{Action, DesiredState, Intent, Owner, Plan, WaitReason, plan};
 use berth_engine::{DockerEngine, Engine, Outcome, ProbeTarget, Prober, execute};
 use berth_sources::directory::{DirectorySource, Snapshot};
 use berth_sources::kube::{KubeSource, KubeSourceConfig};
@@ -141,18 +141,10 @@ impl<E: Engine> Reconciler<E> {
             plan = plan.without_owners(busy);
         }
         for a in &plan.actions {
-            let why = match &a.action {
-                Action::StartContainer { restart: true, .. } => "restarting exited container",
-                Action::RestartContainer { .. } => "restarting unhealthy container",
+            let (why, exit_code) = match &a.intent {
+                Intent::Restart { exit_code, .. } => ("restarting exited container", *exit_code),
+                Intent::RestartUnhealthy { .. } => ("restarting unhealthy container", None),
                 _ => continue,
-            };
-            let exit_code = match &a.action {
-                Action::StartContainer { name, .. } => observed
-                    .containers
-                    .iter()
-                    .find(|c| &c.name == name)
-                    .and_then(|c| c.exit_code),
-                _ => None,
             };
             let e = self.book.record_restart(
                 a.owner.clone(),
@@ -239,12 +231,11 @@ fn attach_probe_results(
 
 /// What makes a "not converging" log line new: owner, reason and message — except for
 /// backoffs, whose messages count attempts and would repeat the line on every pass.
-fn log_key(w: &berth_core::plan::Waiting) -> (Owner, &'static str, String) {
-    let message = match w.reason {
-        "BackOff" | "CrashLoopBackOff" | "Unhealthy" | "ImagePullBackOff" | "ErrImageNeverPull" => {
-            String::new()
-        }
-        _ => w.message.clone(),
+fn log_key(w: &berth_core::plan::Waiting) -> (Owner, WaitReason, String) {
+    let message = if w.reason.is_backoff() {
+        String::new()
+    } else {
+        w.message.clone()
     };
     (w.owner.clone(), w.reason, message)
 }
@@ -511,7 +502,7 @@ pub async fn run_with(
     let mut refreshing = false;
     let mut refresh_errors: BTreeMap<String, String> = BTreeMap::new();
     let mut reason = "start";
-    let mut last_waiting: BTreeSet<(Owner, &'static str, String)> = BTreeSet::new();
+    let mut last_waiting: BTreeSet<(Owner, WaitReason, String)> = BTreeSet::new();
     // Plans being carried out in the background, and the owners they hold. A slow action
     // (a long stop grace period, a big pull) holds up only its own objects: passes go on for
     // everything else.
@@ -538,11 +529,11 @@ pub async fn run_with(
                     });
                 }
                 // Log each (owner, reason) once when it appears, not on every pass.
-                let waiting: BTreeSet<(Owner, &'static str, String)> =
+                let waiting: BTreeSet<(Owner, WaitReason, String)> =
                     plan.waiting.iter().map(log_key).collect();
                 for w in &plan.waiting {
-                    if w.reason != "InProgress" && !last_waiting.contains(&log_key(w)) {
-                        tracing::warn!(owner = %w.owner, reason = w.reason, message = %w.message, "not converging");
+                    if w.reason.logged() && !last_waiting.contains(&log_key(w)) {
+                        tracing::warn!(owner = %w.owner, reason = w.reason.as_str(), message = %w.message, "not converging");
                     }
                 }
                 last_waiting = waiting;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::plan::Waiting;
 use berth_core::resolve::{resolve, resolve_for};
-use berth_core::{Action, DesiredState, Plan, plan};
+use berth_core::{Action, DesiredState, Plan, WaitReason, plan};
 use berth_engine::{DockerEngine, ImageRefresh, Prober};
 use berth_sources::directory::{DirectorySource, Snapshot};
 
@@ -17,15 +17,6 @@ use crate::agent::{PassReport, Reconciler};
 use crate::cli::{ApplyArgs, DirArg, EXIT_ERROR};
 use crate::host::HostIdentity;
 use crate::images;
-
-/// Reasons that make `apply` fail: the object cannot converge until the input changes.
-const BLOCKING: [&str; 5] = [
-    "RolledBack",
-    "Conflict",
-    "InvalidReference",
-    "DependencyBlocked",
-    "NetworkInUse",
-];
 
 /// Reads `dir` strictly: any file error or conflict is fatal (there is no last-known-good state
 /// for a one-shot command, and applying a partial set would remove the broken file's objects).
@@ -57,19 +48,21 @@ fn print_input_problems(snap: &Snapshot) {
 
 fn print_plan(p: &Plan) {
     for a in &p.actions {
-        println!("  {:<55} {} ({})", a.action.to_string(), a.owner, a.reason);
+        println!("  {:<55} {} ({})", a.action.to_string(), a.owner, a.intent);
     }
 }
 
 /// True when the plan takes a step of a rolling update, or replicas wait their turn or for a
 /// new replica's readiness (the retry book also knows whether an update is under way).
 fn rolling(p: &Plan) -> bool {
-    p.waiting.iter().any(|w| w.reason == "RollingUpdate")
+    p.waiting
+        .iter()
+        .any(|w| w.reason == WaitReason::RollingUpdate)
         || p.actions.iter().any(|a| {
             matches!(
                 a.action,
                 Action::StopContainer { .. } | Action::RenameContainer { .. }
-            ) || a.reason.starts_with("rolling update")
+            ) || a.intent.is_rolling_update()
         })
 }
 
@@ -165,14 +158,14 @@ pub async fn apply(
         .plan
         .waiting
         .iter()
-        .filter(|w| BLOCKING.contains(&w.reason))
+        .filter(|w| w.reason.blocks_apply())
         .cloned()
         .collect();
     let warnings: Vec<Waiting> = report
         .plan
         .waiting
         .iter()
-        .filter(|w| !BLOCKING.contains(&w.reason))
+        .filter(|w| !w.reason.blocks_apply())
         .cloned()
         .collect();
     if !warnings.is_empty() {

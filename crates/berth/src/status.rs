@@ -416,7 +416,6 @@ impl StatusWriter {
     }
 }
 
-/// The Events a pass is worth: creates, recreates, restarts and failures of objects that came
 /// An object's resourceVersion (as a number; 0 when absent or not numeric) and its `status`
 /// (default when absent or not in berth's shape).
 fn version_and_status(o: &DynamicObject) -> (u64, ObjectStatus) {
@@ -434,13 +433,14 @@ fn version_and_status(o: &DynamicObject) -> (u64, ObjectStatus) {
     (rv, status)
 }
 
+/// The Events a pass is worth: creates, recreates, restarts and failures of objects that came
 /// from the cluster.
 pub fn happenings(
     plan: &berth_core::Plan,
     outcomes: &[berth_engine::Outcome],
     in_force: &BTreeMap<ObjectKey, String>,
 ) -> Vec<Happening> {
-    use berth_core::Action;
+    use berth_core::{Action, Intent};
     let from_kube = |k: &ObjectKey| {
         in_force
             .get(k)
@@ -470,17 +470,20 @@ pub fn happenings(
                     Action::RemoveContainer { .. } | Action::StopContainer { .. }
                 )
         });
-        let reason = match &a.action {
-            Action::CreateContainer { name, .. } if name.ends_with("_next") => continue,
-            Action::CreateContainer { .. } if recreate => "Recreated",
+        let reason = match (&a.action, &a.intent) {
+            (Action::CreateContainer { .. }, Intent::Surge) => continue,
+            (Action::CreateContainer { .. }, _) if recreate => "Recreated",
             // A start-first rolling update replaces the replica when the new container takes its
             // name; a rollback when the previous one takes it back.
-            Action::RenameContainer { from, .. } if from.ends_with("_next") => "Recreated",
-            Action::RenameContainer { from, .. } if from.ends_with("_prev") => "RolledBack",
-            Action::CreateContainer { .. }
-            | Action::CreateNetwork { .. }
-            | Action::CreateVolume { .. } => "Created",
-            Action::StartContainer { restart: true, .. } => "Restarted",
+            (Action::RenameContainer { .. }, Intent::Promote) => "Recreated",
+            (Action::RenameContainer { .. }, Intent::RollBackRestore) => "RolledBack",
+            (
+                Action::CreateContainer { .. }
+                | Action::CreateNetwork { .. }
+                | Action::CreateVolume { .. },
+                _,
+            ) => "Created",
+            (Action::StartContainer { .. }, Intent::Restart { .. }) => "Restarted",
             _ => continue,
         };
         out.push(Happening {

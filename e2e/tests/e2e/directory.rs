@@ -531,6 +531,40 @@ async fn foreign_volume_is_never_removed() {
     );
 }
 
+/// Regression (issue 9): a volume whose spec changed is never recreated; `apply` reports it as
+/// `VolumeSpecChanged` and exits 1 (it cannot converge until someone removes the volume), while
+/// the volume and its container are left as they are.
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_volume_spec_makes_apply_fail() {
+    let env = test_env!("volchanged").await;
+    let vol = env.oname("data");
+    let files = |labels: &str| {
+        format!(
+            "{}---\n{}",
+            env.volume("data", &format!("spec: {{labels: {{{labels}}}}}\n")),
+            env.container(
+                "web",
+                BUSYBOX,
+                "  mounts: [{mountPath: /data, volume: data}]\n"
+            )
+        )
+    };
+    env.write("a.yaml", &files("tier: a"));
+    let out = env.apply();
+    assert!(out.status.success(), "{}", text(&out));
+    let web = env.docker_cli(&["inspect", "-f", "{{.Id}}", &env.cname("web")]);
+    env.write("a.yaml", &files("tier: b"));
+    let out = env.apply();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("VolumeSpecChanged"), "{}", text(&out));
+    assert_eq!(env.volumes().await, vec![vol.clone()]);
+    assert_eq!(
+        env.docker_cli(&["inspect", "-f", "{{.Id}}", &env.cname("web")]),
+        web,
+        "the container using the volume is left alone"
+    );
+}
+
 /// Regression (review finding): restarting the agent while a file is broken must not remove
 /// what that file declared — its last-known-good objects are unknown to the new process.
 #[tokio::test(flavor = "multi_thread")]
