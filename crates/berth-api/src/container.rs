@@ -27,8 +27,18 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerSpec {
-    /// Image reference, e.g. `nginx:1.27` or `registry.local:5000/app@sha256:…`.
-    pub image: String,
+    /// Image reference, e.g. `nginx:1.27` or `registry.local:5000/app@sha256:…`. Required
+    /// unless `build` is given; with `build` it is the tag the built image gets (default
+    /// `berth.local/<namespace>/<name>:latest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Build the image from a Dockerfile context on this host instead of pulling it (Compose's
+    /// `build:`). Rebuilt exactly when the build input changes: the files of the context that
+    /// `.dockerignore` keeps (paths, contents, modes), the Dockerfile, `args` and `target`.
+    /// Only a manifest directory (or a Compose file) can declare it: a custom resource has no
+    /// context on the host, so there it is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
     /// Replaces the image's ENTRYPOINT (same meaning as Kubernetes' `command`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
@@ -152,6 +162,33 @@ pub struct ContainerSpec {
     /// absent: every host that reads it. Not part of the spec hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_selector: Option<crate::LabelSelector>,
+}
+
+/// How to build a Container's image (`spec.build`), the fields of `docker build`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Build {
+    /// The build context: a directory, relative to the directory of the manifest file that
+    /// declares it (sources make it absolute before berth-core sees it). Its `.dockerignore`
+    /// (or `<dockerfile>.dockerignore` beside the Dockerfile) is honoured with Docker's rules.
+    pub context: String,
+    /// The Dockerfile, relative to the context and inside it; default `Dockerfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// Build arguments (`docker build --build-arg NAME=value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
+    /// The stage of a multi-stage Dockerfile to build (`docker build --target`); default the
+    /// last stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+impl Build {
+    /// `dockerfile` after defaulting (`Dockerfile`).
+    pub fn dockerfile_or_default(&self) -> &str {
+        self.dockerfile.as_deref().unwrap_or("Dockerfile")
+    }
 }
 
 /// Docker's native health check. Durations are written like `10s`, `1m30s`, `500ms` and sent to
@@ -296,10 +333,26 @@ pub enum DependencyCondition {
 }
 
 impl ContainerSpec {
+    /// The image reference after defaulting: `image`, else (with `build`) the default tag
+    /// [`default_build_tag`] of the object `namespace`/`name`.
+    pub fn image_or_default(&self, namespace: &str, name: &str) -> String {
+        match &self.image {
+            Some(image) => image.clone(),
+            None => default_build_tag(namespace, name),
+        }
+    }
+
     /// `replicas` after defaulting (1).
     pub fn replica_count(&self) -> u32 {
         self.replicas.unwrap_or(1)
     }
+}
+
+/// The tag a built image gets when `image` is absent: `berth.local/<namespace>/<name>:latest`.
+/// The `.local` registry host means it can never be pulled from Docker Hub by mistake; the
+/// build hash is not part of it (it is a label on the image), so a rebuild is not a spec change.
+pub fn default_build_tag(namespace: &str, name: &str) -> String {
+    format!("berth.local/{namespace}/{name}:latest")
 }
 
 /// One environment variable: a literal `value`, or `valueFrom` a Secret or ConfigMap key.

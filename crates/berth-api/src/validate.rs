@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    ContainerSpec, KeyRef, LabelSelector, ManifestMetadata, NetworkSpec, ValueFrom, VolumeSpec,
-    quantity, selector,
+    Build, ContainerSpec, KeyRef, LabelSelector, ManifestMetadata, NetworkSpec, ValueFrom,
+    VolumeSpec, quantity, selector,
 };
 
 /// One invalid field.
@@ -141,6 +141,48 @@ pub fn validate_metadata(m: &ManifestMetadata) -> Vec<FieldError> {
     e.0
 }
 
+fn check_build(e: &mut Errors, build: &Build) {
+    if build.context.trim().is_empty() {
+        e.push(
+            "spec.build.context",
+            "expected a directory (relative to the manifest file's directory), got an empty string",
+        );
+    }
+    if let Some(file) = &build.dockerfile {
+        let escapes = file.split('/').any(|c| c == "..");
+        if file.trim().is_empty() || file.starts_with('/') || escapes {
+            e.push(
+                "spec.build.dockerfile",
+                format!("expected a path relative to the context and inside it, like Dockerfile or docker/app.Dockerfile, got {file:?}"),
+            );
+        }
+    }
+    for name in build.args.keys() {
+        let mut chars = name.chars();
+        let ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            e.push(
+                format!("spec.build.args.{name}"),
+                format!("expected a build argument name like VERSION ([A-Za-z_][A-Za-z0-9_]*), got {name:?}"),
+            );
+        }
+    }
+    if let Some(target) = &build.target {
+        let mut chars = target.chars();
+        let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !ok {
+            e.push(
+                "spec.build.target",
+                format!("expected a build stage name ([a-zA-Z][a-zA-Z0-9_.-]*), got {target:?}"),
+            );
+        }
+    }
+}
+
 fn check_labels(e: &mut Errors, path: &str, labels: &BTreeMap<String, String>) {
     for key in labels.keys() {
         if key.starts_with("berth.dev/") {
@@ -255,19 +297,34 @@ pub fn validate_volume(spec: &VolumeSpec) -> Vec<FieldError> {
 /// Checks a `Container` spec (image reference, ports, mounts, files, quantities, names…).
 pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
     let mut e = Errors(Vec::new());
-    if spec.image.trim().is_empty() {
-        e.push(
+    match &spec.image {
+        None if spec.build.is_none() => e.push(
+            "spec.image",
+            "expected an image reference (required unless spec.build is given)",
+        ),
+        None => {}
+        Some(image) if image.trim().is_empty() => e.push(
             "spec.image",
             "expected an image reference, got an empty string",
-        );
-    } else if let Err(err) = spec.image.parse::<oci_spec::distribution::Reference>() {
-        e.push(
-            "spec.image",
-            format!(
-                "expected an image reference like name:tag or name@sha256:digest, got {:?} ({err})",
-                spec.image
-            ),
-        );
+        ),
+        Some(image) => {
+            if let Err(err) = image.parse::<oci_spec::distribution::Reference>() {
+                e.push(
+                    "spec.image",
+                    format!(
+                        "expected an image reference like name:tag or name@sha256:digest, got {image:?} ({err})"
+                    ),
+                );
+            } else if spec.build.is_some() && image.contains('@') {
+                e.push(
+                    "spec.image",
+                    format!("with spec.build, expected a tag for the built image (name:tag), got the digest reference {image:?}"),
+                );
+            }
+        }
+    }
+    if let Some(build) = &spec.build {
+        check_build(&mut e, build);
     }
     if spec.replica_count() > crate::MAX_REPLICAS {
         e.push(
@@ -618,7 +675,7 @@ mod tests {
 
     fn spec() -> ContainerSpec {
         ContainerSpec {
-            image: "busybox:latest".into(),
+            image: Some("busybox:latest".into()),
             ..Default::default()
         }
     }
@@ -641,9 +698,45 @@ mod tests {
     }
 
     #[test]
+    fn build_makes_image_optional_and_is_checked() {
+        let s: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "build": {"context": "./backend", "dockerfile": "docker/Dockerfile",
+                      "args": {"VERSION": "1.2", "bad-name": "x"}, "target": "runtime"},
+        }))
+        .expect("decodes");
+        let paths: Vec<String> = validate_container(&s).into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, vec!["spec.build.args.bad-name"]);
+        let mut s = s;
+        s.build = Some(crate::Build {
+            context: " ".into(),
+            dockerfile: Some("/abs/Dockerfile".into()),
+            target: Some("-x".into()),
+            ..Default::default()
+        });
+        s.image = Some(
+            "app@sha256:0123456789012345678901234567890123456789012345678901234567890123".into(),
+        );
+        let paths: Vec<String> = validate_container(&s).into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "spec.image",
+                "spec.build.context",
+                "spec.build.dockerfile",
+                "spec.build.target"
+            ]
+        );
+        s.build = None;
+        s.image = None;
+        let e = validate_container(&s);
+        assert_eq!(e[0].path, "spec.image");
+        assert!(e[0].message.contains("required unless spec.build"), "{e:?}");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let mut s = spec();
-        s.image = "UPPER CASE".into();
+        s.image = Some("UPPER CASE".into());
         s.replicas = Some(2);
         s.container_name = Some("fixed".into());
         s.ports = vec![ContainerPort {
@@ -817,7 +910,7 @@ mod health_tests {
     #[test]
     fn health_dependency_and_network_mode_are_checked() {
         let spec = ContainerSpec {
-            image: "busybox".into(),
+            image: Some("busybox".into()),
             health_check: Some(HealthCheck {
                 test: vec!["true".into()],
                 interval: Some("2 fortnights and a bit".into()),

@@ -411,7 +411,7 @@ mod tests {
                 ..Default::default()
             },
             spec: Box::new(ContainerSpec {
-                image: "busybox:1".into(),
+                image: Some("busybox:1".into()),
                 ..Default::default()
             }),
         };

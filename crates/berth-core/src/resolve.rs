@@ -375,7 +375,7 @@ fn container(
     }
     let limits = spec.resources.as_ref().map(|r| &r.limits);
     let config = ContainerConfig {
-        image: spec.image.clone(),
+        image: spec.image_or_default(&key.namespace, &key.name),
         entrypoint: spec.command.clone(),
         cmd: spec.args.clone(),
         env: spec

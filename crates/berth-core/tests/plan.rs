@@ -25,7 +25,7 @@ fn meta(ns: &str, name: &str) -> ManifestMetadata {
 
 fn container(name: &str, image: &str) -> ContainerSpec {
     ContainerSpec {
-        image: image.into(),
+        image: Some(image.into()),
         networks: vec![NetworkAttachment {
             name: "net".into(),
             ..Default::default()
@@ -316,7 +316,7 @@ fn image_change_recreates_one_container_image_first() {
     let web_id = sim.container_id("app_web_0");
     let mut objs = stack();
     if let Manifest::Container { spec, .. } = &mut objs[3] {
-        spec.image = "busybox:2".into();
+        spec.image = Some("busybox:2".into());
     }
     let p = converge(&mut sim, &objs);
     assert_eq!(
@@ -1226,7 +1226,7 @@ fn failed_pull_waits_as_image_pull_back_off() {
 /// default), serving `version`.
 fn web_stack(replicas: u32, version: &str, edit: impl Fn(&mut ContainerSpec)) -> Vec<Manifest> {
     let mut spec = ContainerSpec {
-        image: "busybox:1".into(),
+        image: Some("busybox:1".into()),
         replicas: Some(replicas),
         networks: vec![NetworkAttachment {
             name: "net".into(),

@@ -340,6 +340,38 @@ fn directory_only(manifest: &Manifest) -> Vec<berth_api::FieldError> {
     out
 }
 
+/// Fields only a manifest directory (or a Compose file) can honour: `build` needs a context
+/// directory on the host, which a custom resource in a cluster does not have.
+fn cluster_forbidden(manifest: &Manifest) -> Vec<berth_api::FieldError> {
+    match manifest {
+        Manifest::Container { spec, .. } if spec.build.is_some() => vec![berth_api::FieldError {
+            path: "spec.build".into(),
+            message: "only a manifest directory can declare build (a custom resource has no build context on the host); build the image elsewhere and set spec.image".into(),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// Makes a relative `spec.build.context` absolute against `base`, the directory of the manifest
+/// file that declares it (lexically: `.` and `..` are folded, symlinks are not resolved).
+pub fn resolve_build_context(manifest: &mut Manifest, base: &std::path::Path) {
+    if let Manifest::Container { spec, .. } = manifest
+        && let Some(build) = &mut spec.build
+    {
+        let mut out = std::path::PathBuf::new();
+        for c in base.join(&build.context).components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        build.context = out.to_string_lossy().into_owned();
+    }
+}
+
 /// Decodes one object given as JSON, e.g. a custom resource read from a Kubernetes API server:
 /// the same types, the same unknown-field rules and the same validation as [`decode`], minus
 /// positions. Only `apiVersion`, `kind`, `metadata.{name,namespace,labels,annotations}` and
@@ -422,7 +454,8 @@ pub fn decode_object(
             }
         }
     };
-    let problems = manifest.validate();
+    let mut problems = manifest.validate();
+    problems.extend(cluster_forbidden(&manifest));
     if problems.is_empty() {
         Ok(manifest)
     } else {
@@ -714,6 +747,80 @@ spec:
             e[0].starts_with(
                 "f.yaml:8:18: spec.env[0].valueFrom: valueFrom needs the Kubernetes source"
             ),
+            "{e:?}"
+        );
+    }
+
+    const BUILD: &str = "apiVersion: berth.dev/v1alpha1\nkind: Container\nmetadata: {name: backend, namespace: blog}\nspec:\n  build:\n    context: ./backend\n    dockerfile: docker/Dockerfile\n    args: {VERSION: \"1.2\"}\n    target: runtime\n";
+
+    #[test]
+    fn build_decodes_without_image_and_its_context_becomes_absolute() {
+        let mut objs = decode("blog/app.yaml", BUILD).expect("valid");
+        resolve_build_context(&mut objs[0].manifest, std::path::Path::new("/srv/m/blog"));
+        let Manifest::Container { spec, .. } = &objs[0].manifest else {
+            panic!("a container")
+        };
+        let build = spec.build.as_ref().expect("build");
+        assert_eq!(build.context, "/srv/m/blog/backend");
+        assert_eq!(build.dockerfile_or_default(), "docker/Dockerfile");
+        assert_eq!(build.args.get("VERSION").map(String::as_str), Some("1.2"));
+        assert_eq!(build.target.as_deref(), Some("runtime"));
+        assert_eq!(spec.image, None);
+        assert_eq!(
+            spec.image_or_default("blog", "backend"),
+            "berth.local/blog/backend:latest"
+        );
+        let mut up =
+            decode("a.yaml", &BUILD.replace("./backend", "../shared/./ctx")).expect("valid");
+        resolve_build_context(&mut up[0].manifest, std::path::Path::new("/srv/m/blog"));
+        let Manifest::Container { spec, .. } = &up[0].manifest else {
+            panic!("a container")
+        };
+        assert_eq!(
+            spec.build.as_ref().map(|b| b.context.as_str()),
+            Some("/srv/m/shared/ctx")
+        );
+    }
+
+    #[test]
+    fn build_errors_name_the_field_and_position() {
+        assert_eq!(
+            errors(&BUILD.replace("docker/Dockerfile", "../Dockerfile")),
+            vec![
+                "f.yaml:7:17: spec.build.dockerfile: expected a path relative to the context and inside it, like Dockerfile or docker/app.Dockerfile, got \"../Dockerfile\""
+            ]
+        );
+        assert_eq!(
+            errors(&BUILD.replace(
+                "    target: runtime\n",
+                "    target: runtime\n    cache: true\n"
+            ))
+            .len(),
+            1,
+            "unknown fields in build are errors"
+        );
+        let no_image = errors(&BUILD.replace("  build:\n    context: ./backend\n    dockerfile: docker/Dockerfile\n    args: {VERSION: \"1.2\"}\n    target: runtime\n", "  replicas: 1\n"));
+        assert_eq!(
+            no_image,
+            vec![
+                "f.yaml:5:3: spec.image: expected an image reference (required unless spec.build is given)"
+            ]
+        );
+    }
+
+    #[test]
+    fn build_in_a_custom_resource_is_an_error_naming_the_manifest_directory() {
+        let value = serde_json::json!({
+            "apiVersion": "berth.dev/v1alpha1", "kind": "Container",
+            "metadata": {"name": "backend", "namespace": "blog"},
+            "spec": {"image": "blog/backend:dev", "build": {"context": "."}},
+        });
+        let e = decode_object("kube:Container/blog/backend", &value).expect_err("refused");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field.as_deref(), Some("spec.build"));
+        assert!(
+            e[0].message
+                .starts_with("only a manifest directory can declare build"),
             "{e:?}"
         );
     }

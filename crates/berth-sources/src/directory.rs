@@ -128,7 +128,12 @@ impl DirectorySource {
                 Ok(text) if state.content.as_deref() == Some(text.as_str()) => {}
                 Ok(text) => {
                     match decode(&display, &text) {
-                        Ok(objs) => {
+                        Ok(mut objs) => {
+                            let base = path.parent().unwrap_or(&self.root);
+                            let base = std::path::absolute(base).unwrap_or(base.to_path_buf());
+                            for o in &mut objs {
+                                crate::decode::resolve_build_context(&mut o.manifest, &base);
+                            }
                             state.good = objs;
                             state.errors.clear();
                         }

@@ -110,7 +110,7 @@ async fn initial_list_then_watch_events_publish_full_sets() {
     );
     let s = wait_for(&mut rx, "modified object", |s| {
         s.objects.values().any(|d| {
-            matches!(&d.manifest, Manifest::Container { spec, .. } if spec.image == "nginx:1.28")
+            matches!(&d.manifest, Manifest::Container { spec, .. } if spec.image.as_deref() == Some("nginx:1.28"))
         })
     })
     .await;

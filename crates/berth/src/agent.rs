@@ -749,7 +749,7 @@ mod tests {
                 ..Default::default()
             },
             spec: Box::new(ContainerSpec {
-                image: "busybox".into(),
+                image: Some("busybox".into()),
                 ..Default::default()
             }),
         };
