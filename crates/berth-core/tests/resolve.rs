@@ -20,7 +20,7 @@ fn net(name: &str) -> Manifest {
 
 fn web(name: &str, edit: impl Fn(&mut ContainerSpec)) -> Manifest {
     let mut spec = ContainerSpec {
-        image: "busybox:1".into(),
+        image: Some("busybox:1".into()),
         networks: vec![NetworkAttachment {
             name: "net".into(),
             ..Default::default()
