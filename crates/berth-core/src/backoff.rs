@@ -164,10 +164,15 @@ impl RetryBook {
         }
     }
 
-    /// Forgets an owner's failures (its actions all succeeded). Restart entries are kept: they
-    /// expire through [`RetryBook::expire_restarts`].
-    pub fn clear_failures(&mut self, owner: &Owner) {
-        self.entries.remove(&(owner.clone(), RetryKind::Failure));
+    /// Forgets an owner's failures at `hash` (its actions for that spec all succeeded). A
+    /// failure at another hash stays: restoring the previous container after a failed
+    /// replacement succeeds without clearing the new spec's back-off. Restart entries are
+    /// kept: they expire through [`RetryBook::expire_restarts`].
+    pub fn clear_failures(&mut self, owner: &Owner, hash: &str) {
+        let key = (owner.clone(), RetryKind::Failure);
+        if self.entries.get(&key).is_some_and(|e| e.hash == hash) {
+            self.entries.remove(&key);
+        }
     }
 
     /// Forgets restart counts of containers that have been running (`running` returns true)
@@ -234,7 +239,9 @@ mod tests {
         book.record_failure(owner.clone(), "v1-a", t0, failure, |n| {
             Backoff::FAILURE.delay(n)
         });
-        book.clear_failures(&owner);
+        book.clear_failures(&owner, "v0-other");
+        assert!(book.get(&owner, "v1-a", RetryKind::Failure).is_some());
+        book.clear_failures(&owner, "v1-a");
         let e = book.record_restart(owner.clone(), "v1-a", t0, Backoff::CRASH_LOOP, Some(1));
         assert_eq!(e.attempts, 4, "the fourth restart waits 80 s, not 10 s");
         assert_eq!(e.not_before, t0 + Duration::from_secs(80));

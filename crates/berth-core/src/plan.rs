@@ -557,7 +557,21 @@ pub fn plan(
         let slots: Vec<Slot> = (0..dc.replicas)
             .map(|r| Slot::of(key, r, dc, &by_replica))
             .collect();
-        let steps = rollout_steps(key, dc, &slots, retries, now);
+        let steps: Vec<SlotPlan> = if replaced_nets.is_empty() {
+            rollout_steps(key, dc, &slots, retries, now)
+        } else {
+            // A network the container uses is replaced: every container on it goes (the old
+            // network cannot be removed while one is attached, and a kept `_prev` could never
+            // start again), so the replica is recreated directly, once, after the new network.
+            slots
+                .iter()
+                .map(|s| SlotPlan {
+                    step: Step::Normal,
+                    drop_next: s.next.is_some(),
+                    drop_prev: s.prev.is_some(),
+                })
+                .collect()
+        };
         let mut object_stops: Vec<usize> = Vec::new();
         let mut object_creates: Vec<usize> = Vec::new();
         // Surge creates wait for the old containers this plan stops, so that no more than
@@ -586,7 +600,7 @@ pub fn plan(
             let entry = retries.get(&owner, &dc.hash, RetryKind::Restart);
             if let Some(e) = retries
                 .get(&owner, &dc.hash, RetryKind::Failure)
-                .filter(|e| e.not_before > now)
+                .filter(|e| e.not_before > now && sp.step != Step::RollBack)
             {
                 p.wait(
                     &owner,
@@ -616,6 +630,7 @@ pub fn plan(
                 extra_removals.push(a);
             }
             let mut prev_removal = None;
+            let mut next_removal = None;
             for (drop, c, why) in [
                 (sp.drop_next, slot.next, Intent::DropSurge),
                 (sp.drop_prev, slot.prev, Intent::RetirePrevious),
@@ -635,6 +650,8 @@ pub fn plan(
                     removing.insert(c.id.as_str(), a);
                     if c.name == labels::previous_name(&name) {
                         prev_removal = Some(a);
+                    } else {
+                        next_removal = Some(a);
                     }
                 }
             }
@@ -720,10 +737,16 @@ pub fn plan(
                     }
                     Step::RollBack => {
                         let mut after = extra_removals.clone();
+                        // The restore is the previous spec's: its success does not clear the
+                        // back-off of the spec that failed.
+                        let restored = slot
+                            .prev
+                            .and_then(|pv| pv.hash.as_deref())
+                            .unwrap_or(dc.hash.as_str());
                         if let Some(c) = current {
                             let rm = p.push(
                                 &owner,
-                                &dc.hash,
+                                restored,
                                 Intent::RollBackRemoveNew,
                                 Action::RemoveContainer {
                                     id: c.id.clone(),
@@ -738,7 +761,7 @@ pub fn plan(
                         if let Some(pv) = slot.prev {
                             let ren = p.push(
                                 &owner,
-                                &dc.hash,
+                                restored,
                                 Intent::RollBackRestore,
                                 Action::RenameContainer {
                                     id: pv.id.clone(),
@@ -749,7 +772,7 @@ pub fn plan(
                             );
                             p.push(
                                 &owner,
-                                &dc.hash,
+                                restored,
                                 Intent::RollBackStart,
                                 Action::StartContainer {
                                     name: name.clone(),
@@ -764,6 +787,8 @@ pub fn plan(
                         let mut create_after = deps.clone();
                         create_after.push(img);
                         create_after.extend(&extra_removals);
+                        // A superseded surge container gives its name up first.
+                        create_after.extend(next_removal);
                         let target = if matches!(step, Step::Surge) {
                             labels::surge_name(&name)
                         } else {
@@ -1228,6 +1253,10 @@ fn rollout_steps(
             let next = s.next.filter(|_| !drop_next);
             let mut drop_prev = false;
             let step = match (s.canon, next) {
+                // A stop-first replacement whose new container could not be created or
+                // started, or stopped before the update was done: the previous container
+                // serves again at once; the new spec is retried after its back-off.
+                _ if !rolled_back && failed_replacement(dc, s, &is_new) => Step::RollBack,
                 _ if rolled_back => match s.canon {
                     Some(c) if is_new(c) && s.prev.is_some() => Step::RollBack,
                     None if s.prev.is_some() => Step::RollBack,
@@ -1289,6 +1318,30 @@ fn rollout_steps(
             }
         })
         .collect()
+}
+
+/// True when replica slot `s` is in the middle of a stop-first replacement that failed: its
+/// previous container (another spec) is kept as `_prev` while the new one is missing (its
+/// create failed), never started, dead, or exited though its restart policy wants it running.
+fn failed_replacement(
+    dc: &crate::desired::DesiredContainer,
+    s: &Slot,
+    is_new: &impl Fn(&ObservedContainer) -> bool,
+) -> bool {
+    if s.prev.is_none_or(is_new) {
+        return false;
+    }
+    match s.canon {
+        None => true,
+        Some(c) => {
+            is_new(c)
+                && match c.state {
+                    RunState::Created | RunState::Dead => true,
+                    RunState::Exited => restart_wanted(dc.restart_policy, c),
+                    _ => false,
+                }
+        }
+    }
 }
 
 /// The action that makes the container's image present, shared by every container of this
@@ -1493,9 +1546,15 @@ fn dependency_gate(
             return Some(format!("dependency {dk} is not declared or blocked"));
         };
         if changing.contains(dk) {
+            // Say what the dependency is now, not only that it changes: a restart of an
+            // unhealthy dependency reads differently from its first creation.
+            let name = labels::container_name(dk, 0, dep.container_name.as_deref());
+            let now = by_replica
+                .get(&(dk, 0))
+                .and_then(|cs| cs.iter().find(|c| c.name == name))
+                .map_or_else(|| "not created yet".to_string(), |c| observed_state(c));
             return Some(format!(
-                "dependency {} is being created or changed",
-                dk.name
+                "dependency {name} is being created or changed (now {now})"
             ));
         }
         for r in 0..dep.replicas {
@@ -1547,6 +1606,19 @@ fn dependency_gate(
         }
     }
     None
+}
+
+/// A container's observed state in a few words, for waiting messages: `running, unhealthy`,
+/// `exited with code 1`.
+fn observed_state(c: &ObservedContainer) -> String {
+    match (c.state, c.health) {
+        (RunState::Exited, _) => format!(
+            "exited with code {}",
+            c.exit_code.map_or("unknown".to_string(), |x| x.to_string())
+        ),
+        (RunState::Running, Some(h)) => format!("running, {}", format!("{h:?}").to_lowercase()),
+        (state, _) => format!("{state:?}").to_lowercase(),
+    }
 }
 
 /// Why a container sharing another's network namespace must be recreated: the other container

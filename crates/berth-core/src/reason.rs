@@ -124,9 +124,10 @@ impl WaitReason {
         self.host_effect() == HostEffect::Degraded
     }
 
-    /// True when `berth apply` fails (exit 1) while an object waits for this reason: it cannot
-    /// converge until the input (or something outside berth) changes. Backoffs are not listed:
-    /// the failure that started them already fails `apply`.
+    /// True when `berth apply` fails (exit 1) while an object still waits for this reason when
+    /// it ends: the object is not running as declared (blocked, backing off, crash-looping,
+    /// waiting for a dependency or an update at `--timeout`). Only the agent's own
+    /// bookkeeping reasons, which a one-shot `apply` never meets, are not listed.
     pub fn blocks_apply(self) -> bool {
         match self {
             WaitReason::Conflict
@@ -134,16 +135,15 @@ impl WaitReason {
             | WaitReason::DependencyBlocked
             | WaitReason::NetworkInUse
             | WaitReason::VolumeSpecChanged
-            | WaitReason::RolledBack => true,
-            WaitReason::WaitingForDependency
+            | WaitReason::RolledBack
+            | WaitReason::WaitingForDependency
             | WaitReason::BackOff
             | WaitReason::ImagePullBackOff
             | WaitReason::ErrImageNeverPull
             | WaitReason::CrashLoopBackOff
             | WaitReason::Unhealthy
-            | WaitReason::RollingUpdate
-            | WaitReason::RemovalPaused
-            | WaitReason::InProgress => false,
+            | WaitReason::RollingUpdate => true,
+            WaitReason::RemovalPaused | WaitReason::InProgress => false,
         }
     }
 
@@ -198,7 +198,7 @@ impl WaitReason {
         match kind {
             FailureKind::ImagePull => WaitReason::ImagePullBackOff,
             FailureKind::ImageNeverPull => WaitReason::ErrImageNeverPull,
-            FailureKind::Engine => WaitReason::BackOff,
+            FailureKind::Engine | FailureKind::ReplacementStopped => WaitReason::BackOff,
         }
     }
 }
@@ -219,6 +219,10 @@ pub enum FailureKind {
     ImageNeverPull,
     /// Any other engine failure (create, start, remove, network, volume…).
     Engine,
+    /// The new container of a stop-first replacement started but stopped before the update
+    /// was done, so the previous container was restored (decided by the agent, which sees the
+    /// restore planned; no engine error).
+    ReplacementStopped,
 }
 
 /// A failed (or skipped) action: its kind and the message to show.
@@ -281,16 +285,15 @@ mod tests {
             .filter(|r| r.blocks_apply())
             .map(|r| r.as_str())
             .collect();
+        let not_blocking: Vec<&str> = WaitReason::ALL
+            .iter()
+            .filter(|r| !r.blocks_apply())
+            .map(|r| r.as_str())
+            .collect();
         assert_eq!(
-            blocking,
-            [
-                "Conflict",
-                "InvalidReference",
-                "DependencyBlocked",
-                "NetworkInUse",
-                "VolumeSpecChanged",
-                "RolledBack"
-            ]
+            not_blocking,
+            ["RemovalPaused", "InProgress"],
+            "{blocking:?}"
         );
         assert_eq!(
             WaitReason::RollingUpdate.host_effect(),
@@ -311,6 +314,10 @@ mod tests {
         );
         assert_eq!(
             WaitReason::after_failure(FailureKind::Engine),
+            WaitReason::BackOff
+        );
+        assert_eq!(
+            WaitReason::after_failure(FailureKind::ReplacementStopped),
             WaitReason::BackOff
         );
     }

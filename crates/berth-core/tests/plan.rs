@@ -80,6 +80,7 @@ impl Sim {
     }
 
     fn apply(&mut self, p: &Plan) {
+        check_ordering(p, &self.state);
         for a in &p.actions {
             for d in &a.after {
                 assert!(*d < a.id, "dependencies point backwards");
@@ -98,7 +99,20 @@ impl Sim {
                         hash: l.get(labels::SPEC_HASH).cloned(),
                     });
                 }
-                Action::RemoveNetwork { id, .. } => self.state.networks.retain(|n| &n.id != id),
+                Action::RemoveNetwork { id, name } => {
+                    let attached: Vec<&str> = self
+                        .state
+                        .containers
+                        .iter()
+                        .filter(|c| c.networks.values().any(|n| n == id))
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    assert!(
+                        attached.is_empty(),
+                        "network {name} has active endpoints: {attached:?}"
+                    );
+                    self.state.networks.retain(|n| &n.id != id)
+                }
                 Action::CreateVolume {
                     name, labels: l, ..
                 } => self.state.volumes.push(ObservedVolume {
@@ -232,6 +246,71 @@ impl Sim {
             .find(|c| c.name == name)
             .map(|c| c.id.clone())
             .expect("container")
+    }
+}
+
+/// The engine names (and IDs) of the containers an action touches.
+fn touches(a: &Action) -> Vec<String> {
+    match a {
+        Action::CreateContainer { name, .. } | Action::StartContainer { name, .. } => {
+            vec![name.clone()]
+        }
+        Action::RemoveContainer { id, name, .. }
+        | Action::RestartContainer { id, name, .. }
+        | Action::StopContainer { id, name, .. }
+        | Action::UnpauseContainer { id, name } => vec![id.clone(), name.clone()],
+        Action::RenameContainer { id, from, to } => vec![id.clone(), from.clone(), to.clone()],
+        _ => vec![],
+    }
+}
+
+/// What the executor relies on, which applying actions in index order would not show: two
+/// actions on one container name or ID are ordered (one runs after the other, transitively),
+/// so that the engine never sees both at once (409 Conflict); and a network is removed only
+/// after every container attached to it was removed.
+fn check_ordering(p: &Plan, state: &ObservedState) {
+    // before[j]: every action that runs before action j (transitively).
+    let mut before: Vec<BTreeSet<usize>> = Vec::with_capacity(p.actions.len());
+    for a in &p.actions {
+        let mut set = BTreeSet::new();
+        for &d in &a.after {
+            set.insert(d);
+            set.extend(before[d].iter().copied());
+        }
+        before.push(set);
+    }
+    for (j, b) in p.actions.iter().enumerate() {
+        for (i, a) in p.actions[..j].iter().enumerate() {
+            let shared: Vec<String> = touches(&a.action)
+                .into_iter()
+                .filter(|t| touches(&b.action).contains(t))
+                .collect();
+            assert!(
+                shared.is_empty() || before[j].contains(&i),
+                "{} and {} both act on {shared:?} in one pass without an order",
+                a.action,
+                b.action
+            );
+        }
+    }
+    for (j, a) in p.actions.iter().enumerate() {
+        let Action::RemoveNetwork { id, name } = &a.action else {
+            continue;
+        };
+        for c in state
+            .containers
+            .iter()
+            .filter(|c| c.networks.values().any(|n| n == id))
+        {
+            let gone = before[j].iter().any(|&i| {
+                matches!(&p.actions[i].action, Action::RemoveContainer { id, .. } if *id == c.id)
+            });
+            assert!(
+                gone,
+                "network {name} is removed while {} may still be attached",
+                c.name
+            );
+        }
     }
 }
 
@@ -1839,4 +1918,199 @@ fn a_busy_promotion_leaves_no_lone_image_action() {
     let web0 = Owner::replica(ObjectKey::new(Kind::Container, "app", "web"), 0);
     let rest = p.without_owners(&[web0].into_iter().collect());
     assert!(rest.is_empty(), "{:#?}", names(&rest));
+}
+
+/// The spec hash of the one Container in `objs`.
+fn web_hash(objs: &[Manifest]) -> String {
+    resolve(objs)
+        .containers
+        .values()
+        .next()
+        .expect("web")
+        .hash
+        .clone()
+}
+
+fn web_owner(r: u32) -> Owner {
+    Owner::replica(ObjectKey::new(Kind::Container, "app", "web"), r)
+}
+
+/// `web` with a fixed host port: updates are stop-first.
+fn stop_first_web(version: &str) -> Vec<Manifest> {
+    web_stack(1, version, |s| {
+        s.ports = vec![ContainerPort {
+            container_port: 80,
+            host_port: Some(8080),
+            ..Default::default()
+        }];
+    })
+}
+
+#[test]
+fn a_failed_stop_first_replacement_is_undone_in_the_next_pass_despite_the_back_off() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &stop_first_web("1"));
+    let v1_id = sim.container_id("app_web_0");
+    let v2 = stop_first_web("2");
+    let h2 = web_hash(&v2);
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    let p = pass(&mut sim, &mut book, &v2, now);
+    assert!(names(&p).contains(&"stop container app_web_0".to_string()));
+    // The start of the new container failed (say, its user is not in the image): the executor
+    // records the failure, the new container stays Created, the old one is stopped as _prev.
+    sim.state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_web_0")
+        .expect("new")
+        .state = RunState::Created;
+    book.record_failure(
+        web_owner(0),
+        &h2,
+        now,
+        Failure::new(FailureKind::Engine, "start failed"),
+        |_| Duration::from_secs(300),
+    );
+    let p = pass(&mut sim, &mut book, &v2, now + Duration::from_millis(100));
+    let n = names(&p);
+    assert!(
+        n.contains(&"rename container app_web_0_prev to app_web_0".to_string())
+            && n.contains(&"start container app_web_0".to_string()),
+        "restored at once, not after the back-off: {n:#?}"
+    );
+    assert_eq!(sim.container_id("app_web_0"), v1_id);
+    assert_eq!(web_containers(&sim).len(), 1);
+    assert_eq!(running_web(&sim), 1);
+    // The restore is the previous spec's: its success leaves the new spec's back-off alone.
+    assert!(p.actions.iter().all(|a| a.hash != h2), "{:#?}", p.actions);
+    // While the back-off runs, the old container serves and nothing is done.
+    let p = pass(&mut sim, &mut book, &v2, now + Duration::from_secs(1));
+    assert!(p.actions.is_empty(), "{:#?}", names(&p));
+    assert!(p.waiting.iter().any(|w| w.reason == WaitReason::BackOff));
+    // After it, the new spec is tried again.
+    let p = pass(&mut sim, &mut book, &v2, now + Duration::from_secs(301));
+    assert!(names(&p).contains(&"stop container app_web_0".to_string()));
+}
+
+#[test]
+fn a_new_container_that_exits_during_a_stop_first_update_gives_the_old_one_back() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &stop_first_web("1"));
+    let v1_id = sim.container_id("app_web_0");
+    let v2 = stop_first_web("2");
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    pass(&mut sim, &mut book, &v2, now);
+    let new = sim
+        .state
+        .containers
+        .iter_mut()
+        .find(|c| c.name == "app_web_0")
+        .expect("new");
+    (new.state, new.exit_code) = (RunState::Exited, Some(1));
+    let p = pass(&mut sim, &mut book, &v2, now + Duration::from_millis(100));
+    let n = names(&p);
+    assert!(
+        n.iter()
+            .any(|a| a.starts_with("remove container app_web_0 "))
+            || n.contains(&"remove container app_web_0".to_string()),
+        "{n:#?}"
+    );
+    assert_eq!(sim.container_id("app_web_0"), v1_id, "{n:#?}");
+    assert_eq!(running_web(&sim), 1);
+}
+
+#[test]
+fn network_and_attached_containers_changed_together_converge_in_one_plan() {
+    for replicas in [1, 3] {
+        let mut sim = Sim::default();
+        converge(&mut sim, &web_stack(replicas, "1", |_| {}));
+        let mut objs = web_stack(replicas, "2", |_| {});
+        for m in &mut objs {
+            if let Manifest::Network { spec, .. } = m {
+                spec.labels.insert("tier".into(), "front".into());
+            }
+        }
+        let p = converge(&mut sim, &objs);
+        let n = names(&p);
+        let removes = n
+            .iter()
+            .filter(|a| a.starts_with("remove container"))
+            .count();
+        let creates = n
+            .iter()
+            .filter(|a| a.starts_with("create container"))
+            .count();
+        assert_eq!(
+            (removes, creates),
+            (replicas as usize, replicas as usize),
+            "each replica replaced once, directly: {n:#?}"
+        );
+        assert!(
+            !n.iter().any(|a| a.contains("_prev") || a.contains("_next")),
+            "{n:#?}"
+        );
+        assert_eq!(running_web(&sim), replicas as usize);
+    }
+}
+
+#[test]
+fn a_newer_spec_supersedes_a_surge_container_in_order() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &web_stack(1, "1", |_| {}));
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    let p = pass(&mut sim, &mut book, &web_stack(1, "2", |_| {}), now);
+    assert!(
+        names(&p)
+            .iter()
+            .any(|a| a.starts_with("create container app_web_0_next"))
+    );
+    set_probe(&mut sim, "app_web_0_next", false);
+    // v3 arrives while v2's surge container is not ready yet: one pass removes it and creates
+    // v3's, in that order (check_ordering), and the old container keeps running.
+    let p = pass(&mut sim, &mut book, &web_stack(1, "3", |_| {}), now);
+    let n = names(&p);
+    assert!(
+        n.iter()
+            .any(|a| a.starts_with("remove container app_web_0_next")),
+        "{n:#?}"
+    );
+    assert!(
+        n.iter()
+            .any(|a| a.starts_with("create container app_web_0_next")),
+        "{n:#?}"
+    );
+    assert!(
+        sim.state
+            .containers
+            .iter()
+            .any(|c| c.name == "app_web_0" && c.state == RunState::Running)
+    );
+    // Edits that keep arriving: every pass is ordered and the last spec wins.
+    for v in 4..20 {
+        pass(
+            &mut sim,
+            &mut book,
+            &web_stack(1, &v.to_string(), |_| {}),
+            now,
+        );
+    }
+    let last = web_stack(1, "19", |_| {});
+    for c in sim.state.containers.iter_mut() {
+        c.probe = Some(ProbeStatus {
+            started: true,
+            ready: Some(true),
+            live: true,
+            message: None,
+        });
+    }
+    for _ in 0..5 {
+        pass(&mut sim, &mut book, &last, now + Duration::from_secs(1));
+    }
+    let h = web_hash(&last);
+    let web = web_containers(&sim);
+    assert_eq!(web.len(), 1, "{web:#?}");
+    assert_eq!(web[0].hash.as_deref(), Some(h.as_str()));
 }

@@ -155,7 +155,57 @@ impl<E: Engine> Reconciler<E> {
             );
             tracing::info!(owner = %a.owner, restart_count = e.attempts, next_restart_not_before = ?e.not_before.saturating_duration_since(now), "{why}");
         }
+        self.record_undone_replacements(desired, &observed, &plan, now);
         Ok((observed, plan))
+    }
+
+    /// A previous container renamed back (a replacement undone) while the new spec has no
+    /// back-off yet — its new container started but stopped before the update was done:
+    /// counts as a failure of the new spec, so that it is retried after a back-off rather than
+    /// at once (which would stop the restored container again).
+    fn record_undone_replacements(
+        &mut self,
+        desired: &DesiredState,
+        observed: &berth_core::ObservedState,
+        plan: &Plan,
+        now: Instant,
+    ) {
+        for a in &plan.actions {
+            let Action::RenameContainer { id, from, to } = &a.action else {
+                continue;
+            };
+            let Some(dc) = desired.containers.get(&a.owner.key) else {
+                continue;
+            };
+            let restored_old = observed
+                .containers
+                .iter()
+                .find(|c| &c.id == id)
+                .is_some_and(|c| c.hash.as_deref() != Some(dc.hash.as_str()));
+            // A rollback at the progress deadline is marked in the rollout book instead.
+            let deadline_rollback = self
+                .book
+                .rollouts
+                .get(&a.owner.key)
+                .is_some_and(|e| e.rolled_back && e.hash == dc.hash);
+            if *from == berth_core::labels::previous_name(to)
+                && restored_old
+                && !deadline_rollback
+                && self.book.blocked_until(&a.owner, &dc.hash, now).is_none()
+            {
+                let e = self.book.record_failure(
+                    a.owner.clone(),
+                    &dc.hash,
+                    now,
+                    berth_core::Failure::new(
+                        berth_core::FailureKind::ReplacementStopped,
+                        format!("the new container {to} stopped before the update was done; the previous container was restored"),
+                    ),
+                    jittered,
+                );
+                tracing::warn!(owner = %a.owner, attempts = e.attempts, retry_in = ?e.not_before.saturating_duration_since(now), "replacement failed; previous container restored");
+            }
+        }
     }
 
     /// Records the outcomes of an executed plan: failures back off, successes clear them.
@@ -185,7 +235,7 @@ impl<E: Engine> Reconciler<E> {
         }
         for a in &plan.actions {
             if !failed.contains(&a.owner) {
-                self.book.clear_failures(&a.owner);
+                self.book.clear_failures(&a.owner, &a.hash);
             }
         }
     }

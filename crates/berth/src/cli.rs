@@ -162,7 +162,8 @@ pub struct ApplyArgs {
     #[arg(long, default_value_t = 8)]
     pub parallelism: usize,
     /// Seconds to wait for rolling updates to finish (each step waits for the new replica's
-    /// readiness); when they have not, exit 1 and leave the update where it is (an agent
+    /// readiness) and for `dependsOn` conditions to hold (a dependent is created once its
+    /// dependency is ready); when they have not, exit 1 and leave the host where it is (an agent
     /// finishes it). Updates that make no progress roll back at `progressDeadlineSeconds`.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,

@@ -103,20 +103,9 @@ pub async fn apply(
     let engine = DockerEngine::connect().await?;
     // One converge includes re-resolving `pullPolicy: Always` tags (a failure is reported and
     // leaves the running containers alone, as in the agent).
-    let always = images::always_images(&desired);
-    if !always.is_empty() {
-        for (image, r) in images::refresh_images(engine.clone(), always).await {
-            match r {
-                Ok(ImageRefresh::Moved { after, .. }) => {
-                    println!("image {image} moved to {after} (pullPolicy Always)");
-                }
-                Ok(ImageRefresh::Unchanged) => {}
-                Err(e) => println!("warning: cannot re-resolve image {image}: {e}"),
-            }
-        }
-    }
-    // Probes run while apply waits for rolling updates, so that readiness gates each step as
-    // in the agent.
+    let unverified = refresh_always_images(&engine, &desired).await;
+    // Probes run while apply waits for rolling updates and dependencies, so that readiness gates
+    // each step as in the agent.
     let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel(16);
     let mut rec = Reconciler {
         prober: Some(Prober::new(engine.client().clone(), probe_tx)),
@@ -130,20 +119,38 @@ pub async fn apply(
     let mut report = rec.pass(&desired).await?;
     let mut total = report.plan.actions.len();
     let mut failed = report.failed();
+    let mut timed_out = false;
+    // Passes that acted without anything to wait for: each is followed by one more pass, which
+    // verifies the result or repairs it (a failed replacement is undone), a few at most.
+    let mut settling = 0;
     print_pass(&report, started);
-    // A rolling update takes several passes: one per step, each after the new replica is ready.
-    while (rolling(&report.plan) || rec.book.rollouts.in_progress()) && !report.failed() {
-        if Instant::now() >= deadline {
-            println!(
-                "rolling update not finished after {} s (--timeout); the agent finishes it",
-                args.timeout
-            );
-            failed = true;
+    loop {
+        // A rolling update takes several passes, one per step, each after the new replica is
+        // ready; a dependent is created once its dependency meets its condition. After a
+        // failure apply stops waiting: the failed object backs off, the agent retries it.
+        let progressing =
+            !failed && (waits_for_progress(&report.plan) || rec.book.rollouts.in_progress());
+        let acted = !report.plan.actions.is_empty();
+        let settle = acted && settling < SETTLE_PASSES;
+        if !(progressing || settle) {
             break;
         }
-        tokio::select! {
-            _ = probe_rx.recv() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        if Instant::now() >= deadline {
+            println!(
+                "not finished after {} s (--timeout); the agent finishes what remains",
+                args.timeout
+            );
+            timed_out = true;
+            break;
+        }
+        if progressing {
+            settling = 0;
+            tokio::select! {
+                _ = probe_rx.recv() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        } else {
+            settling += 1;
         }
         let t = Instant::now();
         report = rec.pass(&desired).await?;
@@ -151,7 +158,8 @@ pub async fn apply(
         failed |= report.failed();
         print_pass(&report, t);
     }
-    if total == 0 {
+    let still_acting = !report.plan.actions.is_empty() && !failed && !timed_out;
+    if total == 0 && report.plan.waiting.is_empty() && unverified.is_empty() {
         println!("nothing to do: the host is converged");
     }
     let blocking: Vec<Waiting> = report
@@ -172,15 +180,67 @@ pub async fn apply(
         println!("warnings:");
         print_waiting(&warnings);
     }
+    // Anything declared that is not running as declared: the summary lists each with the
+    // reason and the observed state, and apply exits 1.
     if !blocking.is_empty() {
         println!("not converged:");
         print_waiting(&blocking);
     }
-    Ok(if failed || !blocking.is_empty() {
-        ExitCode::from(1)
-    } else {
+    if still_acting {
+        println!("not converged: the host still changed in the last of several passes");
+    }
+    if !unverified.is_empty() {
+        println!("could not be verified:");
+        for (image, why) in &unverified {
+            println!("  image {image} (pullPolicy Always): {why}");
+        }
+    }
+    let converged =
+        !failed && !timed_out && !still_acting && blocking.is_empty() && unverified.is_empty();
+    Ok(if converged {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
+}
+
+/// Passes `apply` runs right after one that acted, to verify or repair its result.
+const SETTLE_PASSES: u32 = 3;
+
+/// True when the host is on its way and apply should wait for it: a rolling update takes a step
+/// or waits for readiness, or a dependent waits for its dependency.
+fn waits_for_progress(p: &Plan) -> bool {
+    rolling(p)
+        || p.waiting
+            .iter()
+            .any(|w| w.reason == WaitReason::WaitingForDependency)
+}
+
+/// Re-resolves the `pullPolicy: Always` tags, as the agent does in the background; returns the
+/// images that could not be re-resolved (so the host cannot be shown to run the declared
+/// image), with why. The running containers are left alone either way.
+async fn refresh_always_images(
+    engine: &DockerEngine,
+    desired: &DesiredState,
+) -> Vec<(String, String)> {
+    let always = images::always_images(desired);
+    let mut unverified = Vec::new();
+    if always.is_empty() {
+        return unverified;
+    }
+    for (image, r) in images::refresh_images(engine.clone(), always).await {
+        match r {
+            Ok(ImageRefresh::Moved { after, .. }) => {
+                println!("image {image} moved to {after} (pullPolicy Always)");
+            }
+            Ok(ImageRefresh::Unchanged) => {}
+            Err(e) => {
+                println!("warning: cannot re-resolve image {image}: {e}");
+                unverified.push((image, e));
+            }
+        }
+    }
+    unverified
 }
 
 /// `berth diff DIR`.

@@ -9,3 +9,4 @@ mod kube;
 mod probes;
 mod registry;
 mod rollout;
+mod updates;
