@@ -11,6 +11,7 @@
 
 pub mod container;
 pub mod host;
+pub mod image_ref;
 pub mod network;
 pub mod quantity;
 pub mod selector;

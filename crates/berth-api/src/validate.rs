@@ -308,7 +308,7 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
             "expected an image reference, got an empty string",
         ),
         Some(image) => {
-            if let Err(err) = image.parse::<oci_spec::distribution::Reference>() {
+            if let Err(err) = crate::image_ref::parse(image) {
                 e.push(
                     "spec.image",
                     format!(
