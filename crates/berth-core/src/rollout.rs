@@ -53,11 +53,10 @@ pub struct RolloutBook {
 }
 
 /// True when the object has containers an update is not done with: a replica with another spec
-/// hash, a surge container or a previous container.
-fn updating(key: &ObjectKey, dc: &DesiredContainer, observed: &ObservedState) -> bool {
-    observed.containers.iter().any(|c| {
-        c.key.as_ref() == Some(key)
-            && c.replica.is_some_and(|r| r < dc.replicas)
+/// hash, a surge container or a previous container. `containers` are the object's own.
+fn updating(key: &ObjectKey, dc: &DesiredContainer, containers: &[&ObservedContainer]) -> bool {
+    containers.iter().any(|c| {
+        c.replica.is_some_and(|r| r < dc.replicas)
             && (c.hash.as_deref() != Some(dc.hash.as_str()) || {
                 let r = c.replica.unwrap_or(0);
                 let name = labels::container_name(key, r, dc.container_name.as_deref());
@@ -116,15 +115,22 @@ impl RolloutBook {
         };
         let mut rolled_back = Vec::new();
         let mut keep = BTreeSet::new();
+        // Each object's containers, found once (not one scan of the engine's list per object).
+        let mut by_key: BTreeMap<&ObjectKey, Vec<&ObservedContainer>> = BTreeMap::new();
+        for c in &observed.containers {
+            if let Some(k) = &c.key {
+                by_key.entry(k).or_default().push(c);
+            }
+        }
         for (key, dc) in &desired.containers {
-            if !updating(key, dc, observed) {
+            let own = by_key.get(key).map_or(&[][..], Vec::as_slice);
+            if !updating(key, dc, own) {
                 continue;
             }
             keep.insert(key.clone());
             let mut available = 0;
-            for c in observed.containers.iter().filter(|c| {
-                c.key.as_ref() == Some(key)
-                    && c.replica.is_some_and(|r| r < dc.replicas)
+            for c in own.iter().filter(|c| {
+                c.replica.is_some_and(|r| r < dc.replicas)
                     && c.hash.as_deref() == Some(dc.hash.as_str())
             }) {
                 if self.available(c, true, dc.rollout.min_ready, now) {
