@@ -213,7 +213,7 @@ impl DirectorySource {
         resync: Duration,
     ) -> Result<watch::Receiver<Option<Arc<Snapshot>>>, SourceError> {
         let (tx, rx) = watch::channel(None);
-        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<()>();
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Change>();
         let root = self.root.clone();
         let watch_err = |e: notify::Error| SourceError::Watch {
             path: root.clone(),
@@ -222,16 +222,14 @@ impl DirectorySource {
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Reads (our own scans open every file) are not changes; errors (e.g. a queue
             // overflow) just trigger a full rescan.
-            let relevant = match res {
-                Ok(ev) => {
-                    ev.need_rescan()
-                        || (!matches!(ev.kind, EventKind::Access(_))
-                            && ev.paths.iter().any(|p| relevant_path(p)))
-                }
-                Err(_) => true,
+            let change = match res {
+                Ok(ev) if ev.need_rescan() => Some(Change::Done),
+                Ok(ev) if !ev.paths.iter().any(|p| relevant_path(p)) => None,
+                Ok(ev) => Change::of(&ev.kind),
+                Err(_) => Some(Change::Done),
             };
-            if relevant {
-                let _ = ev_tx.send(());
+            if let Some(c) = change {
+                let _ = ev_tx.send(c);
             }
         })
         .map_err(watch_err)?;
@@ -273,10 +271,9 @@ impl DirectorySource {
             loop {
                 tokio::select! {
                     ev = ev_rx.recv() => {
-                        if ev.is_none() { break; }
+                        let Some(first) = ev else { break };
                         // Debounce: let a burst of writes (an editor's save) finish first.
-                        tokio::time::sleep(debounce).await;
-                        while ev_rx.try_recv().is_ok() {}
+                        if !settle(&mut ev_rx, first, debounce).await { break; }
                         tracing::debug!("manifest directory changed; rescanning");
                     }
                     _ = tick.tick() => tracing::trace!("periodic manifest rescan"),
@@ -286,6 +283,57 @@ impl DirectorySource {
             }
         });
         Ok(rx)
+    }
+}
+
+/// A change in the directory, as far as the debounce is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// A file is being written (created, truncated, appended to): more is likely to follow.
+    Writing,
+    /// A write is complete: a file was closed after writing, renamed or removed.
+    Done,
+}
+
+impl Change {
+    /// What an event says; `None` for reads (our own scans open and read every file).
+    fn of(kind: &EventKind) -> Option<Change> {
+        use notify::event::{AccessKind, AccessMode, ModifyKind};
+        match kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Remove(_) => Some(Change::Done),
+            EventKind::Access(_) => None,
+            _ => Some(Change::Writing),
+        }
+    }
+}
+
+/// Quiet time after a completed write before the directory is re-read: long enough for the
+/// other files of a burst (a `git checkout`, `cp -r`) to follow, short enough not to count.
+const SETTLE_AFTER_DONE: Duration = Duration::from_millis(20);
+
+/// Waits for a burst of changes that began with `first` to end: [`SETTLE_AFTER_DONE`] after
+/// the latest event when that event completed a write, else until `debounce` after the first
+/// event — whichever comes first. An editor's save (write, close) is thus re-read after 20 ms,
+/// a file still being written after `debounce`. Returns false when the watcher stopped.
+async fn settle(
+    rx: &mut mpsc::UnboundedReceiver<Change>,
+    first: Change,
+    debounce: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + debounce;
+    let mut last = first;
+    loop {
+        let until = match last {
+            Change::Done => deadline.min(tokio::time::Instant::now() + SETTLE_AFTER_DONE),
+            Change::Writing => deadline,
+        };
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(c)) => last = c,
+            Ok(None) => return false,
+            Err(_) => return true,
+        }
     }
 }
 
@@ -354,6 +402,52 @@ mod tests {
 
     const NET: &str = "apiVersion: berth.dev/v1alpha1\nkind: Network\nmetadata: {name: net}\n";
     const VOL: &str = "apiVersion: berth.dev/v1alpha1\nkind: Volume\nmetadata: {name: vol}\n";
+
+    /// How long `settle` waits after `events` (sent at the given offsets from the first, in ms).
+    async fn settled_after(events: &[(u64, Change)]) -> Duration {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = tokio::time::Instant::now();
+        let first = events[0].1;
+        let rest: Vec<(u64, Change)> = events[1..].to_vec();
+        tokio::spawn(async move {
+            for (at, c) in rest {
+                tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+                let _ = tx.send(c);
+            }
+            std::future::pending::<()>().await;
+        });
+        assert!(settle(&mut rx, first, Duration::from_millis(100)).await);
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_completed_save_is_read_after_a_short_quiet_a_running_write_after_the_debounce() {
+        use Change::{Done, Writing};
+        let ms = Duration::from_millis;
+        // write + close: 20 ms after the close.
+        assert_eq!(settled_after(&[(0, Writing), (1, Done)]).await, ms(21));
+        // Still writing: the whole debounce.
+        assert_eq!(settled_after(&[(0, Writing), (30, Writing)]).await, ms(100));
+        // A second file follows within the quiet time: 20 ms after it is done.
+        assert_eq!(
+            settled_after(&[(0, Done), (10, Writing), (15, Done)]).await,
+            ms(35)
+        );
+        // A burst longer than the debounce is read at the debounce (and again later).
+        assert_eq!(
+            settled_after(&[
+                (0, Done),
+                (15, Done),
+                (30, Done),
+                (45, Done),
+                (60, Done),
+                (75, Done),
+                (90, Done)
+            ])
+            .await,
+            ms(100)
+        );
+    }
 
     fn keys(s: &Snapshot) -> Vec<String> {
         s.objects.keys().map(ToString::to_string).collect()

@@ -212,7 +212,9 @@ pub struct AgentArgs {
     /// counts it against its pull rate limit, hence a longer default than the resync).
     #[arg(long, default_value_t = 300)]
     pub image_refresh_seconds: u64,
-    /// Milliseconds of quiet after a file change before the directory is re-read.
+    /// Longest wait in milliseconds after a file change before the directory is re-read; a
+    /// completed write (a file closed after writing, renamed or removed) is read after 20 ms of
+    /// quiet.
     #[arg(long, default_value_t = 100)]
     pub debounce_ms: u64,
     /// First CrashLoopBackOff delay in seconds (Kubernetes: 10).
