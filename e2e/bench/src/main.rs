@@ -364,7 +364,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             format!(
                 "Mode: {}; run at {} UTC",
                 if cfg.quick { "--quick" } else { "full" },
-                utc_now()
+                stats::utc_now()
             ),
             format!("Machine: {cores} cores ({cpu_model}), engine sees {ncpu} CPUs; {engine_desc}"),
             format!(
@@ -1029,26 +1029,6 @@ async fn wait_start(
             Err(_) => bail!("{name} was not started within {deadline:?}"),
         }
     }
-}
-
-/// `YYYY-MM-DD HH:MM` (UTC) from the system clock.
-fn utc_now() -> String {
-    let s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (s / 86_400) as i64;
-    let (h, m) = ((s % 86_400) / 3600, (s % 3600) / 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
 }
 
 fn ratio(a: f64, b: f64) -> String {
