@@ -227,7 +227,16 @@ impl Env {
         let file = std::fs::File::create(&log).expect("log file");
         let child = self
             .berth()
-            .args(["--log-format", "text", "agent", "--resync-seconds", "2"])
+            // No metrics endpoint unless a test asks for one (agents run in parallel).
+            .args([
+                "--log-format",
+                "text",
+                "agent",
+                "--resync-seconds",
+                "2",
+                "--metrics-address",
+                "off",
+            ])
             .args(extra)
             .arg("--manifests")
             .arg(self.dir.path())

@@ -39,6 +39,8 @@ pub struct Outcome {
     pub result: Result<(), Failure>,
     /// True when the action was not attempted because an action it depends on failed.
     pub skipped: bool,
+    /// How long the engine took (zero for a skipped action).
+    pub took: std::time::Duration,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -75,9 +77,13 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
             let Some(id) = ready.pop_front() else { break };
             status[id] = Status::Running;
             let action = &plan.actions[id];
-            running.push(async move { (id, rt.execute(&action.action).await) });
+            running.push(async move {
+                let started = std::time::Instant::now();
+                let result = rt.execute(&action.action).await;
+                (id, result, started.elapsed())
+            });
         }
-        let Some((id, result)) = running.next().await else {
+        let Some((id, result, took)) = running.next().await else {
             break;
         };
         let ok = result.is_ok();
@@ -91,6 +97,7 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
             id,
             result: result.map_err(|e| Failure::new(e.kind(), e.to_string())),
             skipped: false,
+            took,
         });
         // Release or skip dependents.
         let mut stack = vec![id];
@@ -118,6 +125,7 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
                             ),
                         )),
                         skipped: true,
+                        took: std::time::Duration::ZERO,
                     });
                     stack.push(dep);
                 } else if after.iter().all(|d| status[*d] == Status::Done) {
@@ -137,6 +145,7 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
                     "not executed (dependency cycle)",
                 )),
                 skipped: true,
+                took: std::time::Duration::ZERO,
             })
         })
         .collect()

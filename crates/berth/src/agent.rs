@@ -542,6 +542,7 @@ pub async fn run_with(
     }
     let (mut merged, mut desired) = sources.desired(instance, host);
     tracing::info!(objects = merged.objects.len(), "sources read");
+    let mut watch = crate::watchers::Watchers::start(instance, host, &args).await;
 
     let mut relist = tokio::time::interval(args.resync());
     relist.tick().await;
@@ -561,11 +562,24 @@ pub async fn run_with(
         FuturesUnordered::new();
     let mut busy: BTreeMap<Owner, usize> = BTreeMap::new();
     let mut recheck: Option<Instant> = None;
+    let mut idle_tick = false;
     loop {
+        crate::notify::stall_hook().await;
+        watch.beat();
         let started = now_instant();
         let busy_now: BTreeSet<Owner> = busy.keys().cloned().collect();
-        match rec.prepare_observed(&desired, &busy_now).await {
-            Ok((observed, plan)) => {
+        // A watchdog tick only proves the loop alive; it plans nothing.
+        let prepared = if std::mem::take(&mut idle_tick) {
+            None
+        } else {
+            Some(rec.prepare_observed(&desired, &busy_now).await)
+        };
+        match prepared {
+            None => {}
+            Some(Ok((observed, plan))) => {
+                watch.pass(
+                    reason, started, &merged, &desired, &observed, &plan, &rec.book,
+                );
                 if let Some(task) = &status {
                     task.input.send_replace(StatusInput {
                         kube: sources.kube.as_ref().and_then(|rx| rx.borrow().clone()),
@@ -604,11 +618,14 @@ pub async fn run_with(
                     }));
                 }
             }
-            Err(e) => tracing::error!(
-                error = format!("{e:#}"),
-                reason,
-                "pass failed; retrying on the next trigger"
-            ),
+            Some(Err(e)) => {
+                watch.pass_failed(reason, started, &format!("{e:#}"));
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    reason,
+                    "pass failed; retrying on the next trigger"
+                )
+            }
         }
         let retry_at = rec.book.next_due(now_instant());
         let retry = async {
@@ -629,6 +646,7 @@ pub async fn run_with(
                 match done {
                     Ok((plan, outcomes, started)) => {
                         rec.record(&plan, &outcomes);
+                        watch.executed(&plan, &outcomes);
                         if let Some(task) = &status {
                             for h in happenings(&plan, &outcomes, &in_force(&merged)) {
                                 let _ = task.events.send(h);
@@ -696,6 +714,7 @@ pub async fn run_with(
                 reason = log_refresh(&results, &mut refresh_errors).unwrap_or("images re-resolved");
             }
             _ = retry => reason = "retry due",
+            _ = watch.watchdog_tick() => idle_tick = true,
             _ = &mut shutdown => {
                 tracing::info!("berth agent stopping; containers keep running");
                 return Ok(());

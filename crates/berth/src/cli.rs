@@ -30,6 +30,10 @@ pub struct Cli {
     /// berth adds `kubernetes.io/hostname`, `kubernetes.io/os` and `kubernetes.io/arch` itself.
     #[arg(long = "node-label", global = true, env = "BERTH_NODE_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub node_labels: Vec<(String, String)>,
+    /// The agent's local API socket (default `/run/berth/<instance>.sock`): the agent serves
+    /// on it, `get`, `describe` and `events` read from it.
+    #[arg(long, global = true, env = "BERTH_SOCKET")]
+    pub socket: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -119,6 +123,14 @@ pub enum Command {
     /// Print the CustomResourceDefinitions of berth's kinds (Container, Network, Volume, Host)
     /// as YAML, generated from the same types that decode manifests.
     Crd(CrdArgs),
+    /// List objects and their state, as `kubectl get` does (from the running agent; without
+    /// one, from the engine's labels).
+    Get(GetArgs),
+    /// Show one object in detail: spec summary, engine containers, conditions, back-off, last
+    /// exit code, recent events.
+    Describe(DescribeArgs),
+    /// Show the agent's recent events (`--watch`: keep printing new ones).
+    Events(EventsArgs),
     /// Print a shell completion script (`berth completions bash > /etc/bash_completion.d/berth`;
     /// zsh: into a directory of `$fpath` as `_berth`; fish: `~/.config/fish/completions/berth.fish`).
     Completions(CompletionsArgs),
@@ -127,6 +139,68 @@ pub enum Command {
     /// Print a draft-07 JSON Schema of a manifest document (Container, Network or Volume,
     /// selected by `kind`) for editors (yaml-language-server's `$schema=` modeline).
     Schema,
+}
+
+/// What `berth get` lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GetWhat {
+    /// Container objects.
+    #[value(alias = "container")]
+    Containers,
+    /// Network objects.
+    #[value(alias = "network")]
+    Networks,
+    /// Volume objects.
+    #[value(alias = "volume")]
+    Volumes,
+    /// All three kinds.
+    All,
+}
+
+/// Output format of `get`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GetOutput {
+    /// The table with more columns (SPEC-HASH, ORIGIN, MESSAGE).
+    Wide,
+    /// A `List` of objects in the CRD shape, as JSON.
+    Json,
+    /// The same as YAML.
+    Yaml,
+}
+
+/// `berth get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// What to list.
+    #[arg(value_enum, default_value_t = GetWhat::All)]
+    pub what: GetWhat,
+    /// Only this namespace (default: every namespace).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Every namespace (the default; kubectl's flag).
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Output format (default: a table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<GetOutput>,
+}
+
+/// `berth describe`.
+#[derive(Args, Debug)]
+pub struct DescribeArgs {
+    /// The kind: `container`, `network` or `volume`.
+    #[arg(value_enum)]
+    pub kind: GetWhat,
+    /// `NAMESPACE/NAME`, or `NAME` in namespace `default`.
+    pub name: String,
+}
+
+/// `berth events`.
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Keep printing new events (every second) until interrupted.
+    #[arg(short, long)]
+    pub watch: bool,
 }
 
 /// `berth completions`.
@@ -223,6 +297,13 @@ pub struct AgentArgs {
     /// Largest CrashLoopBackOff delay in seconds (Kubernetes: 300).
     #[arg(long, default_value_t = 300)]
     pub crash_backoff_cap_seconds: u64,
+    /// Address of the Prometheus `/metrics`, `/healthz` and `/readyz` endpoints (`HOST:PORT`),
+    /// or `off`. Loopback by default; a port in use is logged and the agent runs without them.
+    #[arg(long, env = "BERTH_METRICS_ADDRESS", default_value = "127.0.0.1:9469")]
+    pub metrics_address: String,
+    /// The local API socket (the global `--socket`; filled in by `run`).
+    #[arg(skip)]
+    pub socket: Option<PathBuf>,
 }
 
 impl AgentArgs {

@@ -6,13 +6,19 @@
 //! wrapper over [`main_entry`], so that end-to-end tests can run the very same code.
 
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod crd;
 pub mod host;
 pub mod images;
+pub mod inspect;
+pub mod metrics;
+pub mod notify;
+pub mod observe;
 pub mod report;
 pub mod schema;
 pub mod status;
+pub mod watchers;
 
 use std::process::ExitCode;
 
@@ -120,9 +126,17 @@ pub async fn run(cli: Cli) -> ExitCode {
     init_logging(cli.log_format, default_level);
     let host = host::HostIdentity::from_cli(cli.node_name.as_deref(), &cli.node_labels);
     let result = match cli.command {
-        Command::Agent(args) => agent::run(&cli.instance, &host, args)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        Command::Agent(mut args) => {
+            args.socket = cli.socket.clone();
+            agent::run(&cli.instance, &host, args)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Get(args) => inspect::get(&cli.instance, cli.socket.as_deref(), args).await,
+        Command::Describe(args) => {
+            inspect::describe(&cli.instance, cli.socket.as_deref(), args).await
+        }
+        Command::Events(args) => inspect::events(&cli.instance, cli.socket.as_deref(), args).await,
         Command::Apply(args) => report::apply(&cli.instance, &host, args).await,
         Command::Diff(args) => report::diff(&cli.instance, &host, args).await,
         Command::Validate(args) => Ok(report::validate(&args.dir)),

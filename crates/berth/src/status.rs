@@ -440,18 +440,26 @@ pub fn happenings(
     outcomes: &[berth_engine::Outcome],
     in_force: &BTreeMap<ObjectKey, String>,
 ) -> Vec<Happening> {
-    use berth_core::{Action, Intent};
     let from_kube = |k: &ObjectKey| {
         in_force
             .get(k)
             .is_some_and(|o| o.starts_with(ORIGIN_PREFIX))
     };
+    all_happenings(plan, outcomes)
+        .into_iter()
+        .filter(|h| from_kube(&h.key))
+        .collect()
+}
+
+/// What is worth an Event in an executed plan, for every object (the local API keeps them all).
+pub fn all_happenings(
+    plan: &berth_core::Plan,
+    outcomes: &[berth_engine::Outcome],
+) -> Vec<Happening> {
+    use berth_core::{Action, Intent};
     let mut out = Vec::new();
     for (a, o) in plan.actions.iter().zip(outcomes) {
         let key = &a.owner.key;
-        if !from_kube(key) {
-            continue;
-        }
         if let Err(e) = &o.result {
             if !o.skipped {
                 out.push(Happening {

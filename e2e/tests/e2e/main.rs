@@ -6,6 +6,7 @@ mod directory;
 mod examples;
 mod health;
 mod kube;
+mod observe;
 mod probes;
 mod registry;
 mod rollout;

@@ -1,0 +1,346 @@
+//! Seeing what the agent does, on the real engine: the local API through `berth get`,
+//! `describe` and `events`, the "no agent running" fallback, Prometheus metrics and health
+//! endpoints, and systemd notifications with the watchdog.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_e2e::{BUSYBOX, Env, test_env};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(60);
+
+/// `GET path` on a TCP address (HTTP/1.0): (status code, body).
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+/// `berth --socket SOCKET ARGS…`: (exit code, stdout, stderr).
+fn berth(env: &Env, socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = env
+        .berth()
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run berth");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn item<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|o| o["metadata"]["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+fn condition(o: &Value, type_: &str) -> String {
+    o["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Done when 1 and 2: a healthy container, one whose image cannot be pulled and a
+/// crash-looping one, seen through `get -o json`, the table, `describe`, `events`, `/metrics`,
+/// `/healthz` and `/readyz`; after the agent stops, `get` says so and shows the engine's view.
+#[tokio::test(flavor = "multi_thread")]
+async fn get_describe_events_and_metrics_show_what_the_agent_sees() {
+    let env = test_env!("observe").await;
+    let sockdir = tempfile::tempdir().expect("tempdir");
+    let socket = sockdir.path().join("agent.sock");
+    let addr = "127.0.0.1:19471";
+    env.write(
+        "ok.yaml",
+        &env.container("ok", BUSYBOX, "  env: [{name: PASSWORD, value: hunter2}]\n"),
+    );
+    env.write(
+        "nopull.yaml",
+        &env.container("nopull", "127.0.0.1:1/berth-e2e/absent:1", ""),
+    );
+    env.write(
+        "crash.yaml",
+        &env.container("crash", BUSYBOX, "").replace(
+            "command: [sleep, \"3600\"]",
+            "command: [sh, -c, \"exit 3\"]",
+        ),
+    );
+    // The socket flag is global; the agent gets it through the environment.
+    let mut agent = env.agent_with_env(
+        &[
+            "--metrics-address",
+            addr,
+            "--crash-backoff-initial-seconds",
+            "1",
+            "--crash-backoff-cap-seconds",
+            "2",
+        ],
+        &[("BERTH_SOCKET", socket.as_os_str())],
+    );
+    let mut list = Value::Null;
+    env.until(
+        "get -o json shows Ready, ImagePullBackOff and CrashLoopBackOff",
+        T,
+        || {
+            let (code, out, _) = berth(&env, &socket, &["get", "containers", "-o", "json"]);
+            list = serde_json::from_str(&out).unwrap_or(Value::Null);
+            let reason = |n: &str| item(&list, n)["status"]["hosts"][0]["reason"].clone();
+            let ok = code == 0
+                && condition(item(&list, "ok"), "Ready") == "True"
+                && reason("nopull") == "ImagePullBackOff"
+                && condition(item(&list, "nopull"), "Degraded") == "True"
+                && reason("crash") == "CrashLoopBackOff"
+                && item(&list, "crash")["status"]["hosts"][0]["restartCount"]
+                    .as_u64()
+                    .is_some_and(|n| n >= 1);
+            async move { ok }
+        },
+    )
+    .await;
+    assert_eq!(list["kind"], "List");
+    let ok = item(&list, "ok");
+    assert_eq!(ok["apiVersion"], "berth.dev/v1alpha1");
+    assert_eq!(ok["kind"], "Container");
+    assert_eq!(ok["metadata"]["namespace"], env.ns.as_str());
+    assert_eq!(ok["spec"]["image"], BUSYBOX);
+    assert!(
+        !list.to_string().contains("hunter2"),
+        "no env value in the API: {list}"
+    );
+    assert_eq!(ok["spec"]["env"][0]["name"], "PASSWORD");
+
+    let (code, table, _) = berth(&env, &socket, &["get", "-n", &env.ns]);
+    assert_eq!(code, 0, "{table}");
+    println!("{table}");
+    let head: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        head,
+        [
+            "NAMESPACE",
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IMAGE"
+        ]
+    );
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(&format!("container/{name} ")))
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("ok")[2..4], ["1/1".to_string(), "Running".into()]);
+    assert_eq!(row("nopull")[3], "ImagePullBackOff");
+    assert_eq!(row("crash")[3], "CrashLoopBackOff");
+
+    let (code, yaml, _) = berth(&env, &socket, &["get", "containers", "-o", "yaml"]);
+    assert!(code == 0 && yaml.contains("kind: List"), "{yaml}");
+
+    let (code, text, _) = berth(
+        &env,
+        &socket,
+        &["describe", "container", &format!("{}/crash", env.ns)],
+    );
+    println!("{text}");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&env.cname("crash")),
+        "names the engine container"
+    );
+    assert!(text.contains("Last exit code: 3"), "{text}");
+    assert!(text.contains("CrashLoopBackOff"), "{text}");
+
+    let (code, events, _) = berth(&env, &socket, &["events"]);
+    assert_eq!(code, 0);
+    assert!(
+        events.contains("Restarted") && events.contains("ImagePullBackOff"),
+        "{events}"
+    );
+
+    // Metrics: the restart counter moves.
+    let restarts = |text: &str| {
+        metric(
+            text,
+            &format!(
+                "berth_container_restarts_total{{namespace=\"{}\",name=\"crash\"}}",
+                env.ns
+            ),
+        )
+        .unwrap_or(0.0)
+    };
+    let (code, first) = http_get(addr, "/metrics").expect("/metrics answers");
+    assert_eq!(code, 200);
+    for name in [
+        "berth_objects{",
+        "berth_passes_total{",
+        "berth_pass_duration_seconds_bucket{",
+        "berth_engine_operations_total{",
+        "berth_engine_operation_duration_seconds_bucket{",
+        "berth_image_pulls_total{",
+        "berth_last_successful_sync_timestamp_seconds",
+        "berth_build_info{",
+    ] {
+        assert!(first.contains(name), "/metrics lacks {name}:\n{first}");
+    }
+    let before = restarts(&first);
+    env.until("the restart counter moves", T, || {
+        let now = http_get(addr, "/metrics")
+            .map(|(_, b)| restarts(&b))
+            .unwrap_or(0.0);
+        async move { now > before }
+    })
+    .await;
+    assert_eq!(http_get(addr, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(http_get(addr, "/readyz").map(|r| r.0), Some(200));
+    let mode = std::fs::metadata(&socket)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .expect("socket");
+    assert_eq!(mode, 0o660, "socket mode");
+
+    // No agent: `get` says so, exits 1 and shows what the engine's labels tell.
+    agent.stop();
+    let (code, out, err) = berth(&env, &socket, &["get"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no agent is running"), "{err}");
+    assert!(
+        out.contains("container/ok") && out.contains("Running"),
+        "{out}"
+    );
+    assert!(out.contains("container/crash"), "{out}");
+}
+
+/// Done when 3: under a fake `NOTIFY_SOCKET` with `WATCHDOG_USEC=1000000` the agent sends
+/// `READY=1`, then `WATCHDOG=1` at least every half second; while its loop is stalled (the
+/// `BERTH_TEST_STALL_FILE` hook) the pings stop, and they resume after.
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_ready_and_watchdog_from_the_loop() {
+    let env = test_env!("sdnotify").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify = dir.path().join("notify.sock");
+    let stall = dir.path().join("stall");
+    let sock = UnixDatagram::bind(&notify).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let got: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let (got, stop) = (got.clone(), stop.clone());
+        move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    got.lock().expect("lock").push((Instant::now(), msg));
+                }
+            }
+        }
+    });
+    env.write("a.yaml", &env.container("web", BUSYBOX, ""));
+    let mut agent = env.agent_with_env(
+        &[],
+        &[
+            ("NOTIFY_SOCKET", notify.as_os_str()),
+            ("WATCHDOG_USEC", "1000000".as_ref()),
+            ("BERTH_TEST_STALL_FILE", stall.as_os_str()),
+        ],
+    );
+    let pings = |from: Instant, to: Instant| -> Vec<Instant> {
+        got.lock()
+            .expect("lock")
+            .iter()
+            .filter(|(t, m)| *t >= from && *t <= to && m.lines().any(|l| l == "WATCHDOG=1"))
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    env.until("READY=1", T, || {
+        let ready = got
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(_, m)| m.lines().any(|l| l == "READY=1"));
+        async move { ready }
+    })
+    .await;
+    let status = got
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|(_, m)| m.contains("READY=1"))
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
+    assert!(
+        status.contains("STATUS="),
+        "READY=1 comes with STATUS=: {status}"
+    );
+
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t1 = Instant::now();
+    let mut seen = vec![t0];
+    seen.extend(pings(t0, t1));
+    seen.push(t1);
+    let worst = seen
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    println!("{} pings in 3 s, longest gap {worst:?}", seen.len() - 2);
+    assert!(
+        worst <= Duration::from_millis(500),
+        "WATCHDOG=1 at least every half second; longest gap {worst:?}"
+    );
+
+    std::fs::write(&stall, "").expect("stall the loop");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let s0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stalled = pings(s0, Instant::now());
+    assert!(
+        stalled.is_empty(),
+        "no pings while the loop is stalled, got {}",
+        stalled.len()
+    );
+    std::fs::remove_file(&stall).expect("unstall");
+    let r0 = Instant::now();
+    env.until("pings resume", Duration::from_secs(5), || {
+        let n = pings(r0, Instant::now()).len();
+        async move { n > 0 }
+    })
+    .await;
+    agent.stop();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reader.join();
+}
