@@ -741,3 +741,95 @@ async fn apply_finishes_a_rolling_update_and_reports_a_rollback() {
     let left: Vec<String> = env.containers().await.into_keys().collect();
     assert_eq!(left.len(), 2, "no _prev left after a Recreate: {left:?}");
 }
+
+/// Waits until the three replicas run under their own names, all with one spec hash other than
+/// `old_hash`, and replica 0 serves `content`; returns how long that took.
+async fn wait_all_serving(env: &Env, agent: &Agent, old_hash: &str, content: &str) -> Duration {
+    let t0 = Instant::now();
+    let replicas = replica_names(env);
+    loop {
+        let cs = web_containers(env).await;
+        let settled = cs.len() == 3
+            && cs.iter().zip(&replicas).all(|(c, r)| {
+                c.name == *r && c.running && c.hash != old_hash && c.hash == cs[0].hash
+            });
+        if settled
+            && env
+                .try_docker_cli(&["exec", &replicas[0], "cat", "/www/index.html"])
+                .as_deref()
+                == Some(content)
+        {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < T,
+            "not all replicas serve {content} after {T:?}; now: {:?}\nagent log:\n{}",
+            names(&cs),
+            log_tail(agent)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 13, case 4: 200 edits in 20 s to a start-first Container while the agent runs. Each
+/// newer spec supersedes the update in progress: no engine 409 Conflict (two actions on one
+/// engine name), not one failed request through the proxy, and the last spec runs within
+/// about one update's time after the last edit.
+#[tokio::test(flavor = "multi_thread")]
+async fn continuous_edits_supersede_updates_cleanly() {
+    let _serial = SERIAL.lock().await;
+    let env = test_env!("roll-edits").await;
+    let port = free_port();
+    let strategy = "  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate: {maxUnavailable: 0, maxSurge: 1}\n  minReadySeconds: 2\n";
+    let agent = bring_up_v1(&env, port, strategy).await;
+    let v1_hash = web_containers(&env).await[0].hash.clone();
+    let client = Client::start(port);
+
+    // One undisturbed update, for scale.
+    env.write("web.yaml", &web(&env, "v2", HTTPD, strategy));
+    let one_update = wait_all_serving(&env, &agent, &v1_hash, "v2").await;
+    let v2_hash = web_containers(&env).await[0].hash.clone();
+
+    let edits = 200u32;
+    let t0 = Instant::now();
+    for i in 0..edits {
+        env.write("web.yaml", &web(&env, &format!("e{i}"), HTTPD, strategy));
+        let next = t0 + Duration::from_millis(100) * (i + 1);
+        tokio::time::sleep(next.saturating_duration_since(Instant::now())).await;
+    }
+    let last = format!("e{}", edits - 1);
+    let after_last = wait_all_serving(&env, &agent, &v2_hash, &last).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let summary = client.finish();
+    summary.print("continuous edits");
+    let log = agent.log();
+    let conflicts = log
+        .lines()
+        .filter(|l| l.contains("status code 409"))
+        .count();
+    let failed_actions = log.lines().filter(|l| l.contains("action failed")).count();
+    println!(
+        "{edits} edits in {:.1?}; one undisturbed update took {one_update:.1?}; the last spec ran everywhere {after_last:.1?} after the last edit; engine 409s: {conflicts}; failed actions: {failed_actions}",
+        Duration::from_millis(100) * edits
+    );
+    assert_eq!(conflicts, 0, "no 409 Conflict:\n{}", log_tail(&agent));
+    let failures = summary.failures();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed, first: {:?}\nagent log:\n{}",
+        failures.len(),
+        summary.outcomes.len(),
+        failures.first().map(|f| &f.result),
+        log_tail(&agent)
+    );
+    assert!(
+        after_last < one_update * 2 + Duration::from_secs(5),
+        "converged {after_last:?} after the last edit; one update takes {one_update:?}"
+    );
+    let left: Vec<String> = env.containers().await.into_keys().collect();
+    assert_eq!(
+        left.len(),
+        4,
+        "proxy and 3 replicas, no _next/_prev: {left:?}"
+    );
+}
