@@ -4,6 +4,7 @@
 //! The adapter only observes and carries out actions; it never decides. Works with Engine 20.10
 //! (API 1.41) and newer: the API version is negotiated at connect time.
 
+pub mod context;
 pub mod credentials;
 mod docker;
 mod executor;
