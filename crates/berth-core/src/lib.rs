@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod conditions;
 pub mod desired;
+pub mod fields;
 pub mod hash;
 pub mod intent;
 pub mod labels;

@@ -597,6 +597,13 @@ impl DockerEngine {
         l: &BTreeMap<String, String>,
     ) -> Result<(), EngineError> {
         prepare_host_paths(c)?;
+        // Which fields the container was created with (digests, no values), for `berth diff`.
+        let mut l = l.clone();
+        l.insert(
+            berth_core::fields::FIELD_DIGESTS.to_string(),
+            berth_core::fields::field_digests_label(c),
+        );
+        let l = &l;
         let mut body = container_body(c, l);
         // `container:<name>` is pinned to the target's current ID, so that a replaced target is
         // visible as drift (the observed mode then names a dead ID).

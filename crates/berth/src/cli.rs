@@ -117,7 +117,7 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Print the plan without changing anything. Exit 0: nothing to do; 1: changes pending;
     /// 2: bad input or engine unreachable (same convention as `kubectl diff`).
-    Diff(DirArg),
+    Diff(DiffArgs),
     /// Decode and validate the manifests (no engine needed). Exit 0 when valid, 1 otherwise.
     Validate(DirArg),
     /// Print the CustomResourceDefinitions of berth's kinds (Container, Network, Volume, Host)
@@ -201,6 +201,23 @@ pub struct EventsArgs {
     /// Keep printing new events (every second) until interrupted.
     #[arg(short, long)]
     pub watch: bool,
+}
+
+/// Output format of `diff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiffOutput {
+    /// `{changes: [{kind, namespace, name, fields, actions}], waiting: [...]}` for tools.
+    Json,
+}
+
+/// `berth diff`.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// Manifest directory.
+    pub dir: PathBuf,
+    /// Output format (default: text).
+    #[arg(short, long, value_enum)]
+    pub output: Option<DiffOutput>,
 }
 
 /// `berth completions`.

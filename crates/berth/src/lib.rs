@@ -9,6 +9,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod crd;
+pub mod diff;
 pub mod host;
 pub mod images;
 pub mod inspect;
@@ -138,7 +139,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Events(args) => inspect::events(&cli.instance, cli.socket.as_deref(), args).await,
         Command::Apply(args) => report::apply(&cli.instance, &host, args).await,
-        Command::Diff(args) => report::diff(&cli.instance, &host, args).await,
+        Command::Diff(args) => diff::diff(&cli.instance, &host, args).await,
         Command::Validate(args) => Ok(report::validate(&args.dir)),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -7,20 +7,20 @@ use std::time::{Duration, Instant};
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::plan::Waiting;
 use berth_core::resolve::{resolve, resolve_for};
-use berth_core::{Action, DesiredState, Plan, WaitReason, plan};
+use berth_core::{Action, DesiredState, Plan, WaitReason};
 use berth_engine::{DockerEngine, ImageRefresh, Prober};
 use berth_sources::directory::{DirectorySource, Snapshot};
 
 use berth_core::merge::targeted;
 
 use crate::agent::{PassReport, Reconciler};
-use crate::cli::{ApplyArgs, DirArg, EXIT_ERROR};
+use crate::cli::{ApplyArgs, EXIT_ERROR};
 use crate::host::HostIdentity;
 use crate::images;
 
 /// Reads `dir` strictly: any file error or conflict is fatal (there is no last-known-good state
 /// for a one-shot command, and applying a partial set would remove the broken file's objects).
-fn read_strict(
+pub fn read_strict(
     instance: &str,
     host: &HostIdentity,
     dir: &Path,
@@ -43,12 +43,6 @@ fn print_input_problems(snap: &Snapshot) {
     }
     for c in &snap.conflicts {
         eprintln!("error: {c}");
-    }
-}
-
-fn print_plan(p: &Plan) {
-    for a in &p.actions {
-        println!("  {:<55} {} ({})", a.action.to_string(), a.owner, a.intent);
     }
 }
 
@@ -241,29 +235,6 @@ async fn refresh_always_images(
         }
     }
     unverified
-}
-
-/// `berth diff DIR`.
-pub async fn diff(instance: &str, host: &HostIdentity, args: DirArg) -> anyhow::Result<ExitCode> {
-    let (_snap, desired) = match read_strict(instance, host, &args.dir)? {
-        Ok(v) => v,
-        Err(code) => return Ok(code),
-    };
-    let engine = DockerEngine::connect().await?;
-    let observed = images::observe(&engine, &desired).await?;
-    let p = plan(&desired, &observed, &RetryBook::default(), Instant::now());
-    if !p.waiting.is_empty() {
-        println!("not converging:");
-        print_waiting(&p.waiting);
-    }
-    if p.is_empty() {
-        println!("no changes");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("{} change(s) pending:", p.actions.len());
-        print_plan(&p);
-        Ok(ExitCode::from(1))
-    }
 }
 
 /// `berth validate DIR`: decode, validate and resolve references; no engine needed.

@@ -344,3 +344,77 @@ async fn systemd_ready_and_watchdog_from_the_loop() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = reader.join();
 }
+
+/// Done when 5: after editing a file's content and a container's args, `diff` names
+/// `spec.files[0].content` and `spec.args` for that object (never the content) and exits 1;
+/// on a converged host it exits 0. An image that is already present is not a change.
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_names_the_changed_fields() {
+    let env = test_env!("fielddiff").await;
+    let spec = |args: &str, content: &str| {
+        env.container(
+            "web",
+            BUSYBOX,
+            &format!(
+                "  args: [{args}]\n  files: [{{path: /etc/app.conf, content: \"{content}\"}}]\n  env: [{{name: TOKEN, value: s3cr3t-token}}]\n"
+            ),
+        )
+        .replace("command: [sleep, \"3600\"]", "command: [sleep]")
+    };
+    env.write("web.yaml", &spec("\"3600\"", "first-content"));
+    env.write("other.yaml", &env.container("other", BUSYBOX, ""));
+    let out = env.apply();
+    assert!(out.status.success(), "{}", berth_e2e::text(&out));
+    let out = env.diff();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "converged: {}",
+        berth_e2e::text(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no changes"));
+
+    env.write("web.yaml", &spec("\"3601\"", "second-content"));
+    let out = env.diff();
+    let text = berth_e2e::text(&out);
+    println!("{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("Container {}/web", env.ns)),
+        "{text}"
+    );
+    assert!(
+        text.contains("spec.args") && text.contains("spec.files[0].content"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("second-content") && !text.contains("first-content"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cr3t-token"), "{text}");
+    assert!(
+        !text.contains("/other"),
+        "an unchanged object is not listed: {text}"
+    );
+    assert!(
+        !text.contains("ensure image"),
+        "a present image is no change: {text}"
+    );
+
+    let out = env
+        .berth()
+        .args(["diff", "-o", "json"])
+        .arg(env.dir.path())
+        .output()
+        .expect("diff -o json");
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let changes = v["changes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(changes.len(), 1, "{v}");
+    assert_eq!(changes[0]["name"], "web");
+    assert_eq!(
+        changes[0]["fields"],
+        serde_json::json!(["spec.args", "spec.files[0].content"])
+    );
+    assert!(!changes[0]["actions"].as_array().is_none_or(Vec::is_empty));
+}
