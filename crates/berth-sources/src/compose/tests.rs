@@ -1,0 +1,225 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berth_api::{DependencyCondition, Manifest, RestartPolicy};
+
+use super::{Environment, FindingKind, load_project};
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write");
+}
+
+fn env(vars: &[(&str, &str)]) -> Environment {
+    Environment::from_map(
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+fn show(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn container<'a>(objs: &'a [crate::decode::Located], name: &str) -> &'a berth_api::ContainerSpec {
+    objs.iter()
+        .find_map(|l| match &l.manifest {
+            Manifest::Container { metadata, spec } if metadata.name == name => Some(&**spec),
+            _ => None,
+        })
+        .expect("container")
+}
+
+#[test]
+fn classic_stack_maps_onto_berth_objects() {
+    let d = tempfile::tempdir().expect("tmp");
+    write(
+        d.path(),
+        ".env",
+        "DB_PASSWORD=\"s3cret\"\nCOMPOSE_PROFILES=admin\n",
+    );
+    write(
+        d.path(),
+        "db.env",
+        "# db settings\nPGDATA=/var/lib/postgresql/data/pg\nQUOTED='a b # c'\n",
+    );
+    write(d.path(), "token.txt", "t0ken");
+    write(
+        d.path(),
+        "docker-compose.yml",
+        r#"version: "1"
+name: shop
+x-common: &common
+  restart: always
+  init: true
+services:
+  db:
+    <<: *common
+    image: berth-test/services:bookworm
+    container_name: shop-db
+    environment:
+      POSTGRES_USER: app
+      POSTGRES_PASSWORD: ${DB_PASSWORD:?set DB_PASSWORD}
+    env_file: db.env
+    volumes: ["./data:/var/lib/postgresql/data", "cache:/cache:ro"]
+    healthcheck: {test: "pg_isready", interval: 2s, retries: 5}
+  app:
+    extends: {service: db}
+    image: berth-test/busybox:latest
+    container_name: shop-app
+    command: sh -c 'echo "hi there"'
+    ports: ["8080:8080", "127.0.0.1:9000-9001:9000-9001/udp"]
+    depends_on:
+      db: {condition: service_healthy}
+    secrets: [{source: token, mode: 0440, uid: "1000"}]
+  admin:
+    image: berth-test/busybox:latest
+    profiles: [admin]
+    deploy: {update_config: {order: start-first}}
+    networks: {back: {aliases: [ui]}}
+  debug:
+    image: berth-test/busybox:latest
+    profiles: [debug]
+volumes:
+  cache: {}
+networks:
+  back: {}
+secrets:
+  token: {file: ./token.txt}
+"#,
+    );
+    write(
+        d.path(),
+        "docker-compose.override.yml",
+        "services:\n  db:\n    environment: [EXTRA=1]\n",
+    );
+    let p = load_project(
+        &d.path().join("docker-compose.yml"),
+        &show,
+        &env(&[("HOME", "/root")]),
+    )
+    .expect("valid");
+    assert_eq!(p.name, "shop");
+    assert!(
+        p.warnings.iter().any(|w| w.key == "version"),
+        "{:?}",
+        p.warnings
+    );
+    let names: Vec<String> = p
+        .objects
+        .iter()
+        .map(|l| l.manifest.key().to_string())
+        .collect();
+    assert!(
+        names.contains(&"Container/shop/db".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"Container/shop/admin".to_string()),
+        "profile selected in .env: {names:?}"
+    );
+    assert!(!names.iter().any(|n| n.ends_with("/debug")), "{names:?}");
+    assert!(
+        names.contains(&"Network/shop/default".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"Volume/shop/cache".to_string()),
+        "{names:?}"
+    );
+    let db = container(&p.objects, "db");
+    assert_eq!(db.restart_policy, RestartPolicy::Always);
+    assert!(db.init);
+    let env: Vec<(&str, &str)> = db
+        .env
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_str()))
+        .collect();
+    assert!(env.contains(&("POSTGRES_PASSWORD", "s3cret")), "{env:?}");
+    assert!(env.contains(&("EXTRA", "1")), "override merged: {env:?}");
+    assert!(env.contains(&("QUOTED", "a b # c")), "{env:?}");
+    assert!(
+        env.contains(&("PGDATA", "/var/lib/postgresql/data/pg")),
+        "{env:?}"
+    );
+    let bind = db.mounts[0].host_path.as_ref().expect("bind");
+    assert!(
+        bind.path.ends_with("/data") && bind.path.starts_with('/'),
+        "{bind:?}"
+    );
+    assert_eq!(db.mounts[1].volume.as_deref(), Some("cache"));
+    assert!(db.mounts[1].read_only);
+    assert_eq!(
+        db.health_check.as_ref().expect("hc").test,
+        ["CMD-SHELL", "pg_isready"]
+    );
+    assert_eq!(db.networks[0].name, "default");
+    assert_eq!(db.networks[0].aliases, ["db"]);
+    let app = container(&p.objects, "app");
+    assert_eq!(
+        app.container_name.as_deref(),
+        Some("shop-app"),
+        "extends: own keys win"
+    );
+    assert!(app.init, "extends: inherited");
+    assert_eq!(
+        app.args.as_deref(),
+        Some(&["sh".to_string(), "-c".into(), "echo \"hi there\"".into()][..])
+    );
+    assert_eq!(app.ports.len(), 3);
+    assert_eq!(app.ports[2].host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(app.depends_on[0].condition, DependencyCondition::Healthy);
+    assert_eq!(app.files[0].path, "/run/secrets/token");
+    assert_eq!(app.files[0].mode.as_deref(), Some("0440"));
+    assert_eq!(app.files[0].uid, 1000);
+    assert_eq!(app.files[0].content, "t0ken");
+    let admin = container(&p.objects, "admin");
+    assert_eq!(admin.networks[0].aliases, ["admin", "ui"]);
+    for l in &p.objects {
+        assert!(
+            l.manifest.validate().is_empty(),
+            "{:?}: {:?}",
+            l.manifest.key(),
+            l.manifest.validate()
+        );
+    }
+}
+
+#[test]
+fn every_mistake_is_reported_with_its_position() {
+    let d = tempfile::tempdir().expect("tmp");
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    privileged: true\n    ports: [\"80\"]\n    imagee: typo\n    environment:\n      A: ${NOPE:?needed}\n    deploy:\n      placement: {constraints: []}\n    volumes: [\"undeclared:/x\"]\n  other:\n    image: x\n    depends_on: [ghost]\nfoo: 1\n",
+    );
+    let errs = load_project(&d.path().join("compose.yaml"), &show, &env(&[])).expect_err("invalid");
+    let lines: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    let has = |needle: &str, kind: FindingKind, line: u64| {
+        assert!(
+            errs.iter()
+                .any(|e| e.key.contains(needle) && e.kind == kind && e.line == line),
+            "{needle} at line {line}: {lines:#?}"
+        );
+    };
+    has("services.web.privileged", FindingKind::Unsupported, 4);
+    has("services.web.ports[0]", FindingKind::Unsupported, 5);
+    has("services.web.imagee", FindingKind::Invalid, 6);
+    has("services.web.environment.A", FindingKind::Invalid, 8);
+    has(
+        "services.web.deploy.placement",
+        FindingKind::Unsupported,
+        10,
+    );
+    has("services.web.volumes[0]", FindingKind::Invalid, 11);
+    has("services.other.depends_on.ghost", FindingKind::Invalid, 14);
+    has("foo", FindingKind::Invalid, 15);
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "compose.yaml:4:5: services.web.privileged: valid Compose that berth does not implement"
+        )),
+        "{lines:#?}"
+    );
+}
