@@ -21,6 +21,7 @@ use berth_core::merge::{Conflict, Declaration, merge};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
+use crate::compose;
 use crate::decode::{DecodeError, Located, decode};
 
 /// Failure to read the directory itself (not one file).
@@ -82,6 +83,55 @@ struct FileState {
     content: Option<String>,
     good: Vec<Located>,
     errors: Vec<DecodeError>,
+    /// Compose projects: warnings already logged.
+    warnings: Vec<compose::Finding>,
+}
+
+/// (Re)loads a Compose project on every scan: it reads several files (`.env`, env files,
+/// includes), so its main file's content alone says nothing about a change.
+fn load_compose(main: &Path, show: &dyn Fn(&Path) -> String, state: &mut FileState) {
+    let is_main = main
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| compose::load::FILE_NAMES.contains(&n));
+    if !is_main {
+        state.errors = vec![DecodeError {
+            file: show(main),
+            line: 0,
+            column: 0,
+            field: None,
+            message: "a Compose override file without its Compose file next to it".into(),
+        }];
+        return;
+    }
+    let (result, warnings) =
+        match compose::load_project(main, show, &compose::Environment::process()) {
+            Ok(p) => (Ok(p.objects), p.warnings),
+            Err(findings) => {
+                let (warnings, errors): (Vec<_>, Vec<_>) = findings
+                    .into_iter()
+                    .partition(|f| f.kind == compose::FindingKind::Warning);
+                (Err(errors), warnings)
+            }
+        };
+    if warnings != state.warnings {
+        for w in &warnings {
+            tracing::warn!(warning = %w, "Compose project");
+        }
+        state.warnings = warnings;
+    }
+    match result {
+        Ok(objects) => {
+            state.good = objects;
+            state.errors.clear();
+        }
+        Err(errors) => {
+            state.errors = errors
+                .iter()
+                .map(compose::Finding::to_decode_error)
+                .collect()
+        }
+    }
 }
 
 /// Reads a manifest directory, remembering each file's last-known-good objects.
@@ -120,10 +170,28 @@ impl DirectorySource {
         let mut paths = Vec::new();
         collect(&self.root, &mut paths)?;
         let mut files = BTreeMap::new();
+        let base = if self.root.is_file() {
+            self.root
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        } else {
+            self.root.clone()
+        };
+        let show = |p: &Path| p.strip_prefix(&base).unwrap_or(p).display().to_string();
         for path in paths {
-            let rel = path.strip_prefix(&self.root).unwrap_or(&path).to_path_buf();
+            let rel = path.strip_prefix(&base).unwrap_or(&path).to_path_buf();
             let display = rel.display().to_string();
             let mut state = self.files.remove(&rel).unwrap_or_default();
+            let is_compose = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(compose::is_compose_name);
+            if is_compose {
+                load_compose(&path, &show, &mut state);
+                files.insert(rel, state);
+                continue;
+            }
             match std::fs::read_to_string(&path) {
                 Ok(text) if state.content.as_deref() == Some(text.as_str()) => {}
                 Ok(text) => {
@@ -341,10 +409,15 @@ fn relevant_path(path: &Path) -> bool {
     // Directory events matter too (a subdirectory moved in or out).
     path.file_name()
         .and_then(|n| n.to_str())
-        .is_none_or(|n| is_manifest_name(n) || !n.contains('.'))
+        .is_none_or(|n| is_manifest_name(n) || !n.contains('.') || n.ends_with(".env"))
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+    if dir.is_file() {
+        // `berth apply FILE`: that file alone (a Compose file brings its project).
+        out.push(dir.to_path_buf());
+        return Ok(());
+    }
     let mut visited = std::collections::BTreeSet::new();
     if let Ok(c) = std::fs::canonicalize(dir) {
         visited.insert(c);
@@ -364,6 +437,13 @@ fn collect_in(
         path: dir.to_path_buf(),
         source,
     };
+    // A directory with a Compose file is a Compose project: the project reads what it needs
+    // (overrides, .env, env files, includes); nothing else in or under it is a berth manifest
+    // (its subdirectories are build contexts and data directories).
+    if let Some(main) = compose::compose_file_in(dir) {
+        out.push(main);
+        return Ok(());
+    }
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(err)?
         .collect::<Result<_, _>>()

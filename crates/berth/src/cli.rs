@@ -120,6 +120,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Decode and validate the manifests (no engine needed). Exit 0 when valid, 1 otherwise.
     Validate(DirArg),
+    /// Print the berth manifests equivalent to a Compose project (a Compose file, or a
+    /// directory holding one), for moving over for good. Exit 0 when converted, 1 when the
+    /// project has findings (printed on stderr, nothing on stdout).
+    Convert(DirArg),
     /// Print the CustomResourceDefinitions of berth's kinds (Container, Network, Volume, Host)
     /// as YAML, generated from the same types that decode manifests.
     Crd(CrdArgs),
@@ -240,14 +244,16 @@ pub struct CrdArgs {
 /// A manifest directory argument.
 #[derive(Args, Debug)]
 pub struct DirArg {
-    /// Manifest directory (`*.yaml`/`*.yml`, subdirectories included, hidden files ignored).
+    /// Manifest directory (`*.yaml`/`*.yml`, subdirectories included, hidden files ignored;
+    /// a directory with a Compose file is a Compose project), or a single manifest or Compose
+    /// file.
     pub dir: PathBuf,
 }
 
 /// `berth apply`.
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
-    /// Manifest directory.
+    /// Manifest directory, or a single manifest or Compose file.
     pub dir: PathBuf,
     /// Engine actions run at once.
     #[arg(long, default_value_t = 8)]

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod convert;
 pub mod crd;
 pub mod diff;
 pub mod host;
@@ -149,6 +150,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Man => man_page().and_then(|page| print_bytes(page.as_bytes())),
         Command::Schema => print_bytes(format!("{}\n", schema::manifest_schema_json()).as_bytes()),
+        Command::Convert(args) => convert::run(&args.dir),
         Command::Crd(args) => match args.write {
             Some(dir) => crd::write_dir(&dir).map(|()| ExitCode::SUCCESS),
             None => crd::all_yaml().map(|y| {

@@ -218,7 +218,9 @@ mod tests {
         assert!(sub("${BAR:?}").is_err(), "empty fails with :?");
         assert!(sub("${missing?}").is_err());
         assert_eq!(
-            sub("${missing:?need ${FOO}}").expect_err("error").to_string(),
+            sub("${missing:?need ${FOO}}")
+                .expect_err("error")
+                .to_string(),
             "required variable missing is missing a value: need first"
         );
     }

@@ -242,9 +242,10 @@ pub fn load_project(
     display: &dyn Fn(&Path) -> String,
     env: &Environment,
 ) -> Result<Project, Vec<Finding>> {
+    let main = &std::path::absolute(main).unwrap_or_else(|_| main.to_path_buf());
     let dir = main
         .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
     let mut ctx = Ctx {
         dir: dir.clone(),
         vars: env.vars.clone(),

@@ -12,7 +12,7 @@
 
 pub mod dotenv;
 pub mod interpolate;
-mod load;
+pub mod load;
 mod map;
 pub mod tree;
 
