@@ -1050,10 +1050,15 @@ fn volumes_of(ctx: &mut Ctx<'_>, n: &Node, key: &str, refs: &Refs<'_>, out: &mut
         };
         match (kind.as_str(), source) {
             ("bind", Some(src)) => {
-                mount.host_path = Some(HostPathMount {
-                    path: host_path(ctx, item, &src),
-                    path_type: create.then_some(HostPathType::DirectoryOrCreate),
-                });
+                let path = host_path(ctx, item, &src);
+                // Compose binds what exists (a file or a directory) and creates a missing
+                // source as a directory. A file stays a file, so the type is stable.
+                let path_type = if Path::new(&path).is_file() {
+                    Some(HostPathType::File)
+                } else {
+                    create.then_some(HostPathType::DirectoryOrCreate)
+                };
+                mount.host_path = Some(HostPathMount { path, path_type });
             }
             ("volume", Some(src)) => {
                 if !refs.volumes.contains(&src) {
