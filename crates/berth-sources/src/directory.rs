@@ -178,7 +178,15 @@ impl DirectorySource {
         } else {
             self.root.clone()
         };
-        let show = |p: &Path| p.strip_prefix(&base).unwrap_or(p).display().to_string();
+        // Compose projects work with absolute paths; show them relative to the directory too.
+        let base_abs = std::path::absolute(&base).unwrap_or_else(|_| base.clone());
+        let show = |p: &Path| {
+            p.strip_prefix(&base_abs)
+                .or_else(|_| p.strip_prefix(&base))
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        };
         for path in paths {
             let rel = path.strip_prefix(&base).unwrap_or(&path).to_path_buf();
             let display = rel.display().to_string();

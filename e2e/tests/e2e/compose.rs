@@ -309,7 +309,7 @@ async fn every_mistake_is_reported_and_nothing_is_applied() {
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
         "compose.yaml:6:5: services.web.privileged: valid Compose that berth does not implement",
-        "compose.yaml:7:12: services.web.ports[0]: valid Compose that berth does not implement",
+        "compose.yaml:7:13: services.web.ports[0]: valid Compose that berth does not implement",
         "compose.yaml:8:5: services.web.imagee: not valid Compose: unknown service key",
         "compose.yaml:10:10: services.web.environment.A: not valid Compose: required variable E2E_COMPOSE_NOPE is missing a value: needed",
         "compose.yaml:12:7: services.web.deploy.placement: valid Compose that berth does not implement",

@@ -223,3 +223,79 @@ fn every_mistake_is_reported_with_its_position() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn a_compose_project_in_the_manifest_directory_keeps_last_known_good() {
+    let root = tempfile::tempdir().expect("tmp");
+    let proj = root.path().join("My_Shop");
+    std::fs::create_dir_all(proj.join("data")).expect("mkdir");
+    write(
+        root.path(),
+        "net.yaml",
+        "apiVersion: berth.dev/v1alpha1\nkind: Network\nmetadata: {name: n}\n",
+    );
+    write(
+        &proj,
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox:latest\n",
+    );
+    // Not a berth manifest: inside the project, only the project counts.
+    write(&proj.join("data"), "junk.yaml", "not: a manifest\n");
+    let mut src = crate::directory::DirectorySource::new(root.path());
+    let snap = src.scan().expect("scan");
+    assert!(snap.errors.is_empty(), "{:?}", snap.errors);
+    let keys: Vec<String> = snap.objects.keys().map(ToString::to_string).collect();
+    assert_eq!(
+        keys,
+        [
+            "Network/default/n",
+            "Network/my-shop/default",
+            "Container/my-shop/web"
+        ],
+        "project name from the directory, normalised"
+    );
+    assert_eq!(
+        snap.objects.values().last().map(|d| d.origin.as_str()),
+        Some("My_Shop/compose.yaml:2:1")
+    );
+    write(
+        &proj,
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox:latest\n    tty: true\n",
+    );
+    let snap = src.scan().expect("scan");
+    assert_eq!(snap.errors.len(), 1, "{:?}", snap.errors);
+    assert_eq!(
+        snap.errors[0].to_string(),
+        "My_Shop/compose.yaml:4:5: services.web.tty: valid Compose that berth does not implement: no TTY in berth's Container yet"
+    );
+    assert_eq!(snap.objects.len(), 3, "last-known-good objects stay");
+    std::fs::remove_file(proj.join("compose.yaml")).expect("rm");
+    write(
+        &proj.join("data"),
+        "junk.yaml",
+        "apiVersion: berth.dev/v1alpha1\nkind: Volume\nmetadata: {name: v}\n",
+    );
+    let snap = src.scan().expect("scan");
+    let keys: Vec<String> = snap.objects.keys().map(ToString::to_string).collect();
+    assert_eq!(
+        keys,
+        ["Network/default/n", "Volume/default/v"],
+        "removing the Compose file is down"
+    );
+}
+
+#[test]
+fn a_single_compose_file_is_a_source() {
+    let d = tempfile::tempdir().expect("tmp");
+    write(
+        d.path(),
+        "docker-compose.yml",
+        "name: solo\nservices:\n  a:\n    image: busybox:latest\n    network_mode: host\n",
+    );
+    let snap = crate::directory::DirectorySource::new(d.path().join("docker-compose.yml"))
+        .scan()
+        .expect("scan");
+    let keys: Vec<String> = snap.objects.keys().map(ToString::to_string).collect();
+    assert_eq!(keys, ["Container/solo/a"], "{:?}", snap.errors);
+}
