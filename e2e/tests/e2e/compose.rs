@@ -85,6 +85,7 @@ fn psql(env: &berth_e2e::Env, sql: &str) -> Option<String> {
         &format!("{}-app", env.ns),
         "psql",
         "-X",
+        "-q",
         "-A",
         "-t",
         "-c",
@@ -110,11 +111,17 @@ async fn classic_stack_converges_and_keeps_its_data() {
         "the obsolete version is reported as a warning: {}",
         text(&out)
     );
-    env.until("PostgreSQL accepts the declared password over the service name", T, || async {
-        psql(&env, "CREATE TABLE IF NOT EXISTS kept (v text); INSERT INTO kept VALUES ('from compose'); SELECT count(*) FROM kept;")
-            .is_some_and(|o| o.trim() == "1")
-    })
+    env.until(
+        "PostgreSQL accepts the declared password over the service name",
+        T,
+        || async { psql(&env, "SELECT 1;").is_some_and(|o| o.trim() == "1") },
+    )
     .await;
+    let out = psql(
+        &env,
+        "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('from compose'); SELECT count(*) FROM kept;",
+    );
+    assert_eq!(out.as_deref().map(str::trim), Some("1"));
     assert!(
         env.try_docker_cli(&["exec", &format!("{}-db", env.ns), "true"])
             .is_some(),
@@ -244,7 +251,7 @@ secrets:
     assert_eq!(printenv("DEFAULTED").trim(), "fallback");
     assert_eq!(printenv("ALT").trim(), "has-tag");
     assert_eq!(printenv("DOLLAR").trim(), "$HOME");
-    assert_eq!(printenv("GREETING"), "hello\nworld\n");
+    assert_eq!(printenv("GREETING").trim_end(), "hello\nworld");
     assert_eq!(printenv("PLAIN").trim(), "value");
     assert_eq!(printenv("SINGLE").trim(), "$$not interpolated");
     assert_eq!(
@@ -262,8 +269,9 @@ secrets:
         "640 1000"
     );
     assert_eq!(
-        env.docker_cli(&["exec", &app, "cat", "/etc/token"]),
-        "t0ken\n"
+        env.docker_cli(&["exec", &app, "cat", "/etc/token"])
+            .trim_end(),
+        "t0ken"
     );
     // Service names and aliases resolve on the project's networks.
     for name in ["db", "database"] {
