@@ -20,7 +20,6 @@ const UNSUPPORTED_SERVICE_KEYS: &[(&str, &str)] = &[
     ("annotations", "no engine annotations in berth"),
     ("attach", "berth does not attach to logs"),
     ("blkio_config", "no block-IO limits in berth"),
-    ("build", "building images needs berth's spec.build"),
     ("cgroup", "no cgroup namespace setting in berth"),
     ("cgroup_parent", "no cgroup parent in berth"),
     ("cpu_count", "only cpus / deploy.resources.limits.cpus"),
@@ -491,7 +490,8 @@ fn service(
         let key = format!("{base}.{}", k.name);
         let key = key.as_str();
         match k.name.as_str() {
-            "image" => spec.image = text(ctx, v, key).unwrap_or_default(),
+            "image" => spec.image = text(ctx, v, key),
+            "build" => spec.build = build(ctx, v, key),
             "entrypoint" => spec.command = command(ctx, v, key),
             "command" => spec.args = command(ctx, v, key),
             "environment" => env.extend(environment(ctx, v, key)),
@@ -591,15 +591,9 @@ fn service(
                         "always" => PullPolicy::Always,
                         "missing" | "if_not_present" => PullPolicy::IfNotPresent,
                         "never" => PullPolicy::Never,
-                        "build" => {
-                            ctx.finding(
-                                Unsupported,
-                                v,
-                                key,
-                                "pull_policy build needs berth's spec.build",
-                            );
-                            PullPolicy::Never
-                        }
+                        // Compose builds and never pulls; berth builds when `build` is
+                        // given and never pulls a built image.
+                        "build" => PullPolicy::Never,
                         _ => {
                             ctx.finding(Invalid, v, key, format!("expected always, missing, never, if_not_present or build, got {p:?}"));
                             PullPolicy::IfNotPresent
@@ -617,7 +611,7 @@ fn service(
             },
         }
     }
-    if spec.image.is_empty() && svc.get("build").is_none() {
+    if spec.image.is_none() && spec.build.is_none() {
         ctx.finding(Invalid, svc, &base, "a service needs an image (or build)");
     }
     if let Some(r) = replicas {
@@ -664,6 +658,75 @@ fn service(
         .collect();
     uses_default |= spec.networks.iter().any(|n| n.name == "default");
     Some((spec, uses_default))
+}
+
+/// `build: ./dir` or `build: {context, dockerfile, args, target}` → `spec.build`, the context
+/// made absolute against the directory of the file that wrote it.
+fn build(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Option<berth_api::Build> {
+    let mut out = berth_api::Build {
+        context: ".".into(),
+        ..Default::default()
+    };
+    match &n.value {
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                let kk = format!("{key}.{}", k.name);
+                match k.name.as_str() {
+                    "context" => out.context = text(ctx, v, &kk).unwrap_or_default(),
+                    "dockerfile" => out.dockerfile = text(ctx, v, &kk),
+                    "args" => {
+                        for (a, val) in keyed(ctx, v, &kk) {
+                            // A bare argument takes its value from the environment (Compose).
+                            if let Some(val) = val.or_else(|| ctx.lookup(&a)) {
+                                out.args.insert(a, val);
+                            }
+                        }
+                    }
+                    "target" => out.target = text(ctx, v, &kk),
+                    "additional_contexts"
+                    | "cache_from"
+                    | "cache_to"
+                    | "dockerfile_inline"
+                    | "entitlements"
+                    | "extra_hosts"
+                    | "isolation"
+                    | "labels"
+                    | "network"
+                    | "no_cache"
+                    | "platforms"
+                    | "privileged"
+                    | "provenance"
+                    | "pull"
+                    | "sbom"
+                    | "secrets"
+                    | "shm_size"
+                    | "ssh"
+                    | "tags"
+                    | "ulimits" => ctx.key_finding(
+                        Unsupported,
+                        v,
+                        k,
+                        &kk,
+                        "berth's build has context, dockerfile, args and target",
+                    ),
+                    n if n.starts_with("x-") => {}
+                    _ => ctx.key_finding(Invalid, v, k, &kk, "unknown build key"),
+                }
+            }
+        }
+        _ => out.context = text(ctx, n, key)?,
+    }
+    if out.context.contains("://") || out.context.starts_with("git@") {
+        ctx.finding(
+            Unsupported,
+            n,
+            key,
+            "a remote build context: berth builds from a directory on the host",
+        );
+        return None;
+    }
+    out.context = host_path(ctx, n, &out.context);
+    Some(out)
 }
 
 fn limits(spec: &mut ContainerSpec) -> &mut ResourceLimits {

@@ -82,6 +82,12 @@ services:
   debug:
     image: berth-test/busybox:latest
     profiles: [debug]
+  api:
+    build:
+      context: ./backend
+      dockerfile: Dockerfile.prod
+      args: [VERSION=1.2]
+    pull_policy: build
 volumes:
   cache: {}
 networks:
@@ -175,6 +181,15 @@ secrets:
     assert_eq!(app.files[0].mode.as_deref(), Some("0440"));
     assert_eq!(app.files[0].uid, 1000);
     assert_eq!(app.files[0].content, "t0ken");
+    let api = container(&p.objects, "api");
+    let build = api.build.as_ref().expect("build");
+    assert!(
+        build.context.starts_with('/') && build.context.ends_with("/backend"),
+        "{build:?}"
+    );
+    assert_eq!(build.dockerfile.as_deref(), Some("Dockerfile.prod"));
+    assert_eq!(build.args.get("VERSION").map(String::as_str), Some("1.2"));
+    assert_eq!(api.image, None, "berth tags the built image itself");
     let admin = container(&p.objects, "admin");
     assert_eq!(admin.networks[0].aliases, ["admin", "ui"]);
     for l in &p.objects {
