@@ -1,0 +1,306 @@
+//! What a plan is made of: [`Action`]s with their owner, [`Intent`] and ordering
+//! ([`PlannedAction`]), the objects that wait ([`Waiting`]), and the [`Plan`] itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use berth_api::PullPolicy;
+
+use crate::desired::{ContainerConfig, NetworkConfig, Owner, VolumeConfig};
+use crate::intent::Intent;
+use crate::reason::WaitReason;
+
+/// One change to the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Make `image` present according to `policy` (inspect, pull if needed).
+    EnsureImage {
+        /// Image reference.
+        image: String,
+        /// Pull policy.
+        policy: PullPolicy,
+        /// Credential files (`imagePullSecrets`) to try first, in order.
+        pull_secrets: Vec<String>,
+    },
+    /// Create a network.
+    CreateNetwork {
+        /// Engine name.
+        name: String,
+        /// Configuration.
+        config: NetworkConfig,
+        /// All labels (berth's and the user's).
+        labels: BTreeMap<String, String>,
+    },
+    /// Remove a network.
+    RemoveNetwork {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+    },
+    /// Create a volume.
+    CreateVolume {
+        /// Engine name.
+        name: String,
+        /// Configuration.
+        config: VolumeConfig,
+        /// All labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// Remove a volume.
+    RemoveVolume {
+        /// Engine name.
+        name: String,
+    },
+    /// Stop (graceful, `stop_timeout` seconds) and remove a container.
+    RemoveContainer {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+        /// Seconds between the stop signal and SIGKILL.
+        stop_timeout: u32,
+    },
+    /// Create a container (and copy its files in).
+    CreateContainer {
+        /// Engine name.
+        name: String,
+        /// Configuration.
+        config: Box<ContainerConfig>,
+        /// All labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// Restart a running container (stop with its grace period, start again); counts as a
+    /// restart for CrashLoopBackOff.
+    RestartContainer {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+        /// Seconds between the stop signal and SIGKILL.
+        stop_timeout: u32,
+    },
+    /// Stop a container (graceful, `stop_timeout` seconds) and keep it; a no-op when it is not
+    /// running.
+    StopContainer {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+        /// Seconds between the stop signal and SIGKILL.
+        stop_timeout: u32,
+    },
+    /// Rename a container (rolling updates: `_next` → replica name, replica name → `_prev`).
+    RenameContainer {
+        /// Engine ID.
+        id: String,
+        /// Current engine name.
+        from: String,
+        /// New engine name.
+        to: String,
+    },
+    /// Unpause a container paused by hand (`docker pause`): drift from the desired running state.
+    UnpauseContainer {
+        /// Engine ID.
+        id: String,
+        /// Engine name.
+        name: String,
+    },
+    /// Start a container.
+    StartContainer {
+        /// Engine name.
+        name: String,
+        /// True when this starts an exited container again (counts as a restart).
+        restart: bool,
+    },
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::EnsureImage { image, policy, .. } => {
+                write!(f, "ensure image {image} (pull policy {policy:?})")
+            }
+            Action::CreateNetwork { name, .. } => write!(f, "create network {name}"),
+            Action::RemoveNetwork { name, .. } => write!(f, "remove network {name}"),
+            Action::CreateVolume { name, .. } => write!(f, "create volume {name}"),
+            Action::RemoveVolume { name } => write!(f, "remove volume {name}"),
+            Action::RemoveContainer { name, .. } => write!(f, "remove container {name}"),
+            Action::CreateContainer { name, config, .. } => {
+                write!(f, "create container {name} ({})", config.image)
+            }
+            Action::RestartContainer { name, .. } => {
+                write!(f, "restart unhealthy container {name}")
+            }
+            Action::StopContainer { name, .. } => write!(f, "stop container {name}"),
+            Action::UnpauseContainer { name, .. } => write!(f, "unpause container {name}"),
+            Action::RenameContainer { from, to, .. } => {
+                write!(f, "rename container {from} to {to}")
+            }
+            Action::StartContainer {
+                name,
+                restart: false,
+            } => write!(f, "start container {name}"),
+            Action::StartContainer {
+                name,
+                restart: true,
+            } => write!(f, "restart container {name}"),
+        }
+    }
+}
+
+/// An action with its owner and ordering constraints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedAction {
+    /// Index of this action in [`Plan::actions`].
+    pub id: usize,
+    /// Object (replica) the action is for; its failure is charged to this owner.
+    pub owner: Owner,
+    /// Desired spec hash of the owner (empty for orphans); the retry book key.
+    pub hash: String,
+    /// Why the action is needed: matched on downstream; its text is for logs and `berth diff`.
+    pub intent: Intent,
+    /// The change.
+    pub action: Action,
+    /// Actions that must succeed first.
+    pub after: Vec<usize>,
+}
+
+/// Something that keeps an object from converging now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// The object (replica).
+    pub owner: Owner,
+    /// Why it waits (see [`WaitReason`] for the list and how each is reported).
+    pub reason: WaitReason,
+    /// Human-readable detail.
+    pub message: String,
+    /// When a retry falls due, for backoffs.
+    pub until: Option<Instant>,
+}
+
+/// The result of planning: actions to execute and objects that wait.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Actions in a valid execution order (every `after` points backwards).
+    pub actions: Vec<PlannedAction>,
+    /// Objects that are not converging, and why.
+    pub waiting: Vec<Waiting>,
+}
+
+impl Plan {
+    /// True when there is nothing to do: the host is converged (objects may still wait).
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// The plan without the actions of `busy` owners (their earlier actions are still being
+    /// carried out) and without every action that depends on a dropped one. Each dropped owner
+    /// is listed as waiting with reason `InProgress`.
+    pub fn without_owners(mut self, busy: &BTreeSet<Owner>) -> Plan {
+        let n = self.actions.len();
+        // A shared image action belongs to whoever needs it first; hand it to an owner that is
+        // not busy, so that its other users are not held back.
+        for i in 0..n {
+            if matches!(self.actions[i].action, Action::EnsureImage { .. })
+                && busy.contains(&self.actions[i].owner)
+            {
+                let heir = self
+                    .actions
+                    .iter()
+                    .find(|a| a.after.contains(&i) && !busy.contains(&a.owner))
+                    .map(|a| (a.owner.clone(), a.hash.clone()));
+                if let Some((owner, hash)) = heir {
+                    self.actions[i].owner = owner;
+                    self.actions[i].hash = hash;
+                }
+            }
+        }
+        let mut dropped = vec![false; n];
+        // `after` points backwards, so one forward sweep cascades.
+        for i in 0..n {
+            let a = &self.actions[i];
+            dropped[i] = busy.contains(&a.owner) || a.after.iter().any(|d| dropped[*d]);
+        }
+        // An image action whose every user was dropped goes too: kept alone, it would finish at
+        // once and trigger another pass with the same plan, over and over, while the busy
+        // owner's actions run.
+        for i in 0..n {
+            if !dropped[i] && matches!(self.actions[i].action, Action::EnsureImage { .. }) {
+                let mut users = self
+                    .actions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.after.contains(&i));
+                let mut any = false;
+                if users.all(|(j, _)| {
+                    any = true;
+                    dropped[j]
+                }) && any
+                {
+                    dropped[i] = true;
+                }
+            }
+        }
+        let mut new_id = vec![usize::MAX; n];
+        let mut out = Plan {
+            actions: Vec::new(),
+            waiting: self.waiting,
+        };
+        let mut waiting_owners = BTreeSet::new();
+        for (i, mut a) in self.actions.into_iter().enumerate() {
+            if dropped[i] {
+                if waiting_owners.insert(a.owner.clone()) {
+                    out.waiting.push(Waiting {
+                        owner: a.owner,
+                        reason: WaitReason::InProgress,
+                        message: "earlier actions for this object are still being carried out"
+                            .into(),
+                        until: None,
+                    });
+                }
+                continue;
+            }
+            new_id[i] = out.actions.len();
+            a.id = new_id[i];
+            a.after = a.after.iter().map(|d| new_id[*d]).collect();
+            out.actions.push(a);
+        }
+        out
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        owner: &Owner,
+        hash: &str,
+        intent: Intent,
+        action: Action,
+        after: Vec<usize>,
+    ) -> usize {
+        let id = self.actions.len();
+        self.actions.push(PlannedAction {
+            id,
+            owner: owner.clone(),
+            hash: hash.to_string(),
+            intent,
+            action,
+            after,
+        });
+        id
+    }
+
+    pub(crate) fn wait(
+        &mut self,
+        owner: &Owner,
+        reason: WaitReason,
+        message: impl Into<String>,
+        until: Option<Instant>,
+    ) {
+        self.waiting.push(Waiting {
+            owner: owner.clone(),
+            reason,
+            message: message.into(),
+            until,
+        });
+    }
+}
