@@ -17,6 +17,7 @@ pub mod intent;
 pub mod labels;
 pub mod merge;
 pub mod observed;
+pub mod pass;
 pub mod plan;
 pub mod reason;
 pub mod resolve;

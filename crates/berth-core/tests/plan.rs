@@ -314,14 +314,24 @@ fn check_ordering(p: &Plan, state: &ObservedState) {
     }
 }
 
+/// The pass the agent makes (no busy owners, Kubernetes' CrashLoopBackOff).
+fn one_pass(
+    desired: &berth_core::DesiredState,
+    observed: &ObservedState,
+    book: &mut RetryBook,
+    now: Instant,
+) -> Plan {
+    let busy = BTreeSet::new();
+    berth_core::pass::pass(desired, observed, book, &busy, Backoff::CRASH_LOOP, now).plan
+}
+
 /// Applies plans until the host is converged (a rolling update takes a few passes); returns the
 /// first plan.
 fn converge(sim: &mut Sim, objects: &[Manifest]) -> Plan {
     let desired = resolve(objects);
     let mut book = RetryBook::default();
     let now = Instant::now();
-    book.rollouts.observe(&desired, &sim.state, now);
-    let first = plan(&desired, &sim.state, &book, now);
+    let first = one_pass(&desired, &sim.state, &mut book, now);
     sim.apply(&first);
     let rolling = first.actions.iter().any(|a| {
         matches!(
@@ -330,8 +340,7 @@ fn converge(sim: &mut Sim, objects: &[Manifest]) -> Plan {
         ) || a.intent == Intent::Surge
     });
     for _ in 0..10 {
-        book.rollouts.observe(&desired, &sim.state, now);
-        let again = plan(&desired, &sim.state, &book, now);
+        let again = one_pass(&desired, &sim.state, &mut book, now);
         if again.is_empty() {
             assert!(
                 !sim.state
@@ -1334,8 +1343,7 @@ fn web_stack(replicas: u32, version: &str, edit: impl Fn(&mut ContainerSpec)) ->
 /// One agent pass at `now`: observe into the book, plan, apply.
 fn pass(sim: &mut Sim, book: &mut RetryBook, objs: &[Manifest], now: Instant) -> Plan {
     let desired = resolve(objs);
-    book.rollouts.observe(&desired, &sim.state, now);
-    let p = plan(&desired, &sim.state, book, now);
+    let p = one_pass(&desired, &sim.state, book, now);
     sim.apply(&p);
     p
 }
@@ -1904,8 +1912,7 @@ fn a_busy_promotion_leaves_no_lone_image_action() {
     let now = Instant::now();
     pass(&mut sim, &mut book, &v2, now); // surge 0
     let desired = resolve(&v2);
-    book.rollouts.observe(&desired, &sim.state, now);
-    let p = plan(&desired, &sim.state, &book, now);
+    let p = one_pass(&desired, &sim.state, &mut book, now);
     let n = names(&p);
     assert!(
         n.contains(&"stop container app_web_0".to_string()),

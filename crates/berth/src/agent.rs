@@ -15,8 +15,9 @@ use berth_api::ObjectKey;
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::conditions::host_states;
 use berth_core::merge::{Conflict, Declaration, Merged, merge, targeted};
+use berth_core::pass::Pass;
 use berth_core::resolve::resolve_for;
-use berth_core::{Action, DesiredState, Intent, Owner, Plan, WaitReason, plan};
+use berth_core::{Action, DesiredState, Intent, Owner, Plan, WaitReason};
 use berth_engine::{DockerEngine, Engine, Outcome, ProbeTarget, Prober, execute};
 use berth_sources::directory::{DirectorySource, Snapshot};
 use berth_sources::kube::{KubeSource, KubeSourceConfig};
@@ -29,10 +30,6 @@ use crate::cli::AgentArgs;
 use crate::host::HostIdentity;
 use crate::images::{always_images, log_refresh, refresh_images};
 use crate::status::{StatusInput, StatusWriter, happenings};
-
-/// How long a restarted container must run before its CrashLoopBackOff count is forgotten
-/// (Kubernetes: 10 minutes).
-const CRASH_RESET: Duration = Duration::from_secs(600);
 
 /// A second pass this long after a burst of engine events, for engines whose list lags their
 /// events (Docker 20.10 reports `die` while the list still says `running`).
@@ -100,6 +97,27 @@ impl<E: Engine> Reconciler<E> {
         desired: &DesiredState,
         busy: &BTreeSet<Owner>,
     ) -> anyhow::Result<(berth_core::ObservedState, Plan)> {
+        let observed = self.observe(desired).await?;
+        let now = now_instant();
+        let pass = berth_core::pass::pass(
+            desired,
+            &observed,
+            &mut self.book,
+            busy,
+            self.crash_backoff,
+            now,
+        );
+        log_pass(&pass, now);
+        self.record_undone_replacements(desired, &observed, &pass.plan, now);
+        Ok((observed, pass.plan))
+    }
+
+    /// One relist of the engine, with the local images of `pullPolicy: Always` tags and the
+    /// prober's latest results.
+    pub async fn observe(
+        &self,
+        desired: &DesiredState,
+    ) -> anyhow::Result<berth_core::ObservedState> {
         let mut observed = Engine::observe(&self.engine, &desired.instance)
             .await
             .context("observe the engine")?;
@@ -113,50 +131,7 @@ impl<E: Engine> Reconciler<E> {
         if let Some(prober) = &self.prober {
             attach_probe_results(prober, desired, &mut observed);
         }
-        let now = now_instant();
-        let running: BTreeSet<Owner> = observed
-            .containers
-            .iter()
-            .filter(|c| c.state == berth_core::RunState::Running && !c.failing())
-            .filter_map(|c| Some(Owner::replica(c.key.clone()?, c.replica?)))
-            .collect();
-        self.book.expire_restarts(
-            now,
-            CRASH_RESET,
-            |owner, hash| wanted(desired, owner, hash),
-            |owner| running.contains(owner),
-        );
-        for rb in self.book.rollouts.observe(desired, &observed, now) {
-            tracing::warn!(
-                object = %rb.key,
-                spec_hash = %rb.hash,
-                new_replicas_available = rb.available,
-                progress_deadline = ?rb.deadline,
-                reason = "RolledBack",
-                "rolling update made no progress within progressDeadlineSeconds; rolling back to the previous containers"
-            );
-        }
-        let mut plan = plan(desired, &observed, &self.book, now);
-        if !busy.is_empty() {
-            plan = plan.without_owners(busy);
-        }
-        for a in &plan.actions {
-            let (why, exit_code) = match &a.intent {
-                Intent::Restart { exit_code, .. } => ("restarting exited container", *exit_code),
-                Intent::RestartUnhealthy { .. } => ("restarting unhealthy container", None),
-                _ => continue,
-            };
-            let e = self.book.record_restart(
-                a.owner.clone(),
-                &a.hash,
-                now,
-                self.crash_backoff,
-                exit_code,
-            );
-            tracing::info!(owner = %a.owner, restart_count = e.attempts, next_restart_not_before = ?e.not_before.saturating_duration_since(now), "{why}");
-        }
-        self.record_undone_replacements(desired, &observed, &plan, now);
-        Ok((observed, plan))
+        Ok(observed)
     }
 
     /// A previous container renamed back (a replacement undone) while the new spec has no
@@ -171,7 +146,7 @@ impl<E: Engine> Reconciler<E> {
         now: Instant,
     ) {
         for a in &plan.actions {
-            let Action::RenameContainer { id, from, to } = &a.action else {
+            let Action::RenameContainer { id, to, .. } = &a.action else {
                 continue;
             };
             let Some(dc) = desired.containers.get(&a.owner.key) else {
@@ -188,7 +163,7 @@ impl<E: Engine> Reconciler<E> {
                 .rollouts
                 .get(&a.owner.key)
                 .is_some_and(|e| e.rolled_back && e.hash == dc.hash);
-            if *from == berth_core::labels::previous_name(to)
+            if a.intent == Intent::RollBackRestore
                 && restored_old
                 && !deadline_rollback
                 && self.book.blocked_until(&a.owner, &dc.hash, now).is_none()
@@ -238,6 +213,28 @@ impl<E: Engine> Reconciler<E> {
                 self.book.clear_failures(&a.owner, &a.hash);
             }
         }
+    }
+}
+
+/// Logs what a pass decided besides its plan: rolled-back updates and restarts.
+fn log_pass(pass: &Pass, now: Instant) {
+    for rb in &pass.rolled_back {
+        tracing::warn!(
+            object = %rb.key,
+            spec_hash = %rb.hash,
+            new_replicas_available = rb.available,
+            progress_deadline = ?rb.deadline,
+            reason = "RolledBack",
+            "rolling update made no progress within progressDeadlineSeconds; rolling back to the previous containers"
+        );
+    }
+    for r in &pass.restarts {
+        let why = if r.unhealthy {
+            "restarting unhealthy container"
+        } else {
+            "restarting exited container"
+        };
+        tracing::info!(owner = %r.owner, restart_count = r.attempts, next_restart_not_before = ?r.not_before.saturating_duration_since(now), "{why}");
     }
 }
 
@@ -293,14 +290,6 @@ fn log_key(w: &berth_core::plan::Waiting) -> (Owner, WaitReason, String) {
 /// The current instant from tokio's clock, so that paused-time tests control it.
 fn now_instant() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-/// True when the desired state still wants `owner` at `hash` (its retry entry stays relevant).
-fn wanted(desired: &DesiredState, owner: &Owner, hash: &str) -> bool {
-    let key = &owner.key;
-    desired.containers.get(key).is_some_and(|c| c.hash == hash)
-        || desired.networks.get(key).is_some_and(|n| n.hash == hash)
-        || desired.volumes.get(key).is_some_and(|v| v.hash == hash)
 }
 
 /// Failure backoff (1 s doubling to 300 s) with ±20 % jitter, so that many failing objects do

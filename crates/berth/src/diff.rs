@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use berth_api::ObjectKey;
 use berth_api::PullPolicy;
-use berth_core::backoff::RetryBook;
+use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::fields::{FIELD_DIGESTS, changed_fields, field_digests};
-use berth_core::{Action, DesiredState, plan};
+use berth_core::{Action, DesiredState};
 use berth_engine::DockerEngine;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::Serialize;
@@ -90,7 +90,17 @@ async fn recorded(
 /// Computes the diff of `desired` against the engine.
 pub async fn compute(engine: &DockerEngine, desired: &DesiredState) -> anyhow::Result<Diff> {
     let observed = images::observe(engine, desired).await?;
-    let p = plan(desired, &observed, &RetryBook::default(), Instant::now());
+    // The same pass as `apply` and the agent, with a fresh retry book (what the agent would do
+    // on its first pass).
+    let p = berth_core::pass::pass(
+        desired,
+        &observed,
+        &mut RetryBook::default(),
+        &Default::default(),
+        Backoff::CRASH_LOOP,
+        Instant::now(),
+    )
+    .plan;
     let digests = recorded(engine, &desired.instance).await?;
     let mut by_key: BTreeMap<ObjectKey, ObjectDiff> = BTreeMap::new();
     for a in &p.actions {
