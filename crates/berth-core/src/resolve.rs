@@ -259,17 +259,59 @@ fn volume(key: &ObjectKey, spec: &VolumeSpec) -> DesiredVolume {
     }
 }
 
+/// Resolves one Container: its references (dependencies, shared network namespace, networks,
+/// volumes) against what is declared, then the engine-facing [`ContainerConfig`] whose hash
+/// decides recreation. An `Err` names the first reference or value that cannot be resolved.
 fn container(
     key: &ObjectKey,
     spec: &ContainerSpec,
     desired: &DesiredState,
     declared: &BTreeMap<ObjectKey, (u32, Option<String>)>,
 ) -> Result<DesiredContainer, String> {
-    let container_key =
-        |name: &str| ObjectKey::new(Kind::Container, key.namespace.clone(), name.to_string());
+    let mut depends_on = dependencies(key, spec, declared)?;
+    let (network_mode, network_target) = network_mode(key, spec, declared, &mut depends_on)?;
+    let (networks, attachments) = attachments(key, spec, desired)?;
+    let (volumes, mounts) = mounts(key, spec, desired)?;
+    reject_value_from(spec)?;
+    let config = container_config(key, spec, mounts, attachments, network_mode)?;
+    Ok(DesiredContainer {
+        replicas: spec.replica_count().min(berth_api::MAX_REPLICAS),
+        container_name: spec.container_name.clone(),
+        restart_policy: spec.restart_policy,
+        pull_policy: spec.pull_policy,
+        image_pull_secrets: spec
+            .image_pull_secrets
+            .iter()
+            .map(|s| s.file.clone())
+            .collect(),
+        networks,
+        volumes,
+        depends_on,
+        network_target,
+        probes: crate::desired::Probes {
+            liveness: spec.liveness_probe.clone(),
+            readiness: spec.readiness_probe.clone(),
+            startup: spec.startup_probe.clone(),
+        },
+        rollout: rollout_config(spec, &config),
+        hash: spec_hash(&config),
+        config,
+    })
+}
+
+fn container_key(key: &ObjectKey, name: &str) -> ObjectKey {
+    ObjectKey::new(Kind::Container, key.namespace.clone(), name.to_string())
+}
+
+/// `dependsOn`: each entry must name another Container declared in the same namespace.
+fn dependencies(
+    key: &ObjectKey,
+    spec: &ContainerSpec,
+    declared: &BTreeMap<ObjectKey, (u32, Option<String>)>,
+) -> Result<Vec<(ObjectKey, DependencyCondition)>, String> {
     let mut depends_on = Vec::new();
     for d in &spec.depends_on {
-        let dk = container_key(&d.name);
+        let dk = container_key(key, &d.name);
         if dk == *key {
             return Err("dependsOn names the container itself".into());
         }
@@ -281,33 +323,50 @@ fn container(
         }
         depends_on.push((dk, d.condition));
     }
-    let mut network_target = None;
-    let network_mode = match spec.network_mode.as_deref() {
-        None | Some("bridge") => None,
-        Some(m) => match m.strip_prefix("container:") {
-            Some(target) => {
-                let tk = container_key(target);
-                let Some((replicas, fixed)) = declared.get(&tk) else {
-                    return Err(format!(
-                        "networkMode: container {target:?} is not declared in namespace {:?}",
-                        key.namespace
-                    ));
-                };
-                if tk == *key || *replicas == 0 {
-                    return Err(format!(
-                        "networkMode: container {target:?} has no replica 0 to share"
-                    ));
-                }
-                if !depends_on.iter().any(|(d, _)| *d == tk) {
-                    depends_on.push((tk.clone(), DependencyCondition::Started));
-                }
-                let engine = labels::container_name(&tk, 0, fixed.as_deref());
-                network_target = Some(tk);
-                Some(format!("container:{engine}"))
-            }
-            None => Some(m.to_string()),
-        },
+    Ok(depends_on)
+}
+
+/// `networkMode`: `container:<name>` becomes the engine name of that Container's replica 0 and
+/// an implicit `Started` dependency; the target's key is returned too (the namespace is pinned
+/// to its engine ID by the planner). Other modes pass through; `bridge` is the default (`None`).
+fn network_mode(
+    key: &ObjectKey,
+    spec: &ContainerSpec,
+    declared: &BTreeMap<ObjectKey, (u32, Option<String>)>,
+    depends_on: &mut Vec<(ObjectKey, DependencyCondition)>,
+) -> Result<(Option<String>, Option<ObjectKey>), String> {
+    let m = match spec.network_mode.as_deref() {
+        None | Some("bridge") => return Ok((None, None)),
+        Some(m) => m,
     };
+    let Some(target) = m.strip_prefix("container:") else {
+        return Ok((Some(m.to_string()), None));
+    };
+    let tk = container_key(key, target);
+    let Some((replicas, fixed)) = declared.get(&tk) else {
+        return Err(format!(
+            "networkMode: container {target:?} is not declared in namespace {:?}",
+            key.namespace
+        ));
+    };
+    if tk == *key || *replicas == 0 {
+        return Err(format!(
+            "networkMode: container {target:?} has no replica 0 to share"
+        ));
+    }
+    if !depends_on.iter().any(|(d, _)| *d == tk) {
+        depends_on.push((tk.clone(), DependencyCondition::Started));
+    }
+    let engine = labels::container_name(&tk, 0, fixed.as_deref());
+    Ok((Some(format!("container:{engine}")), Some(tk)))
+}
+
+/// `networks[]`: each must name a Network declared in the same namespace.
+fn attachments(
+    key: &ObjectKey,
+    spec: &ContainerSpec,
+    desired: &DesiredState,
+) -> Result<(Vec<ObjectKey>, Vec<AttachmentConfig>), String> {
     let mut networks = Vec::new();
     let mut attachments = Vec::new();
     for n in &spec.networks {
@@ -325,6 +384,15 @@ fn container(
         });
         networks.push(nkey);
     }
+    Ok((networks, attachments))
+}
+
+/// `mounts[]`: a Volume of the same namespace, a host path or a tmpfs (size in bytes).
+fn mounts(
+    key: &ObjectKey,
+    spec: &ContainerSpec,
+    desired: &DesiredState,
+) -> Result<(Vec<ObjectKey>, Vec<MountConfig>), String> {
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     for m in &spec.mounts {
@@ -361,6 +429,12 @@ fn container(
             source,
         });
     }
+    Ok((volumes, mounts))
+}
+
+/// `valueFrom` (Secrets, ConfigMaps) is resolved by the Kubernetes source into plain values
+/// before this point; one left here came from a manifest directory.
+fn reject_value_from(spec: &ContainerSpec) -> Result<(), String> {
     if let Some(i) = spec.env.iter().position(|e| e.value_from.is_some()) {
         return Err(format!(
             "env[{i}] ({}): valueFrom needs the Kubernetes source (berth agent --kube); a manifest directory has no Secrets or ConfigMaps",
@@ -373,8 +447,19 @@ fn container(
             f.path
         ));
     }
+    Ok(())
+}
+
+/// The hashed, engine-facing configuration (the allowlist of [`ContainerConfig`]).
+fn container_config(
+    key: &ObjectKey,
+    spec: &ContainerSpec,
+    mounts: Vec<MountConfig>,
+    networks: Vec<AttachmentConfig>,
+    network_mode: Option<String>,
+) -> Result<ContainerConfig, String> {
     let limits = spec.resources.as_ref().map(|r| &r.limits);
-    let config = ContainerConfig {
+    Ok(ContainerConfig {
         image: spec.image_or_default(&key.namespace, &key.name),
         entrypoint: spec.command.clone(),
         cmd: spec.args.clone(),
@@ -397,7 +482,7 @@ fn container(
             })
             .collect(),
         mounts,
-        networks: attachments,
+        networks,
         files: spec
             .files
             .iter()
@@ -433,29 +518,6 @@ fn container(
         extra_hosts: spec.extra_hosts.clone(),
         health_check: spec.health_check.as_ref().map(health_check).transpose()?,
         network_mode,
-    };
-    Ok(DesiredContainer {
-        replicas: spec.replica_count().min(berth_api::MAX_REPLICAS),
-        container_name: spec.container_name.clone(),
-        restart_policy: spec.restart_policy,
-        pull_policy: spec.pull_policy,
-        image_pull_secrets: spec
-            .image_pull_secrets
-            .iter()
-            .map(|s| s.file.clone())
-            .collect(),
-        networks,
-        volumes,
-        depends_on,
-        network_target,
-        probes: crate::desired::Probes {
-            liveness: spec.liveness_probe.clone(),
-            readiness: spec.readiness_probe.clone(),
-            startup: spec.startup_probe.clone(),
-        },
-        rollout: rollout_config(spec, &config),
-        hash: spec_hash(&config),
-        config,
     })
 }
 
