@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../.."
 
 OUT=target/bench-ci
 rm -rf "$OUT"
+mkdir -p "$(dirname "$OUT")"
 started=$SECONDS
 cargo run --release -p berth-bench -- --quick --out "$OUT" >"$OUT.stdout"
 took=$((SECONDS - started))
