@@ -253,13 +253,18 @@ pub fn validate_network(spec: &NetworkSpec) -> Vec<FieldError> {
                     format!("expected a CIDR such as 10.88.0.0/24, got {:?}", c.subnet),
                 );
             }
-            if let Some(g) = &c.gateway
-                && g.parse::<std::net::IpAddr>().is_err()
-            {
-                e.push(
-                    format!("spec.ipam.config[{i}].gateway"),
-                    format!("expected an IP address, got {g:?}"),
-                );
+            if let Some(g) = &c.gateway {
+                if g.parse::<std::net::IpAddr>().is_err() {
+                    e.push(
+                        format!("spec.ipam.config[{i}].gateway"),
+                        format!("expected an IP address, got {g:?}"),
+                    );
+                } else if cidr_contains(&c.subnet, g) == Some(false) {
+                    e.push(
+                        format!("spec.ipam.config[{i}].gateway"),
+                        format!("the gateway {g} is outside the subnet {}", c.subnet),
+                    );
+                }
             }
             if let Some(r) = &c.ip_range
                 && !is_cidr(r)
@@ -273,6 +278,120 @@ pub fn validate_network(spec: &NetworkSpec) -> Vec<FieldError> {
     }
     check_labels(&mut e, "spec.labels", &spec.labels);
     e.0
+}
+
+/// Linux capability names (capabilities(7), Linux 6.x), without the `CAP_` prefix.
+const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// A capability as Docker accepts it: `ALL`, or a name with or without `CAP_`, any case.
+pub fn is_capability(s: &str) -> bool {
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("CAP_").unwrap_or(&up);
+    name == "ALL" || CAPABILITIES.contains(&name)
+}
+
+/// Linux signal names (signal(7)), without the `SIG` prefix.
+const SIGNALS: [&str; 34] = [
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+    "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CLD", "CONT", "STOP", "TSTP", "TTIN",
+    "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "POLL", "PWR", "SYS",
+];
+
+/// A stop signal as the engine accepts it: a number 1–64, or a name with or without `SIG`
+/// (`SIGTERM`, `TERM`, `SIGRTMIN+3`, `SIGRTMAX-2`).
+pub fn is_signal(s: &str) -> bool {
+    if let Ok(n) = s.parse::<u8>() {
+        return (1..=64).contains(&n);
+    }
+    let name = s.strip_prefix("SIG").unwrap_or(s);
+    if SIGNALS.contains(&name) {
+        return true;
+    }
+    for (base, sign) in [("RTMIN", '+'), ("RTMAX", '-')] {
+        if let Some(rest) = name.strip_prefix(base) {
+            if rest.is_empty() {
+                return true;
+            }
+            return rest
+                .strip_prefix(sign)
+                .and_then(|n| n.parse::<u8>().ok())
+                .is_some_and(|n| (1..=30).contains(&n));
+        }
+    }
+    false
+}
+
+/// A host name for `/etc/hosts`: 1–253 characters of letters, digits, `-`, `_` and `.`, no
+/// empty label, none longer than 63.
+pub fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `ip` lies inside `cidr` (both valid, same family).
+fn cidr_contains(cidr: &str, ip: &str) -> Option<bool> {
+    use std::net::IpAddr;
+    let (net, bits) = cidr.split_once('/')?;
+    let bits: u32 = bits.parse().ok()?;
+    match (net.parse::<IpAddr>().ok()?, ip.parse::<IpAddr>().ok()?) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            Some(u32::from(n) & mask == u32::from(a) & mask)
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            Some(u128::from(n) & mask == u128::from(a) & mask)
+        }
+        _ => Some(false),
+    }
 }
 
 fn is_cidr(s: &str) -> bool {
@@ -360,10 +479,16 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
         }
     }
     for (i, v) in spec.env.iter().enumerate() {
-        if v.name.is_empty() || v.name.contains('=') {
+        if v.name.is_empty() || v.name.contains('=') || v.name.contains('\0') {
             e.push(
                 format!("spec.env[{i}].name"),
-                "expected a non-empty variable name without '='",
+                "expected a non-empty variable name without '=' or NUL characters",
+            );
+        }
+        if v.value.contains('\0') {
+            e.push(
+                format!("spec.env[{i}].value"),
+                "a NUL character cannot be passed in an environment variable",
             );
         }
         if let Some(from) = &v.value_from {
@@ -544,21 +669,37 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
         }
     }
     if let Some(sig) = &spec.stop_signal
-        && !(sig.starts_with("SIG") && sig.len() > 3 || sig.parse::<u8>().is_ok())
+        && !is_signal(sig)
     {
         e.push(
             "spec.stopSignal",
-            format!("expected a signal name like SIGTERM or a number, got {sig:?}"),
+            format!(
+                "expected a Linux signal name like SIGTERM (or TERM, SIGRTMIN+3) or a number from 1 to 64, got {sig:?}"
+            ),
         );
     }
+    for (field, caps) in [("capAdd", &spec.cap_add), ("capDrop", &spec.cap_drop)] {
+        for (i, c) in caps.iter().enumerate() {
+            if !is_capability(c) {
+                e.push(
+                    format!("spec.{field}[{i}]"),
+                    format!(
+                        "expected a Linux capability such as NET_ADMIN or CAP_NET_ADMIN (or ALL), got {c:?}"
+                    ),
+                );
+            }
+        }
+    }
     for (i, h) in spec.extra_hosts.iter().enumerate() {
-        let ok = h
-            .split_once(':')
-            .is_some_and(|(name, ip)| !name.is_empty() && ip.parse::<std::net::IpAddr>().is_ok());
+        let ok = h.split_once(':').is_some_and(|(name, ip)| {
+            is_host_name(name) && (ip == "host-gateway" || ip.parse::<std::net::IpAddr>().is_ok())
+        });
         if !ok {
             e.push(
                 format!("spec.extraHosts[{i}]"),
-                format!("expected hostname:ip, got {h:?}"),
+                format!(
+                    "expected hostname:ip (a host name of letters, digits, '-', '_' and '.', then an IP address or host-gateway), got {h:?}"
+                ),
             );
         }
     }
@@ -678,6 +819,52 @@ mod tests {
             image: Some("busybox:latest".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn what_the_engine_would_refuse_is_caught() {
+        let s: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "busybox:latest",
+            "capAdd": ["NET_ADMIN", "cap_sys_time", "ALL", "NET_FOO"],
+            "capDrop": ["all"],
+            "stopSignal": "SIGFOO",
+            "env": [{"name": "A\u{0}B", "value": "x"}],
+            "extraHosts": ["db:10.0.0.1", "host.docker.internal:host-gateway", "my host:10.0.0.2", "v6:::1", "x:nowhere"],
+        }))
+        .expect("decodes");
+        let paths: Vec<String> = validate_container(&s).into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "spec.env[0].name",
+                "spec.stopSignal",
+                "spec.capAdd[3]",
+                "spec.extraHosts[2]",
+                "spec.extraHosts[4]",
+            ]
+        );
+        for ok in [
+            "SIGTERM",
+            "TERM",
+            "9",
+            "SIGRTMIN+3",
+            "SIGRTMAX-1",
+            "SIGRTMIN",
+        ] {
+            assert!(is_signal(ok), "{ok}");
+        }
+        for bad in ["SIGFOO", "0", "65", "SIGRTMIN+31", "SIG"] {
+            assert!(!is_signal(bad), "{bad}");
+        }
+        let n: NetworkSpec = serde_json::from_value(serde_json::json!({
+            "ipam": {"config": [{"subnet": "10.88.0.0/24", "gateway": "10.89.0.1"},
+                                {"subnet": "10.90.0.0/16", "gateway": "10.90.255.254"}]}
+        }))
+        .expect("decodes");
+        let errs = validate_network(&n);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "spec.ipam.config[0].gateway");
+        assert!(errs[0].message.contains("outside the subnet 10.88.0.0/24"));
     }
 
     #[test]

@@ -15,6 +15,9 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+use crate::read::{MAX_MESSAGE_CHARS, ReadLimits, bounded};
+use crate::strict::{self, reader_options};
+
 /// A problem with one file, located.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodeError {
@@ -64,10 +67,37 @@ pub struct Located {
 /// document is an error too (an editor may have truncated it mid-write; delete the file to remove
 /// its objects).
 pub fn decode(file: &str, text: &str) -> Result<Vec<Located>, Vec<DecodeError>> {
+    decode_with(file, text, &ReadLimits::default())
+}
+
+/// [`decode`] with explicit limits (the per-value limit applies here; the per-file limit is the
+/// reader's). Types are strict as the Kubernetes API server's ([`crate::strict`]); messages are
+/// bounded to [`MAX_MESSAGE_CHARS`] characters.
+pub fn decode_with(
+    file: &str,
+    text: &str,
+    limits: &ReadLimits,
+) -> Result<Vec<Located>, Vec<DecodeError>> {
+    decode_unbounded(file, text, limits).map_err(|errs| {
+        errs.into_iter()
+            .map(|mut e| {
+                e.message = bounded(&e.message, MAX_MESSAGE_CHARS);
+                e.field = e.field.map(|f| bounded(&f, MAX_MESSAGE_CHARS));
+                e
+            })
+            .collect()
+    })
+}
+
+fn decode_unbounded(
+    file: &str,
+    text: &str,
+    limits: &ReadLimits,
+) -> Result<Vec<Located>, Vec<DecodeError>> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for chunk in split_documents(text) {
-        match decode_document(file, &chunk) {
+        match decode_document(file, &chunk, limits) {
             Ok(Some(obj)) => objects.push(obj),
             Ok(None) => {}
             Err(mut e) => errors.append(&mut e),
@@ -177,7 +207,7 @@ fn with_path<T: serde::de::DeserializeOwned>(
     text: &str,
 ) -> Result<T, Box<(serde_saphyr::Error, Option<String>)>> {
     let mut path = None;
-    serde_saphyr::with_deserializer_from_str(text, |de| {
+    serde_saphyr::with_deserializer_from_str_with_options(text, reader_options(), |de| {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let p = e.path().to_string();
             path = (p != ".").then_some(p);
@@ -187,7 +217,11 @@ fn with_path<T: serde::de::DeserializeOwned>(
     .map_err(|e| Box::new((e, path)))
 }
 
-fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<DecodeError>> {
+fn decode_document(
+    file: &str,
+    chunk: &Chunk,
+    limits: &ReadLimits,
+) -> Result<Option<Located>, Vec<DecodeError>> {
     if is_blank(&chunk.text) {
         return Ok(None);
     }
@@ -203,11 +237,7 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
-        let inner = match &e {
-            serde_saphyr::Error::WithSnippet { error, .. } => error.to_string(),
-            other => other.to_string(),
-        };
-        let message = first_line(&inner);
+        let message = first_line(&saphyr_message(&e));
         // The position is reported separately.
         let message = match message.rfind(" at line ") {
             Some(i) if message[i..].contains(", column ") => message[..i].to_string(),
@@ -232,7 +262,8 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
         let (e, path) = *b;
         from_saphyr_at(e, path)
     };
-    let head: Head = serde_saphyr::from_str(&chunk.text).map_err(from_saphyr)?;
+    let head: Head =
+        serde_saphyr::from_str_with_options(&chunk.text, reader_options()).map_err(from_saphyr)?;
     let first = first_content_line(&chunk.text);
     let api = head.api_version.ok_or_else(|| {
         vec![err(
@@ -269,6 +300,13 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
             ),
         )]);
     };
+    let strict = strict::check(&chunk.text, kind, limits.max_scalar_bytes);
+    if !strict.is_empty() {
+        return Err(strict
+            .into_iter()
+            .map(|p| err(p.line, p.column, Some(&p.field), p.message))
+            .collect());
+    }
     let manifest = match kind {
         Kind::Container => {
             let d: Doc<ContainerSpec> = with_path(&chunk.text).map_err(from_saphyr_path)?;
@@ -296,7 +334,8 @@ fn decode_document(file: &str, chunk: &Chunk) -> Result<Option<Located>, Vec<Dec
     let mut problems = manifest.validate();
     problems.extend(directory_only(&manifest));
     if !problems.is_empty() {
-        let tree: Option<Spanned<Node>> = serde_saphyr::from_str(&chunk.text).ok();
+        let tree: Option<Spanned<Node>> =
+            serde_saphyr::from_str_with_options(&chunk.text, reader_options()).ok();
         return Err(problems
             .into_iter()
             .map(|p| {
@@ -469,6 +508,80 @@ pub fn decode_object(
                 message: p.message,
             })
             .collect())
+    }
+}
+
+/// The YAML reader's error in the manifest's words: no Rust types, no library options.
+fn saphyr_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::MessageFormatter;
+    let e = match e {
+        E::WithSnippet { error, .. } => error.as_ref(),
+        E::AliasError { error, .. } => error.as_ref(),
+        other => other,
+    };
+    match e {
+        E::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("the key {k:?} appears twice in this mapping; keep one")
+        }
+        E::DuplicateMappingKey { key: None, .. } => {
+            "a key appears twice in this mapping; keep one".into()
+        }
+        E::Budget { breach, .. } => format!(
+            "the document is too large or nests too deep for a manifest ({}); is it a YAML bomb?",
+            budget_words(breach)
+        ),
+        E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => {
+            "aliases (*name) expand to too much data for a manifest; is it a YAML bomb?".into()
+        }
+        E::NullIntoString { .. } | E::InvalidCharNull { .. } => {
+            "expected a value, got nothing (null); write a value or remove the field".into()
+        }
+        E::QuotingRequired { value, .. } => {
+            format!("expected a string, got {value}; quote it: \"{value}\"")
+        }
+        E::InvalidBooleanStrict { .. } => "expected true or false".into(),
+        E::InvalidUtf8Input => "the file is not UTF-8 text".into(),
+        E::SerdeMissingField { field, .. } => format!("missing required field {field:?}"),
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => format!(
+            "unknown field {field:?}; expected one of: {}",
+            expected.join(", ")
+        ),
+        E::SerdeUnknownVariant {
+            variant, expected, ..
+        } => format!(
+            "unknown value {variant:?}; expected one of: {}",
+            expected.join(", ")
+        ),
+        E::UnsupportedTag { tag, .. } => {
+            format!("the tag {tag} is not supported in a manifest; remove it")
+        }
+        other => serde_saphyr::UserMessageFormatter
+            .format_message(other)
+            .into_owned(),
+    }
+}
+
+/// A YAML budget breach in words.
+fn budget_words(b: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match b {
+        B::Nodes { nodes } => format!("more than {} values", nodes.saturating_sub(1)),
+        B::Depth { depth } => format!("nested {depth} levels deep"),
+        B::Events { events } => format!("more than {} YAML events", events.saturating_sub(1)),
+        B::Aliases { aliases } => format!("{aliases} aliases"),
+        B::Anchors { anchors } => format!("{anchors} anchors"),
+        B::Documents { documents } => format!("{documents} documents"),
+        B::ScalarBytes { total_scalar_bytes } => {
+            format!("{total_scalar_bytes} bytes of values")
+        }
+        B::InputBytes { input_bytes } => format!("{input_bytes} bytes"),
+        _ => "a reader limit was exceeded".into(),
     }
 }
 

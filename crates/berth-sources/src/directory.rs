@@ -9,7 +9,13 @@
 //! - a file that does not decode keeps its last-known-good objects (and is reported);
 //! - a file that was never good contributes nothing; a deleted file's objects go;
 //! - two files declaring one object: a conflict, reported, neither new version applied;
-//! - a scan that cannot list the directory fails as a whole: the caller keeps the last set.
+//! - a scan that cannot list the directory fails as a whole: the caller keeps the last set;
+//! - files are read defensively ([`crate::read`]): only regular files, non-blocking, bounded;
+//!   a FIFO, device or socket named like a manifest, or a manifest whose name is not UTF-8, is
+//!   reported and skipped (it never makes the set incomplete);
+//! - an emptied directory declares nothing (its objects go, as when each file is deleted); a
+//!   missing one cannot be listed (the last set stays). The watch follows the directory when it
+//!   is deleted and recreated or replaced by a rename (deploy tools' atomic switch).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +28,8 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::compose;
-use crate::decode::{DecodeError, Located, decode};
+use crate::decode::{DecodeError, Located, decode_with};
+use crate::read::{ReadLimits, read_manifest};
 
 /// Failure to read the directory itself (not one file).
 #[derive(Debug, thiserror::Error)]
@@ -83,13 +90,29 @@ struct FileState {
     content: Option<String>,
     good: Vec<Located>,
     errors: Vec<DecodeError>,
+    /// Not a file that can hold manifests (FIFO, device, socket, non-UTF-8 name): reported,
+    /// but never makes the set incomplete.
+    skipped: bool,
     /// Compose projects: warnings already logged.
     warnings: Vec<compose::Finding>,
 }
 
 /// (Re)loads a Compose project on every scan: it reads several files (`.env`, env files,
 /// includes), so its main file's content alone says nothing about a change.
+/// The main file goes through the defensive reader's checks first: a FIFO, device or socket
+/// named like a Compose file is reported and skipped, like any manifest.
 fn load_compose(main: &Path, show: &dyn Fn(&Path) -> String, state: &mut FileState) {
+    if let Err(e) = crate::read::check_regular(main) {
+        state.skipped = e.is_not_regular();
+        state.errors = vec![DecodeError {
+            file: show(main),
+            line: 0,
+            column: 0,
+            field: None,
+            message: e.to_string(),
+        }];
+        return;
+    }
     let is_main = main
         .file_name()
         .and_then(|n| n.to_str())
@@ -139,6 +162,7 @@ pub struct DirectorySource {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     previous: BTreeMap<ObjectKey, Declaration>,
+    limits: ReadLimits,
 }
 
 /// True when `name` is a manifest file name (see the module docs).
@@ -153,12 +177,27 @@ impl DirectorySource {
             root: root.into(),
             files: BTreeMap::new(),
             previous: BTreeMap::new(),
+            limits: ReadLimits::default(),
         }
+    }
+
+    /// The same source with other size limits (default: [`ReadLimits::default`]).
+    #[must_use]
+    pub fn with_limits(mut self, limits: ReadLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Every object the files of the last scan declare (their last-known-good versions), in
+    /// file order, duplicates included: `validate` resolves references over these, so that an
+    /// object declared twice is reported once, as a conflict, and not also as missing.
+    pub fn declared(&self) -> impl Iterator<Item = &Located> {
+        self.files.values().flat_map(|f| f.good.iter())
     }
 
     /// Re-reads every manifest file and returns the full set.
@@ -191,6 +230,20 @@ impl DirectorySource {
             let rel = path.strip_prefix(&base).unwrap_or(&path).to_path_buf();
             let display = rel.display().to_string();
             let mut state = self.files.remove(&rel).unwrap_or_default();
+            state.skipped = false;
+            if path.file_name().and_then(|n| n.to_str()).is_none() {
+                state.content = None;
+                state.skipped = true;
+                state.errors = vec![DecodeError {
+                    file: display,
+                    line: 0,
+                    column: 0,
+                    field: None,
+                    message: "the file name is not valid UTF-8 (shown with \u{FFFD}); skipped, rename the file".into(),
+                }];
+                files.insert(rel, state);
+                continue;
+            }
             let is_compose = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -200,10 +253,10 @@ impl DirectorySource {
                 files.insert(rel, state);
                 continue;
             }
-            match std::fs::read_to_string(&path) {
+            match read_manifest(&path, &self.limits) {
                 Ok(text) if state.content.as_deref() == Some(text.as_str()) => {}
                 Ok(text) => {
-                    match decode(&display, &text) {
+                    match decode_with(&display, &text, &self.limits) {
                         Ok(mut objs) => {
                             let base = path.parent().unwrap_or(&self.root);
                             let base = std::path::absolute(base).unwrap_or(base.to_path_buf());
@@ -217,17 +270,19 @@ impl DirectorySource {
                     }
                     state.content = Some(text);
                 }
-                // Unreadable, a dangling or looping symlink, or vanished between listing and
-                // reading: an error for this file (its last-known-good objects stay; while it
-                // never decoded, nothing is removed).
+                // Unreadable, too large, a dangling or looping symlink, or vanished between
+                // listing and reading: an error for this file (its last-known-good objects
+                // stay; while it never decoded, nothing is removed). A FIFO, device or socket
+                // is skipped.
                 Err(e) => {
                     state.content = None;
+                    state.skipped = e.is_not_regular();
                     state.errors = vec![DecodeError {
                         file: display,
                         line: 0,
                         column: 0,
                         field: None,
-                        message: format!("cannot read: {e}"),
+                        message: e.to_string(),
                     }];
                 }
             }
@@ -247,7 +302,7 @@ impl DirectorySource {
         let mut unknown: Vec<String> = self
             .files
             .iter()
-            .filter(|(_, f)| !f.errors.is_empty() && f.good.is_empty())
+            .filter(|(_, f)| !f.errors.is_empty() && f.good.is_empty() && !f.skipped)
             .map(|(p, _)| p.display().to_string())
             .collect();
         unknown.extend(
@@ -281,6 +336,11 @@ impl DirectorySource {
     /// publishing each complete snapshot on the returned channel. The channel holds `None` until
     /// the first complete scan; a failed scan publishes nothing (the last set stays in force).
     ///
+    /// Scans after the first run on a blocking thread, so a slow disk never stalls the caller's
+    /// runtime. The watch is re-established when the directory is deleted and recreated or
+    /// replaced by a rename (the parent directory is watched for that), and SIGHUP forces a
+    /// rescan (logged).
+    ///
     /// # Errors
     /// [`SourceError::Watch`] when the file watcher cannot be started.
     pub fn watch(
@@ -290,17 +350,32 @@ impl DirectorySource {
     ) -> Result<watch::Receiver<Option<Arc<Snapshot>>>, SourceError> {
         let (tx, rx) = watch::channel(None);
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Change>();
-        let root = self.root.clone();
+        // Absolute paths throughout, so that events of the parent's watch compare equal.
+        let root = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
         let watch_err = |e: notify::Error| SourceError::Watch {
-            path: root.clone(),
+            path: self.root.clone(),
             message: e.to_string(),
         };
+        let parent = root.parent().map(Path::to_path_buf);
+        let (root_ev, parent_ev) = (root.clone(), parent.clone());
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Reads (our own scans open every file) are not changes; errors (e.g. a queue
             // overflow) just trigger a full rescan.
             let change = match res {
                 Ok(ev) if ev.need_rescan() => Some(Change::Done),
-                Ok(ev) if !ev.paths.iter().any(|p| relevant_path(p)) => None,
+                Ok(ev)
+                    if !ev.paths.iter().any(|p| {
+                        // The parent's watch reports its other entries too: only the
+                        // directory itself matters there.
+                        if p.parent() == parent_ev.as_deref() {
+                            p == &root_ev
+                        } else {
+                            relevant_path(p)
+                        }
+                    }) =>
+                {
+                    None
+                }
                 Ok(ev) => Change::of(&ev.kind),
                 Err(_) => Some(Change::Done),
             };
@@ -310,12 +385,20 @@ impl DirectorySource {
         })
         .map_err(watch_err)?;
         watcher
-            .watch(&self.root, RecursiveMode::Recursive)
+            .watch(&root, RecursiveMode::Recursive)
             .map_err(watch_err)?;
+        // The parent, so that the directory's own replacement is seen.
+        if let Some(parent) = &parent
+            && let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive)
+        {
+            tracing::debug!(error = %e, parent = %parent.display(), "cannot watch the manifest directory's parent; a replaced directory is noticed at the next resync");
+        }
+        let mut watched = identity(&root);
         let mut reported: Vec<DecodeError> = Vec::new();
         let mut publish =
-            move |source: &mut DirectorySource, tx: &watch::Sender<Option<Arc<Snapshot>>>| {
-                match source.scan() {
+            move |result: Result<Snapshot, SourceError>,
+                  tx: &watch::Sender<Option<Arc<Snapshot>>>| {
+                match result {
                     Ok(snap) => {
                         // Each error once, not on every rescan.
                         for e in snap.errors.iter().filter(|e| !reported.contains(e)) {
@@ -339,11 +422,14 @@ impl DirectorySource {
                     }
                 }
             };
-        publish(&mut self, &tx);
+        let first = self.scan();
+        publish(first, &tx);
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         tokio::spawn(async move {
-            let _watcher = watcher; // dropped (and the watch stopped) when this task ends
             let mut tick = tokio::time::interval(resync);
             tick.tick().await;
+            let mut source = Some(self);
             loop {
                 tokio::select! {
                     ev = ev_rx.recv() => {
@@ -353,10 +439,42 @@ impl DirectorySource {
                         tracing::debug!("manifest directory changed; rescanning");
                     }
                     _ = tick.tick() => tracing::trace!("periodic manifest rescan"),
+                    Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                        tracing::info!(dir = %root.display(), "SIGHUP: re-reading the manifest directory");
+                    }
                     _ = tx.closed() => break,
                 }
-                publish(&mut self, &tx);
+                // A directory deleted and recreated, or replaced by a rename, is a new inode:
+                // watch it again.
+                let now = identity(&root);
+                if now != watched {
+                    let _ = watcher.unwatch(&root);
+                    match watcher.watch(&root, RecursiveMode::Recursive) {
+                        Ok(()) => {
+                            tracing::info!(dir = %root.display(), "manifest directory was replaced; watching the new one");
+                            watched = now;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "manifest directory not watchable yet")
+                        }
+                    }
+                }
+                let Some(mut src) = source.take() else { break };
+                let Ok((src, result)) = tokio::task::spawn_blocking(move || {
+                    let r = src.scan();
+                    (src, r)
+                })
+                .await
+                else {
+                    tracing::error!(
+                        "manifest directory scan panicked; the directory is no longer watched"
+                    );
+                    break;
+                };
+                source = Some(src);
+                publish(result, &tx);
             }
+            drop(watcher); // the watch stops when this task ends
         });
         Ok(rx)
     }
@@ -413,6 +531,12 @@ async fn settle(
     }
 }
 
+/// (device, inode) of the directory, `None` when it does not exist.
+fn identity(root: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
+}
+
 fn relevant_path(path: &Path) -> bool {
     // Directory events matter too (a subdirectory moved in or out).
     path.file_name()
@@ -458,8 +582,10 @@ fn collect_in(
         .map_err(err)?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+        let os_name = entry.file_name();
+        // A name that is not UTF-8 is judged by its bytes, listed when it looks like a
+        // manifest, and reported by the scan.
+        let name = os_name.to_string_lossy();
         if name.starts_with('.') {
             continue;
         }
@@ -476,7 +602,7 @@ fn collect_in(
             if first_visit {
                 collect_in(&path, out, visited)?;
             }
-        } else if is_manifest_name(name) {
+        } else if is_manifest_name(&name) {
             // Regular files, links to files, and links that cannot be followed (reported).
             out.push(path);
         }
@@ -662,6 +788,107 @@ mod tests {
         assert_eq!(snap.errors.len(), 1, "{:?}", snap.errors);
         assert!(snap.errors[0].file.contains("dangling.yaml"));
         assert!(snap.incomplete.is_some());
+    }
+
+    #[test]
+    fn special_files_are_skipped_and_too_large_keeps_last_known_good() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.yaml"), NET).expect("write");
+        std::fs::write(dir.path().join("b.yaml"), VOL).expect("write");
+        let st = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("fifo.yaml"))
+            .status()
+            .expect("mkfifo");
+        assert!(st.success());
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).expect("link");
+        let bad_name = std::ffi::OsStr::from_bytes(b"bad-\xff.yaml");
+        std::fs::write(dir.path().join(bad_name), VOL).expect("write");
+        let limits = ReadLimits {
+            max_file_bytes: 200,
+            ..ReadLimits::default()
+        };
+        let mut src = DirectorySource::new(dir.path()).with_limits(limits);
+        let snap = src.scan().expect("scan");
+        assert_eq!(
+            keys(&snap),
+            vec!["Network/default/net", "Volume/default/vol"]
+        );
+        let errs: Vec<String> = snap.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs[0].contains("bad-\u{FFFD}.yaml") && errs[0].contains("not valid UTF-8"));
+        assert!(errs[1].starts_with("fifo.yaml:0:0: not a regular file but a FIFO"));
+        assert!(errs[2].starts_with("zero.yaml:0:0: not a regular file but a character device"));
+        assert_eq!(snap.incomplete, None, "special files never hold objects");
+        // Grown past the limit: reported, last-known-good kept.
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            format!("{VOL}{}", "#".repeat(300)),
+        )
+        .expect("write");
+        let snap = src.scan().expect("scan");
+        assert_eq!(snap.objects.len(), 2);
+        assert!(
+            snap.errors
+                .iter()
+                .any(|e| e.file == "b.yaml"
+                    && e.message.contains("more than the limit of 200 bytes")),
+            "{:?}",
+            snap.errors
+        );
+    }
+
+    #[tokio::test]
+    async fn the_watch_follows_a_deleted_and_recreated_directory() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let root = parent.path().join("m");
+        std::fs::create_dir(&root).expect("mkdir");
+        std::fs::write(root.join("a.yaml"), NET).expect("write");
+        let mut rx = DirectorySource::new(&root)
+            .watch(Duration::from_millis(20), Duration::from_secs(3600))
+            .expect("watch");
+        let wait_for = |rx: &mut watch::Receiver<Option<Arc<Snapshot>>>, n: usize| {
+            let mut rx = rx.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(2), async {
+                    loop {
+                        if rx
+                            .borrow_and_update()
+                            .as_ref()
+                            .is_some_and(|s| s.objects.len() == n)
+                        {
+                            return;
+                        }
+                        rx.changed().await.expect("open");
+                    }
+                })
+                .await
+                .expect("converges within 2 s")
+            }
+        };
+        wait_for(&mut rx, 1).await;
+        std::fs::remove_dir_all(&root).expect("rm");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        std::fs::create_dir(&root).expect("mkdir");
+        std::fs::write(root.join("a.yaml"), NET).expect("write");
+        std::fs::write(root.join("b.yaml"), VOL).expect("write");
+        wait_for(&mut rx, 2).await;
+        // Replaced by a rename, as deploy tools switch directories atomically.
+        let next = parent.path().join("m.next");
+        std::fs::create_dir(&next).expect("mkdir");
+        std::fs::write(next.join("a.yaml"), NET).expect("write");
+        std::fs::rename(&next, &root)
+            .map_err(|e| e.to_string())
+            .err();
+        if root.join("b.yaml").exists() {
+            // rename(2) cannot replace a non-empty directory: swap through a third name.
+            let old = parent.path().join("m.old");
+            std::fs::rename(&root, &old).expect("mv old");
+            std::fs::rename(&next, &root).expect("mv new");
+        }
+        wait_for(&mut rx, 1).await;
+        std::fs::write(root.join("b.yaml"), VOL).expect("write");
+        wait_for(&mut rx, 2).await;
     }
 
     #[test]

@@ -8,3 +8,5 @@ pub mod directory;
 #[cfg(any(test, feature = "fake-api"))]
 pub mod fake_api;
 pub mod kube;
+pub mod read;
+pub mod strict;

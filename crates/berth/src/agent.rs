@@ -712,7 +712,8 @@ pub async fn run_with(
     }
 }
 
-/// SIGINT or SIGTERM.
+/// SIGINT or SIGTERM. SIGHUP is logged and does not stop the agent (the manifest directory
+/// source re-reads the directory on it; the cluster source is watched live anyway).
 ///
 /// # Errors
 /// When the signal handlers cannot be installed.
@@ -721,10 +722,14 @@ pub fn shutdown_signal()
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
     Ok(Box::pin(async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => tracing::info!("SIGHUP received: re-reading the sources; the agent keeps running"),
+            }
         }
     }))
 }

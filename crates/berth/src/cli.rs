@@ -34,6 +34,11 @@ pub struct Cli {
     /// on it, `get`, `describe` and `events` read from it.
     #[arg(long, global = true, env = "BERTH_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Largest manifest file read, in bytes (default 1 MiB). A larger file is reported and
+    /// skipped; in the agent it keeps its last-known-good objects. Each value (one string or
+    /// number) may hold at most 256 KiB.
+    #[arg(long, global = true, env = "BERTH_MAX_MANIFEST_BYTES", default_value_t = berth_sources::read::DEFAULT_MAX_FILE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_manifest_bytes: u64,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -126,6 +126,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, default_level);
+    berth_sources::read::ReadLimits::set_process_default(cli.max_manifest_bytes);
     let host = host::HostIdentity::from_cli(cli.node_name.as_deref(), &cli.node_labels);
     let result = match cli.command {
         Command::Agent(mut args) => {

@@ -239,7 +239,8 @@ async fn refresh_always_images(
 
 /// `berth validate DIR`: decode, validate and resolve references; no engine needed.
 pub fn validate(dir: &Path) -> ExitCode {
-    let snap = match DirectorySource::new(dir).scan() {
+    let mut source = DirectorySource::new(dir);
+    let snap = match source.scan() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -247,9 +248,22 @@ pub fn validate(dir: &Path) -> ExitCode {
         }
     };
     print_input_problems(&snap);
-    let desired = resolve(snap.manifests());
+    // References are resolved over every declaration (the first of a duplicated object), so
+    // that a conflict is reported once, as a conflict, and not also as a missing object.
+    let mut first = std::collections::BTreeMap::new();
+    for l in source.declared() {
+        first.entry(l.manifest.key()).or_insert(l);
+    }
+    let desired = resolve(first.values().map(|l| &l.manifest));
+    let conflicted: std::collections::BTreeSet<_> = snap.conflicts.iter().map(|c| &c.key).collect();
     for (key, why) in &desired.blocked {
-        eprintln!("error: {key}: {why}");
+        if conflicted.contains(key) {
+            continue;
+        }
+        match first.get(key) {
+            Some(l) => eprintln!("error: {}: {key}: {why}", l.origin),
+            None => eprintln!("error: {key}: {why}"),
+        }
     }
     if snap.errors.is_empty() && snap.conflicts.is_empty() && desired.blocked.is_empty() {
         println!("{} object(s) valid", snap.objects.len());

@@ -17,9 +17,6 @@ pub const FILE_NAMES: [&str; 4] = [
     "docker-compose.yml",
 ];
 
-/// Largest file read (bytes); a bigger one is a finding, not a read.
-const MAX_FILE_BYTES: u64 = 4 << 20;
-
 /// True when `name` is a Compose file name (`compose.yaml`, `docker-compose.yml`, …) or one of
 /// their `*.override.*` files.
 pub fn is_compose_name(name: &str) -> bool {
@@ -142,22 +139,12 @@ impl Ctx<'_> {
         });
     }
 
-    /// Reads a text file (regular files only, bounded size), recording it.
+    /// Reads a text file defensively ([`crate::read::read_manifest`]: regular files only,
+    /// non-blocking, at most the process's manifest size limit, UTF-8), recording it.
     pub fn read_text(&mut self, path: &Path) -> Result<String, String> {
         self.files.push(path.to_path_buf());
-        let meta =
-            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if !meta.is_file() {
-            return Err(format!("{} is not a regular file", path.display()));
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(format!(
-                "{} is larger than {} MiB",
-                path.display(),
-                MAX_FILE_BYTES >> 20
-            ));
-        }
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        crate::read::read_manifest(path, &crate::read::ReadLimits::default())
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Reads, parses and interpolates one Compose file.
