@@ -331,6 +331,8 @@ pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Clie
 
 /// Runs the agent until SIGINT/SIGTERM. Containers keep running after it stops.
 pub async fn run(instance: &str, host: &HostIdentity, args: AgentArgs) -> anyhow::Result<()> {
+    // One agent per instance and machine (held until the process ends).
+    let _lock = crate::lock::acquire(instance)?;
     let client = if args.kube {
         Some(kube_client(args.kubeconfig.as_deref()).await?)
     } else {

@@ -14,6 +14,7 @@ pub mod diff;
 pub mod host;
 pub mod images;
 pub mod inspect;
+pub mod lock;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
