@@ -8,6 +8,7 @@
 //!
 //! Images come from `e2e/images/build.sh` (no registry is reachable here).
 
+pub mod proxy;
 pub mod registry;
 
 use std::collections::HashMap;

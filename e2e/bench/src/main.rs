@@ -24,7 +24,6 @@
 
 mod chart;
 mod engine;
-mod proxy;
 mod stats;
 mod tools;
 mod workload;
@@ -37,7 +36,7 @@ use anyhow::{Context, bail};
 use bollard::Docker;
 use clap::{Parser, ValueEnum};
 
-use proxy::{CountingProxy, Counts};
+use berth_e2e::proxy::{self, Counts, EngineProxy};
 use stats::{Row, Summary, secs};
 use tools::{Agent, Pass};
 
@@ -269,7 +268,7 @@ struct Bench {
     docker: Docker,
     berth: PathBuf,
     compose: PathBuf,
-    proxy: CountingProxy,
+    proxy: EngineProxy,
     out: PathBuf,
     work: PathBuf,
     started: Instant,
@@ -334,7 +333,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let docker = engine::connect().await?;
     let (engine_desc, ncpu) = engine::describe(&docker).await?;
     let sock_dir = tempfile::Builder::new().prefix("berth-bench").tempdir()?;
-    let proxy = CountingProxy::start(
+    let proxy = EngineProxy::start(
         &sock_dir.path().join("docker.sock"),
         &proxy::engine_socket()?,
     )?;
