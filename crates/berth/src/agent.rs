@@ -1,9 +1,12 @@
 //! The agent loop: level-triggered passes of observe → plan → execute → record.
 //!
 //! A pass runs when the desired state changes, when an engine event arrives, when the periodic
-//! relist timer fires, or when a retry falls due. Why a pass runs is logged, never passed to
-//! `plan`. Nothing runs before every source (manifest directory, Kubernetes) delivered its first
-//! complete set.
+//! relist timer fires, or when a retry falls due. Why a pass runs is a [`Trigger`], logged, never
+//! passed to `plan`. Nothing runs before every source (manifest directory, Kubernetes) delivered
+//! its first complete set.
+//!
+//! The loop is an `Agent`: it waits for a `Wake` (one variant per event source), turns it into a
+//! [`Trigger`] in one method per source, and runs a pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,9 +21,9 @@ use berth_core::merge::{Conflict, Declaration, Merged, merge, targeted};
 use berth_core::pass::Pass;
 use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Intent, Owner, Plan, WaitReason};
-use berth_engine::{DockerEngine, Engine, Outcome, ProbeTarget, Prober, execute};
+use berth_engine::{DockerEngine, Engine, ImageRefresh, Outcome, ProbeTarget, Prober, execute};
 use berth_sources::directory::{DirectorySource, Snapshot};
-use berth_sources::kube::{KubeSource, KubeSourceConfig};
+use berth_sources::kube::{KubeSource, KubeSourceConfig, KubeView};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rand::Rng;
@@ -29,7 +32,7 @@ use tokio::sync::watch;
 use crate::cli::AgentArgs;
 use crate::host::HostIdentity;
 use crate::images::{always_images, log_refresh, refresh_images};
-use crate::status::{StatusInput, StatusWriter, happenings};
+use crate::status::{StatusInput, StatusTask, StatusWriter, happenings};
 
 /// A second pass this long after a burst of engine events, for engines whose list lags their
 /// events (Docker 20.10 reports `die` while the list still says `running`).
@@ -359,6 +362,54 @@ async fn changed(rx: &mut Option<watch::Receiver<Option<Arc<Snapshot>>>>) -> boo
 }
 
 impl Sources {
+    /// Starts the configured sources: the manifest directory's watch and the cluster's
+    /// watchers (with the view the status writer reads).
+    ///
+    /// # Errors
+    /// When the manifest directory is missing or cannot be watched.
+    fn start(
+        args: &AgentArgs,
+        client: Option<kube::Client>,
+    ) -> anyhow::Result<(Sources, Option<KubeView>)> {
+        let dir = match &args.manifests {
+            Some(path) => {
+                if !path.is_dir() {
+                    anyhow::bail!(
+                        "manifest directory {} does not exist or is not a directory",
+                        path.display()
+                    );
+                }
+                Some(
+                    DirectorySource::new(path)
+                        .watch(Duration::from_millis(args.debounce_ms), args.resync())
+                        .context("watch the manifest directory")?,
+                )
+            }
+            None => None,
+        };
+        let kube = client.map(|c| {
+            KubeSource::new(
+                c,
+                KubeSourceConfig {
+                    namespaces: args.namespaces.clone(),
+                    ..Default::default()
+                },
+            )
+            .watch()
+        });
+        let (kube, view) = match kube {
+            Some((rx, view)) => (Some(rx), Some(view)),
+            None => (None, None),
+        };
+        let sources = Sources {
+            dir,
+            kube,
+            previous: BTreeMap::new(),
+            last_conflicts: Vec::new(),
+        };
+        Ok((sources, view))
+    }
+
     /// True once every configured source delivered its first complete set.
     fn ready(&self) -> bool {
         [&self.dir, &self.kube]
@@ -426,6 +477,144 @@ impl Sources {
     }
 }
 
+/// Why a pass runs. Logged (field `reason`), shown by the local API and counted in the metrics
+/// (label `trigger`), never passed to `plan`: a pass is level-triggered and plans from the whole
+/// desired and observed state, whatever woke it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The first pass, once every source delivered its first complete set.
+    Start,
+    /// A source (manifest directory, cluster) published a new set.
+    SourceUpdate,
+    /// The engine reported an event for one of this instance's objects.
+    EngineEvent,
+    /// The second look [`EVENT_RECHECK`] after a burst of engine events.
+    EngineEventRecheck,
+    /// The prober reported a changed result.
+    ProbeResult,
+    /// A plan carried out in the background finished.
+    ActionsFinished,
+    /// The periodic relist (`--resync-seconds`).
+    Resync,
+    /// A back-off (failure retry or restart) fell due.
+    RetryDue,
+    /// The image refresh timer fired; the re-resolution runs in the background.
+    ImageRefreshTimer,
+    /// A background re-resolution found a present `pullPolicy: Always` tag naming another image.
+    ImageTagMoved,
+    /// A background re-resolution pulled a `pullPolicy: Always` image that was missing.
+    ImagePulled,
+    /// A background re-resolution finished with no tag moved.
+    ImagesReResolved,
+}
+
+impl Trigger {
+    /// The words logged, shown and counted for this trigger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::SourceUpdate => "desired state changed",
+            Trigger::EngineEvent => "engine event",
+            Trigger::EngineEventRecheck => "engine event recheck",
+            Trigger::ProbeResult => "probe result",
+            Trigger::ActionsFinished => "actions finished",
+            Trigger::Resync => "periodic relist",
+            Trigger::RetryDue => "retry due",
+            Trigger::ImageRefreshTimer => "image refresh timer",
+            Trigger::ImageTagMoved => "image tag moved",
+            Trigger::ImagePulled => "image pulled",
+            Trigger::ImagesReResolved => "images re-resolved",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The injected shutdown signal (SIGINT/SIGTERM in the binary, anything in tests).
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A plan carried out in the background: the plan, its outcomes, when its pass started.
+type Execution = (Arc<Plan>, Vec<Outcome>, Instant);
+
+/// What woke the loop: one variant per event source.
+enum Wake {
+    /// A background execution ended (or its task panicked).
+    Executed(Result<Execution, tokio::task::JoinError>),
+    /// A source published a set; false when a source stopped.
+    SourcesChanged(bool),
+    /// An engine event; false when the event stream stopped.
+    EngineEvent(bool),
+    /// The recheck after a burst of engine events fell due.
+    Recheck,
+    /// A probe result changed.
+    Probe,
+    /// The periodic relist timer.
+    Resync,
+    /// The image refresh timer.
+    RefreshTimer,
+    /// A background image re-resolution finished.
+    Refreshed(Vec<(String, Result<ImageRefresh, String>)>),
+    /// A back-off fell due.
+    RetryDue,
+    /// The systemd watchdog tick: proves the loop alive, plans nothing.
+    Watchdog,
+    /// SIGINT/SIGTERM.
+    Shutdown,
+}
+
+/// What the loop does after a wake.
+enum Next {
+    /// Run a pass, for this reason.
+    Pass(Trigger),
+    /// Iterate (liveness, watchdog) without a pass.
+    Idle,
+    /// Stop the agent; containers keep running.
+    Stop,
+}
+
+/// The background re-resolution of `pullPolicy: Always` tags (registries can be slow): at start
+/// and then periodically; a moved tag is followed in the pass that the result triggers.
+struct ImageRefresher {
+    timer: tokio::time::Interval,
+    done_tx: tokio::sync::mpsc::Sender<Vec<(String, Result<ImageRefresh, String>)>>,
+    done: tokio::sync::mpsc::Receiver<Vec<(String, Result<ImageRefresh, String>)>>,
+    running: bool,
+    /// The last error per reference, so that each distinct error is logged once.
+    errors: BTreeMap<String, String>,
+}
+
+/// The agent loop's state between passes: the sources and what they declare, the reconciler
+/// (engine, retry book, prober), the plans being carried out and the owners they hold, the
+/// timers and channels that wake the loop, and its observers (local API, metrics, systemd,
+/// cluster status).
+struct Agent {
+    instance: String,
+    host: HostIdentity,
+    sources: Sources,
+    merged: Merged,
+    desired: DesiredState,
+    rec: Reconciler,
+    status: Option<StatusTask>,
+    watch: crate::watchers::Watchers,
+    events: tokio::sync::mpsc::Receiver<()>,
+    probes: tokio::sync::mpsc::Receiver<()>,
+    relist: tokio::time::Interval,
+    images: ImageRefresher,
+    /// Plans being carried out in the background. A slow action (a long stop grace period, a
+    /// big pull) holds up only its own objects: passes go on for everything else.
+    executing: FuturesUnordered<tokio::task::JoinHandle<Execution>>,
+    /// Owners with actions in `executing`, and how many of those plans hold each.
+    busy: BTreeMap<Owner, usize>,
+    /// When to look again after a burst of engine events.
+    recheck: Option<Instant>,
+    /// Waiting reasons logged by the last pass, so that each is logged once when it appears.
+    last_waiting: BTreeSet<(Owner, WaitReason, String)>,
+}
+
 /// [`run`] with an injected Kubernetes client (tests use a fake API server) and shutdown signal.
 ///
 /// # Errors
@@ -435,283 +624,361 @@ pub async fn run_with(
     host: &HostIdentity,
     args: AgentArgs,
     client: Option<kube::Client>,
-    mut shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let engine = DockerEngine::connect().await?;
-    let version = engine.version().await?;
-    tracing::info!(
-        engine = %version,
-        instance,
-        host = %host.name,
-        manifests = ?args.manifests,
-        kube = client.is_some(),
-        "berth agent starting"
-    );
-    let dir = match &args.manifests {
-        Some(path) => {
-            if !path.is_dir() {
-                anyhow::bail!(
-                    "manifest directory {} does not exist or is not a directory",
-                    path.display()
-                );
-            }
-            Some(
-                DirectorySource::new(path)
-                    .watch(Duration::from_millis(args.debounce_ms), args.resync())
-                    .context("watch the manifest directory")?,
-            )
-        }
-        None => None,
-    };
-    let kube = client.clone().map(|c| {
-        KubeSource::new(
-            c,
-            KubeSourceConfig {
-                namespaces: args.namespaces.clone(),
-                ..Default::default()
-            },
-        )
-        .watch()
-    });
-    let (kube_rx, kube_view) = match kube {
-        Some((rx, view)) => (Some(rx), Some(view)),
-        None => (None, None),
-    };
-    let mut sources = Sources {
-        dir,
-        kube: kube_rx,
-        previous: BTreeMap::new(),
-        last_conflicts: Vec::new(),
-    };
-    let status = match (&client, kube_view) {
-        (Some(c), Some(view)) if !args.no_status => {
-            let capacity = engine
-                .client()
-                .info()
-                .await
-                .ok()
-                .map(|i| berth_api::HostCapacity {
-                    cpu: i.ncpu.unwrap_or(0).max(0) as u32,
-                    memory_bytes: i.mem_total.unwrap_or(0).max(0) as u64,
-                });
-            let writer = StatusWriter::new(
-                c.clone(),
-                host.clone(),
-                view,
-                args.lease_namespace.clone(),
-                version.clone(),
-                capacity,
-            );
-            tracing::info!(
-                field_manager = writer.field_manager(),
-                "writing status back to the cluster"
-            );
-            Some(writer.spawn())
-        }
-        _ => None,
-    };
-    let mut events = engine.events(instance);
-    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel(16);
-    let prober = Prober::new(engine.client().clone(), probe_tx);
-    let mut rec = Reconciler {
-        prober: Some(prober),
-        engine,
-        book: RetryBook::default(),
-        parallelism: args.parallelism,
-        crash_backoff: Backoff {
-            initial: Duration::from_secs(args.crash_backoff_initial_seconds),
-            cap: Duration::from_secs(args.crash_backoff_cap_seconds),
-        },
-    };
+    match Agent::start(instance, host, &args, client, &mut shutdown).await? {
+        Some(agent) => agent.run(&mut shutdown).await,
+        None => Ok(()),
+    }
+}
 
-    // Nothing is planned (so nothing removed) before every source's first complete set.
-    while !sources.ready() {
-        tokio::select! {
-            ok = sources.changed() => if !ok { anyhow::bail!("a source stopped") },
-            _ = &mut shutdown => return Ok(()),
+impl Agent {
+    /// Connects to the engine, starts the sources, the cluster status writer, the prober and the
+    /// observers, and waits for every source's first complete set: nothing is planned (so
+    /// nothing removed) before that. `None` when the shutdown signal came first.
+    async fn start(
+        instance: &str,
+        host: &HostIdentity,
+        args: &AgentArgs,
+        client: Option<kube::Client>,
+        shutdown: &mut Shutdown,
+    ) -> anyhow::Result<Option<Agent>> {
+        let engine = DockerEngine::connect().await?;
+        let version = engine.version().await?;
+        tracing::info!(
+            engine = %version,
+            instance,
+            host = %host.name,
+            manifests = ?args.manifests,
+            kube = client.is_some(),
+            "berth agent starting"
+        );
+        let (mut sources, kube_view) = Sources::start(args, client.clone())?;
+        let status = match (client, kube_view) {
+            (Some(c), Some(view)) if !args.no_status => {
+                Some(status_writer(&engine, c, host, view, args, version).await)
+            }
+            _ => None,
+        };
+        let events = engine.events(instance);
+        let (probe_tx, probes) = tokio::sync::mpsc::channel(16);
+        let prober = Prober::new(engine.client().clone(), probe_tx);
+        let rec = Reconciler {
+            prober: Some(prober),
+            engine,
+            book: RetryBook::default(),
+            parallelism: args.parallelism,
+            crash_backoff: Backoff {
+                initial: Duration::from_secs(args.crash_backoff_initial_seconds),
+                cap: Duration::from_secs(args.crash_backoff_cap_seconds),
+            },
+        };
+        while !sources.ready() {
+            tokio::select! {
+                ok = sources.changed() => if !ok { anyhow::bail!("a source stopped") },
+                _ = &mut *shutdown => return Ok(None),
+            }
+        }
+        let (merged, desired) = sources.desired(instance, host);
+        tracing::info!(objects = merged.objects.len(), "sources read");
+        let watch = crate::watchers::Watchers::start(instance, host, args).await;
+        let mut relist = tokio::time::interval(args.resync());
+        relist.tick().await;
+        let (done_tx, done) = tokio::sync::mpsc::channel(1);
+        Ok(Some(Agent {
+            instance: instance.to_string(),
+            host: host.clone(),
+            sources,
+            merged,
+            desired,
+            rec,
+            status,
+            watch,
+            events,
+            probes,
+            relist,
+            images: ImageRefresher {
+                timer: tokio::time::interval(args.image_refresh()),
+                done_tx,
+                done,
+                running: false,
+                errors: BTreeMap::new(),
+            },
+            executing: FuturesUnordered::new(),
+            busy: BTreeMap::new(),
+            recheck: None,
+            last_waiting: BTreeSet::new(),
+        }))
+    }
+
+    /// The loop: a pass, then wait for the next reason for one, until the shutdown signal.
+    ///
+    /// # Errors
+    /// When a source or the engine event stream stops.
+    async fn run(mut self, shutdown: &mut Shutdown) -> anyhow::Result<()> {
+        let mut next = Next::Pass(Trigger::Start);
+        loop {
+            crate::notify::stall_hook().await;
+            self.watch.beat();
+            match next {
+                Next::Pass(trigger) => self.pass(trigger).await,
+                Next::Idle => {}
+                Next::Stop => {
+                    tracing::info!("berth agent stopping; containers keep running");
+                    return Ok(());
+                }
+            }
+            let wake = self.wait(shutdown).await;
+            next = self.on_wake(wake)?;
         }
     }
-    let (mut merged, mut desired) = sources.desired(instance, host);
-    tracing::info!(objects = merged.objects.len(), "sources read");
-    let mut watch = crate::watchers::Watchers::start(instance, host, &args).await;
 
-    let mut relist = tokio::time::interval(args.resync());
-    relist.tick().await;
-    // `pullPolicy: Always` tags are re-resolved in the background (registries can be slow), at
-    // start and then periodically; a moved tag is followed in the pass that the result triggers.
-    let mut refresh_timer = tokio::time::interval(args.image_refresh());
-    let (refreshed_tx, mut refreshed) = tokio::sync::mpsc::channel(1);
-    let mut refreshing = false;
-    let mut refresh_errors: BTreeMap<String, String> = BTreeMap::new();
-    let mut reason = "start";
-    let mut last_waiting: BTreeSet<(Owner, WaitReason, String)> = BTreeSet::new();
-    // Plans being carried out in the background, and the owners they hold. A slow action
-    // (a long stop grace period, a big pull) holds up only its own objects: passes go on for
-    // everything else.
-    type Execution = (Arc<Plan>, Vec<Outcome>, Instant);
-    let mut executing: FuturesUnordered<tokio::task::JoinHandle<Execution>> =
-        FuturesUnordered::new();
-    let mut busy: BTreeMap<Owner, usize> = BTreeMap::new();
-    let mut recheck: Option<Instant> = None;
-    let mut idle_tick = false;
-    loop {
-        crate::notify::stall_hook().await;
-        watch.beat();
+    /// One pass: observe and plan (leaving out the owners whose actions are still running),
+    /// report, and start carrying out the plan in the background.
+    async fn pass(&mut self, trigger: Trigger) {
         let started = now_instant();
-        let busy_now: BTreeSet<Owner> = busy.keys().cloned().collect();
-        // A watchdog tick only proves the loop alive; it plans nothing.
-        let prepared = if std::mem::take(&mut idle_tick) {
-            None
-        } else {
-            Some(rec.prepare_observed(&desired, &busy_now).await)
-        };
-        match prepared {
-            None => {}
-            Some(Ok((observed, plan))) => {
-                watch.pass(
-                    reason, started, &merged, &desired, &observed, &plan, &rec.book,
-                );
-                if let Some(task) = &status {
-                    task.input.send_replace(StatusInput {
-                        kube: sources.kube.as_ref().and_then(|rx| rx.borrow().clone()),
-                        conflicts: merged
-                            .conflicts
-                            .iter()
-                            .map(|c| (c.key.clone(), c.to_string()))
-                            .collect(),
-                        in_force: in_force(&merged),
-                        states: host_states(&desired, &observed, &plan, &rec.book),
-                    });
-                }
-                // Log each (owner, reason) once when it appears, not on every pass.
-                let waiting: BTreeSet<(Owner, WaitReason, String)> =
-                    plan.waiting.iter().map(log_key).collect();
-                for w in &plan.waiting {
-                    if w.reason.logged() && !last_waiting.contains(&log_key(w)) {
-                        tracing::warn!(owner = %w.owner, reason = w.reason.as_str(), message = %w.message, "not converging");
-                    }
-                }
-                last_waiting = waiting;
+        let busy: BTreeSet<Owner> = self.busy.keys().cloned().collect();
+        match self.rec.prepare_observed(&self.desired, &busy).await {
+            Ok((observed, plan)) => {
+                self.report(trigger, started, &observed, &plan);
                 if plan.is_empty() {
-                    tracing::debug!(reason, took = ?started.elapsed(), "pass: converged");
+                    tracing::debug!(reason = %trigger, took = ?started.elapsed(), "pass: converged");
                 } else {
-                    tracing::info!(reason, actions = plan.actions.len(), "pass: executing");
-                    let owners: BTreeSet<Owner> =
-                        plan.actions.iter().map(|a| a.owner.clone()).collect();
-                    for o in owners {
-                        *busy.entry(o).or_default() += 1;
-                    }
-                    let (engine, parallelism, plan) =
-                        (rec.engine.clone(), rec.parallelism, Arc::new(plan));
-                    executing.push(tokio::spawn(async move {
-                        let outcomes = execute(&engine, &plan, parallelism).await;
-                        (plan, outcomes, started)
-                    }));
+                    tracing::info!(reason = %trigger, actions = plan.actions.len(), "pass: executing");
+                    self.execute(plan, started);
                 }
             }
-            Some(Err(e)) => {
-                watch.pass_failed(reason, started, &format!("{e:#}"));
+            Err(e) => {
+                self.watch
+                    .pass_failed(trigger.as_str(), started, &format!("{e:#}"));
                 tracing::error!(
                     error = format!("{e:#}"),
-                    reason,
+                    reason = %trigger,
                     "pass failed; retrying on the next trigger"
                 )
             }
         }
-        let retry_at = rec.book.next_due(now_instant());
-        let retry = async {
-            match retry_at {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let recheck_at = recheck;
-        let recheck_due = async {
-            match recheck_at {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            Some(done) = executing.next(), if !executing.is_empty() => {
-                match done {
-                    Ok((plan, outcomes, started)) => {
-                        rec.record(&plan, &outcomes);
-                        watch.executed(&plan, &outcomes);
-                        if let Some(task) = &status {
-                            for h in happenings(&plan, &outcomes, &in_force(&merged)) {
-                                let _ = task.events.send(h);
-                            }
-                        }
-                        let owners: BTreeSet<&Owner> = plan.actions.iter().map(|a| &a.owner).collect();
-                        for o in owners {
-                            if let Some(n) = busy.get_mut(o) {
-                                *n -= 1;
-                                if *n == 0 {
-                                    busy.remove(o);
-                                }
-                            }
-                        }
-                        tracing::info!(
-                            actions = plan.actions.len(),
-                            failed = outcomes.iter().filter(|o| o.result.is_err()).count(),
-                            took = ?started.elapsed(),
-                            "pass executed"
-                        );
-                    }
-                    Err(e) => {
-                        // A panicked execution: forget what it held; the next pass re-plans.
-                        tracing::error!(error = %e, "plan execution task failed");
-                        busy.clear();
-                    }
-                }
-                reason = "actions finished";
-            }
-            ok = sources.changed() => {
-                if !ok { anyhow::bail!("a source stopped"); }
-                (merged, desired) = sources.desired(instance, host);
-                reason = "desired state changed";
-            }
-            ev = events.recv() => {
-                if ev.is_none() { anyhow::bail!("engine event stream stopped"); }
-                while events.try_recv().is_ok() {}
-                reason = "engine event";
-                // Some engines (20.10) publish `die` before a list shows the container exited:
-                // look again shortly after every burst of events.
-                recheck = Some(now_instant() + EVENT_RECHECK);
-            }
-            _ = recheck_due => {
-                recheck = None;
-                reason = "engine event recheck";
-            }
-            _ = probe_rx.recv() => {
-                while probe_rx.try_recv().is_ok() {}
-                reason = "probe result";
-            }
-            _ = relist.tick() => reason = "periodic relist",
-            _ = refresh_timer.tick() => {
-                let images = always_images(&desired);
-                if !refreshing && !images.is_empty() {
-                    refreshing = true;
-                    let (engine, tx) = (rec.engine.clone(), refreshed_tx.clone());
-                    tokio::spawn(async move {
-                        let _ = tx.send(refresh_images(engine, images).await).await;
-                    });
-                }
-                reason = "image refresh timer";
-            }
-            Some(results) = refreshed.recv() => {
-                refreshing = false;
-                reason = log_refresh(&results, &mut refresh_errors).unwrap_or("images re-resolved");
-            }
-            _ = retry => reason = "retry due",
-            _ = watch.watchdog_tick() => idle_tick = true,
-            _ = &mut shutdown => {
-                tracing::info!("berth agent stopping; containers keep running");
-                return Ok(());
+    }
+
+    /// Reports a planned pass: to the observers, to the cluster status writer, and in the log
+    /// (each waiting (owner, reason) once when it appears, not on every pass).
+    fn report(
+        &mut self,
+        trigger: Trigger,
+        started: Instant,
+        observed: &berth_core::ObservedState,
+        plan: &Plan,
+    ) {
+        self.watch.pass(
+            trigger.as_str(),
+            started,
+            &self.merged,
+            &self.desired,
+            observed,
+            plan,
+            &self.rec.book,
+        );
+        if let Some(task) = &self.status {
+            task.input.send_replace(StatusInput {
+                kube: self
+                    .sources
+                    .kube
+                    .as_ref()
+                    .and_then(|rx| rx.borrow().clone()),
+                conflicts: self
+                    .merged
+                    .conflicts
+                    .iter()
+                    .map(|c| (c.key.clone(), c.to_string()))
+                    .collect(),
+                in_force: in_force(&self.merged),
+                states: host_states(&self.desired, observed, plan, &self.rec.book),
+            });
+        }
+        let waiting: BTreeSet<(Owner, WaitReason, String)> =
+            plan.waiting.iter().map(log_key).collect();
+        for w in &plan.waiting {
+            if w.reason.logged() && !self.last_waiting.contains(&log_key(w)) {
+                tracing::warn!(owner = %w.owner, reason = w.reason.as_str(), message = %w.message, "not converging");
             }
         }
+        self.last_waiting = waiting;
     }
+
+    /// Carries out `plan` in the background, holding its owners until it ends.
+    fn execute(&mut self, plan: Plan, started: Instant) {
+        let owners: BTreeSet<Owner> = plan.actions.iter().map(|a| a.owner.clone()).collect();
+        for o in owners {
+            *self.busy.entry(o).or_default() += 1;
+        }
+        let (engine, parallelism, plan) = (
+            self.rec.engine.clone(),
+            self.rec.parallelism,
+            Arc::new(plan),
+        );
+        self.executing.push(tokio::spawn(async move {
+            let outcomes = execute(&engine, &plan, parallelism).await;
+            (plan, outcomes, started)
+        }));
+    }
+
+    /// Waits for the next event of any source of wakes.
+    async fn wait(&mut self, shutdown: &mut Shutdown) -> Wake {
+        let retry_at = self.rec.book.next_due(now_instant());
+        let recheck_at = self.recheck;
+        tokio::select! {
+            Some(done) = self.executing.next(), if !self.executing.is_empty() => Wake::Executed(done),
+            ok = self.sources.changed() => Wake::SourcesChanged(ok),
+            ev = self.events.recv() => Wake::EngineEvent(ev.is_some()),
+            _ = sleep_until(recheck_at) => Wake::Recheck,
+            _ = self.probes.recv() => Wake::Probe,
+            _ = self.relist.tick() => Wake::Resync,
+            _ = self.images.timer.tick() => Wake::RefreshTimer,
+            Some(results) = self.images.done.recv() => Wake::Refreshed(results),
+            _ = sleep_until(retry_at) => Wake::RetryDue,
+            _ = self.watch.watchdog_tick() => Wake::Watchdog,
+            _ = &mut *shutdown => Wake::Shutdown,
+        }
+    }
+
+    /// Handles a wake; says whether a pass follows and why.
+    ///
+    /// # Errors
+    /// When a source or the engine event stream stopped.
+    fn on_wake(&mut self, wake: Wake) -> anyhow::Result<Next> {
+        let trigger = match wake {
+            Wake::Executed(done) => self.executed(done),
+            Wake::SourcesChanged(ok) => {
+                if !ok {
+                    anyhow::bail!("a source stopped");
+                }
+                (self.merged, self.desired) = self.sources.desired(&self.instance, &self.host);
+                Trigger::SourceUpdate
+            }
+            Wake::EngineEvent(ok) => {
+                if !ok {
+                    anyhow::bail!("engine event stream stopped");
+                }
+                while self.events.try_recv().is_ok() {}
+                // Some engines (20.10) publish `die` before a list shows the container exited:
+                // look again shortly after every burst of events.
+                self.recheck = Some(now_instant() + EVENT_RECHECK);
+                Trigger::EngineEvent
+            }
+            Wake::Recheck => {
+                self.recheck = None;
+                Trigger::EngineEventRecheck
+            }
+            Wake::Probe => {
+                while self.probes.try_recv().is_ok() {}
+                Trigger::ProbeResult
+            }
+            Wake::Resync => Trigger::Resync,
+            Wake::RefreshTimer => {
+                self.refresh_images();
+                Trigger::ImageRefreshTimer
+            }
+            Wake::Refreshed(results) => {
+                self.images.running = false;
+                log_refresh(&results, &mut self.images.errors).unwrap_or(Trigger::ImagesReResolved)
+            }
+            Wake::RetryDue => Trigger::RetryDue,
+            Wake::Watchdog => return Ok(Next::Idle),
+            Wake::Shutdown => return Ok(Next::Stop),
+        };
+        Ok(Next::Pass(trigger))
+    }
+
+    /// A background execution ended: records its outcomes (back-offs), reports them (observers,
+    /// cluster Events) and releases its owners.
+    fn executed(&mut self, done: Result<Execution, tokio::task::JoinError>) -> Trigger {
+        let (plan, outcomes, started) = match done {
+            Ok(execution) => execution,
+            Err(e) => {
+                // A panicked execution: forget what it held; the next pass re-plans.
+                tracing::error!(error = %e, "plan execution task failed");
+                self.busy.clear();
+                return Trigger::ActionsFinished;
+            }
+        };
+        self.rec.record(&plan, &outcomes);
+        self.watch.executed(&plan, &outcomes);
+        if let Some(task) = &self.status {
+            for h in happenings(&plan, &outcomes, &in_force(&self.merged)) {
+                let _ = task.events.send(h);
+            }
+        }
+        let owners: BTreeSet<&Owner> = plan.actions.iter().map(|a| &a.owner).collect();
+        for o in owners {
+            if let Some(n) = self.busy.get_mut(o) {
+                *n -= 1;
+                if *n == 0 {
+                    self.busy.remove(o);
+                }
+            }
+        }
+        tracing::info!(
+            actions = plan.actions.len(),
+            failed = outcomes.iter().filter(|o| o.result.is_err()).count(),
+            took = ?started.elapsed(),
+            "pass executed"
+        );
+        Trigger::ActionsFinished
+    }
+
+    /// Starts a background re-resolution of the `pullPolicy: Always` tags, unless one is
+    /// running or there are none.
+    fn refresh_images(&mut self) {
+        let images = always_images(&self.desired);
+        if !self.images.running && !images.is_empty() {
+            self.images.running = true;
+            let (engine, tx) = (self.rec.engine.clone(), self.images.done_tx.clone());
+            tokio::spawn(async move {
+                let _ = tx.send(refresh_images(engine, images).await).await;
+            });
+        }
+    }
+}
+
+/// Sleeps until `at`; forever when `None`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the task that writes status, conditions and Events back to the cluster.
+async fn status_writer(
+    engine: &DockerEngine,
+    client: kube::Client,
+    host: &HostIdentity,
+    view: KubeView,
+    args: &AgentArgs,
+    version: String,
+) -> StatusTask {
+    let capacity = engine
+        .client()
+        .info()
+        .await
+        .ok()
+        .map(|i| berth_api::HostCapacity {
+            cpu: i.ncpu.unwrap_or(0).max(0) as u32,
+            memory_bytes: i.mem_total.unwrap_or(0).max(0) as u64,
+        });
+    let writer = StatusWriter::new(
+        client,
+        host.clone(),
+        view,
+        args.lease_namespace.clone(),
+        version,
+        capacity,
+    );
+    tracing::info!(
+        field_manager = writer.field_manager(),
+        "writing status back to the cluster"
+    );
+    writer.spawn()
 }
 
 /// SIGINT or SIGTERM. SIGHUP is logged and does not stop the agent (the manifest directory

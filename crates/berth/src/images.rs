@@ -10,6 +10,8 @@ use berth_api::PullPolicy;
 use berth_core::{DesiredState, ObservedState};
 use berth_engine::{DockerEngine, ImageRefresh};
 
+use crate::agent::Trigger;
+
 /// Observes the engine, including the local image IDs of the `pullPolicy: Always` references
 /// (what `plan` compares running containers with).
 ///
@@ -70,12 +72,13 @@ pub async fn refresh_images(
 }
 
 /// Logs refresh results: moves at info; errors at warn, each distinct error once (`seen` keeps
-/// the last error per reference). Returns why a pass should follow: `image tag moved` when a
-/// present tag now names another image, `image pulled` when a missing one was pulled.
+/// the last error per reference). Returns why a pass should follow: [`Trigger::ImageTagMoved`]
+/// when a present tag now names another image, [`Trigger::ImagePulled`] when a missing one was
+/// pulled.
 pub fn log_refresh(
     results: &[(String, Result<ImageRefresh, String>)],
     seen: &mut BTreeMap<String, String>,
-) -> Option<&'static str> {
+) -> Option<Trigger> {
     let mut why = None;
     for (image, r) in results {
         match r {
@@ -83,7 +86,7 @@ pub fn log_refresh(
                 before: Some(before),
                 after,
             }) => {
-                why = Some("image tag moved");
+                why = Some(Trigger::ImageTagMoved);
                 seen.remove(image);
                 tracing::info!(image = %image, before = %before, after = %after, "image tag moved (pullPolicy Always): its containers are recreated");
             }
@@ -91,7 +94,7 @@ pub fn log_refresh(
                 before: None,
                 after,
             }) => {
-                why = why.or(Some("image pulled"));
+                why = why.or(Some(Trigger::ImagePulled));
                 seen.remove(image);
                 tracing::info!(image = %image, after = %after, "image pulled (pullPolicy Always)");
             }
