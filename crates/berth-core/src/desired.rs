@@ -147,8 +147,12 @@ pub struct DesiredContainer {
     pub rollout: RolloutConfig,
     /// Resolved engine configuration; hashed.
     pub config: ContainerConfig,
-    /// Versioned hash of `config`.
+    /// Versioned hash of `config`; with a read build, `<spec hash>+<build hash>`
+    /// ([`crate::build::with_contexts`]).
     pub hash: String,
+    /// `spec.build`: how the image (tag `config.image`) is built on this host; not part of the
+    /// spec hash.
+    pub build: Option<crate::build::DesiredBuild>,
 }
 
 /// How a spec change replaces the replicas of one `Container`, with the bounds already scaled

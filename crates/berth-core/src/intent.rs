@@ -76,6 +76,25 @@ impl fmt::Display for Drift {
     }
 }
 
+/// Why an image is built (`spec.build`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildReason {
+    /// No local image has the tag.
+    ImageMissing,
+    /// The image the tag names was built from another input (context files, Dockerfile, args
+    /// or target), or not by berth: its `berth.dev/build-hash` label differs.
+    ContextChanged,
+}
+
+impl fmt::Display for BuildReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildReason::ImageMissing => f.write_str("image missing"),
+            BuildReason::ContextChanged => f.write_str("context changed"),
+        }
+    }
+}
+
 /// Why `plan` wants an action. Every [`PlannedAction`](crate::PlannedAction) has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Intent {
@@ -89,6 +108,8 @@ pub enum Intent {
     CreateVolume,
     /// Make the image of a container about to be created present.
     EnsureImage,
+    /// Build the image of a container about to be created (`spec.build`).
+    Build(BuildReason),
     /// A replica's container is missing: create it.
     Create,
     /// A replica's container drifted: remove it and create it again.
@@ -172,6 +193,7 @@ impl Intent {
             | Intent::RemoveReplacedNetwork
             | Intent::CreateVolume
             | Intent::EnsureImage
+            | Intent::Build(_)
             | Intent::Create
             | Intent::Recreate(_)
             | Intent::StartAfterCreate
@@ -214,6 +236,7 @@ impl fmt::Display for Intent {
             Intent::RemoveReplacedNetwork => f.write_str("spec changed: remove old network"),
             Intent::CreateVolume => f.write_str("volume missing"),
             Intent::EnsureImage => f.write_str("image needed for create"),
+            Intent::Build(why) => write!(f, "build: {why}"),
             Intent::Create => f.write_str("container missing"),
             Intent::Recreate(d) => d.fmt(f),
             Intent::StartAfterCreate => f.write_str("start after create"),

@@ -38,6 +38,9 @@ pub const REPLICA: &str = "berth.dev/replica";
 pub const SPEC_HASH: &str = "berth.dev/spec-hash";
 /// Label holding a volume's reclaim policy at creation (`Retain` or `Delete`).
 pub const RECLAIM_POLICY: &str = "berth.dev/reclaim-policy";
+/// Label on an image berth built: the build hash of its input (context digest, Dockerfile,
+/// args, target); a rebuild is due when it differs from the desired one.
+pub const BUILD_HASH: &str = "berth.dev/build-hash";
 
 /// Engine name of a network.
 pub fn network_name(namespace: &str, name: &str) -> String {

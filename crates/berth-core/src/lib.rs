@@ -9,6 +9,7 @@
 //! [`plan::plan`] against the [`observed::ObservedState`] → actions for the executor.
 
 pub mod backoff;
+pub mod build;
 pub mod conditions;
 pub mod desired;
 pub mod fields;
@@ -24,7 +25,9 @@ pub mod resolve;
 pub mod rollout;
 
 pub use desired::{DesiredContainer, DesiredNetwork, DesiredState, DesiredVolume, Owner};
-pub use intent::{Drift, Intent};
-pub use observed::{ObservedContainer, ObservedNetwork, ObservedState, ObservedVolume, RunState};
+pub use intent::{BuildReason, Drift, Intent};
+pub use observed::{
+    ObservedContainer, ObservedImage, ObservedNetwork, ObservedState, ObservedVolume, RunState,
+};
 pub use plan::{Action, Plan, PlannedAction, Waiting, plan};
 pub use reason::{Failure, FailureKind, HostEffect, WaitReason};

@@ -24,6 +24,18 @@ pub struct ObservedState {
     /// container names now. References missing locally are absent; so is everything when the
     /// caller did not look (then no container is recreated for its image).
     pub image_ids: BTreeMap<String, String>,
+    /// The local image each tag of a Container with `build` names: its ID and its
+    /// `berth.dev/build-hash` label. Tags missing locally are absent.
+    pub built_images: BTreeMap<String, ObservedImage>,
+}
+
+/// A local image a build tag names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedImage {
+    /// Image ID (`sha256:…`).
+    pub id: String,
+    /// Its `berth.dev/build-hash` label (absent on an image berth did not build).
+    pub build_hash: Option<String>,
 }
 
 /// Lifecycle state of a container, as the engine reports it.

@@ -26,6 +26,10 @@ pub enum WaitReason {
     ImagePullBackOff,
     /// The image is missing and `pullPolicy` is `Never` (Kubernetes' `ErrImageNeverPull`).
     ErrImageNeverPull,
+    /// The image's build (`spec.build`) failed; retried after a back-off per spec hash and
+    /// build hash (a changed context or Dockerfile retries at once). The old container keeps
+    /// running.
+    BuildFailed,
     /// An exited container waits for its restart (Kubernetes' `CrashLoopBackOff`).
     CrashLoopBackOff,
     /// A running container fails its health check or liveness probe and waits for its restart.
@@ -57,7 +61,7 @@ pub enum HostEffect {
 
 impl WaitReason {
     /// Every reason, for tables and tests.
-    pub const ALL: [WaitReason; 15] = [
+    pub const ALL: [WaitReason; 16] = [
         WaitReason::Conflict,
         WaitReason::InvalidReference,
         WaitReason::DependencyBlocked,
@@ -65,6 +69,7 @@ impl WaitReason {
         WaitReason::BackOff,
         WaitReason::ImagePullBackOff,
         WaitReason::ErrImageNeverPull,
+        WaitReason::BuildFailed,
         WaitReason::CrashLoopBackOff,
         WaitReason::Unhealthy,
         WaitReason::NetworkInUse,
@@ -85,6 +90,7 @@ impl WaitReason {
             WaitReason::BackOff => "BackOff",
             WaitReason::ImagePullBackOff => "ImagePullBackOff",
             WaitReason::ErrImageNeverPull => "ErrImageNeverPull",
+            WaitReason::BuildFailed => "BuildFailed",
             WaitReason::CrashLoopBackOff => "CrashLoopBackOff",
             WaitReason::Unhealthy => "Unhealthy",
             WaitReason::NetworkInUse => "NetworkInUse",
@@ -107,6 +113,7 @@ impl WaitReason {
             | WaitReason::BackOff
             | WaitReason::ImagePullBackOff
             | WaitReason::ErrImageNeverPull
+            | WaitReason::BuildFailed
             | WaitReason::CrashLoopBackOff
             | WaitReason::Unhealthy
             | WaitReason::NetworkInUse
@@ -140,6 +147,7 @@ impl WaitReason {
             | WaitReason::BackOff
             | WaitReason::ImagePullBackOff
             | WaitReason::ErrImageNeverPull
+            | WaitReason::BuildFailed
             | WaitReason::CrashLoopBackOff
             | WaitReason::Unhealthy
             | WaitReason::RollingUpdate => true,
@@ -154,6 +162,7 @@ impl WaitReason {
             WaitReason::BackOff
             | WaitReason::ImagePullBackOff
             | WaitReason::ErrImageNeverPull
+            | WaitReason::BuildFailed
             | WaitReason::CrashLoopBackOff
             | WaitReason::Unhealthy => true,
             WaitReason::Conflict
@@ -181,6 +190,7 @@ impl WaitReason {
             | WaitReason::BackOff
             | WaitReason::ImagePullBackOff
             | WaitReason::ErrImageNeverPull
+            | WaitReason::BuildFailed
             | WaitReason::CrashLoopBackOff
             | WaitReason::Unhealthy
             | WaitReason::NetworkInUse
@@ -198,6 +208,7 @@ impl WaitReason {
         match kind {
             FailureKind::ImagePull => WaitReason::ImagePullBackOff,
             FailureKind::ImageNeverPull => WaitReason::ErrImageNeverPull,
+            FailureKind::Build => WaitReason::BuildFailed,
             FailureKind::Engine | FailureKind::ReplacementStopped => WaitReason::BackOff,
         }
     }
@@ -217,6 +228,8 @@ pub enum FailureKind {
     ImagePull,
     /// The image is missing and `pullPolicy` is `Never` (Kubernetes' `ErrImageNeverPull`).
     ImageNeverPull,
+    /// Building the image (`spec.build`) failed: a step of the Dockerfile, or the context.
+    Build,
     /// Any other engine failure (create, start, remove, network, volume…).
     Engine,
     /// The new container of a stop-first replacement started but stopped before the update
@@ -273,6 +286,7 @@ mod tests {
                 "BackOff",
                 "ImagePullBackOff",
                 "ErrImageNeverPull",
+                "BuildFailed",
                 "CrashLoopBackOff",
                 "Unhealthy",
                 "NetworkInUse",
@@ -311,6 +325,10 @@ mod tests {
         assert_eq!(
             WaitReason::after_failure(FailureKind::ImageNeverPull),
             WaitReason::ErrImageNeverPull
+        );
+        assert_eq!(
+            WaitReason::after_failure(FailureKind::Build),
+            WaitReason::BuildFailed
         );
         assert_eq!(
             WaitReason::after_failure(FailureKind::Engine),

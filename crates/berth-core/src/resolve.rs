@@ -296,6 +296,10 @@ fn container(
         rollout: rollout_config(spec, &config),
         hash: spec_hash(&config),
         config,
+        build: spec.build.clone().map(|spec| crate::build::DesiredBuild {
+            spec,
+            input: crate::build::BuildInput::Unread,
+        }),
     })
 }
 

@@ -12,7 +12,7 @@ use berth_core::observed::{Health, ProbeStatus};
 use berth_core::resolve::resolve;
 use berth_core::{
     Action, Failure, FailureKind, Intent, ObservedContainer, ObservedNetwork, ObservedState,
-    ObservedVolume, Owner, Plan, RunState, WaitReason, plan,
+    ObservedVolume, Owner, Plan, PlannedAction, RunState, WaitReason, plan,
 };
 
 fn meta(ns: &str, name: &str) -> ManifestMetadata {
@@ -88,6 +88,17 @@ impl Sim {
             self.calls.push(a.action.to_string());
             match &a.action {
                 Action::EnsureImage { .. } => {}
+                Action::BuildImage { tags, hash, .. } => {
+                    for t in tags {
+                        self.state.built_images.insert(
+                            t.clone(),
+                            berth_core::ObservedImage {
+                                id: format!("sha256:{hash}"),
+                                build_hash: Some(hash.clone()),
+                            },
+                        );
+                    }
+                }
                 Action::CreateNetwork {
                     name, labels: l, ..
                 } => {
@@ -2120,4 +2131,223 @@ fn a_newer_spec_supersedes_a_surge_container_in_order() {
     let web = web_containers(&sim);
     assert_eq!(web.len(), 1, "{web:#?}");
     assert_eq!(web[0].hash.as_deref(), Some(h.as_str()));
+}
+
+// ---- spec.build: the image phase decides whether to build ----
+
+fn built(name: &str, context: &str) -> Manifest {
+    Manifest::Container {
+        metadata: meta("app", name),
+        spec: Box::new(ContainerSpec {
+            build: Some(Build {
+                context: context.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The desired state with every build context read as `digest`.
+fn with_digest(objects: &[Manifest], digest: &str) -> berth_core::DesiredState {
+    let desired = resolve(objects);
+    let digests = berth_core::build::context_keys(&desired)
+        .into_iter()
+        .map(|k| (k, Ok(digest.to_string())))
+        .collect();
+    berth_core::build::with_contexts(&desired, &digests)
+}
+
+fn builds(p: &Plan) -> Vec<&PlannedAction> {
+    p.actions
+        .iter()
+        .filter(|a| matches!(a.action, Action::BuildImage { .. }))
+        .collect()
+}
+
+#[test]
+fn a_missing_built_image_is_built_before_the_create() {
+    let mut sim = Sim::default();
+    let desired = with_digest(&[built("app", "/srv/app")], "sha256:01");
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    let b = builds(&p);
+    assert_eq!(b.len(), 1, "{:#?}", names(&p));
+    assert_eq!(
+        b[0].intent,
+        Intent::Build(berth_core::BuildReason::ImageMissing)
+    );
+    assert_eq!(
+        b[0].action.to_string(),
+        "build image berth.local/app/app:latest (context /srv/app)"
+    );
+    let create = p
+        .actions
+        .iter()
+        .find(|a| matches!(a.action, Action::CreateContainer { .. }))
+        .expect("create");
+    assert!(create.after.contains(&b[0].id));
+    sim.apply(&p);
+    let again = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(builds(&again).is_empty(), "{:#?}", names(&again));
+}
+
+#[test]
+fn the_same_build_input_builds_nothing_and_recreates_nothing() {
+    let mut sim = Sim::default();
+    let objects = [built("app", "/srv/app")];
+    let desired = with_digest(&objects, "sha256:01");
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    for _ in 0..3 {
+        let p = one_pass(&desired, &sim.state, &mut book, now);
+        sim.apply(&p);
+    }
+    // A `touch` leaves the context digest as it was: the same desired state.
+    let touched = with_digest(&objects, "sha256:01");
+    let p = one_pass(&touched, &sim.state, &mut book, now);
+    assert!(p.is_empty(), "{:#?}", names(&p));
+    assert_eq!(builds(&p).len(), 0);
+}
+
+#[test]
+fn a_changed_context_rebuilds_before_the_old_container_is_touched() {
+    let mut sim = Sim::default();
+    let objects = [built("app", "/srv/app")];
+    let old = with_digest(&objects, "sha256:01");
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    for _ in 0..3 {
+        let p = one_pass(&old, &sim.state, &mut book, now);
+        sim.apply(&p);
+    }
+    sim.state.containers[0].state = RunState::Running;
+    let old_id = sim.container_id("app_app_0");
+    let new = with_digest(&objects, "sha256:02");
+    let p = one_pass(&new, &sim.state, &mut book, now);
+    let b = builds(&p);
+    assert_eq!(b.len(), 1, "{:#?}", names(&p));
+    assert_eq!(
+        b[0].intent,
+        Intent::Build(berth_core::BuildReason::ContextChanged)
+    );
+    // Every action on the old container (and every create) waits for the build.
+    for a in &p.actions {
+        let touches_old = touches(&a.action).contains(&old_id);
+        if touches_old || matches!(a.action, Action::CreateContainer { .. }) {
+            assert!(
+                a.after.contains(&b[0].id),
+                "{} runs before the build",
+                a.action
+            );
+        }
+    }
+    // Rolled out as a spec change: start-first surge by default.
+    assert!(p.actions.iter().any(|a| a.intent == Intent::Surge));
+}
+
+#[test]
+fn a_failed_build_backs_off_per_build_hash_and_keeps_the_old_container() {
+    let mut sim = Sim::default();
+    let objects = [built("app", "/srv/app"), built("other", "/srv/other")];
+    let old = with_digest(&objects, "sha256:01");
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    for _ in 0..3 {
+        let p = one_pass(&old, &sim.state, &mut book, now);
+        sim.apply(&p);
+    }
+    let new = with_digest(&objects[..1], "sha256:02");
+    let mut new_all = new.clone();
+    new_all.containers.extend(
+        old.containers
+            .iter()
+            .filter(|(k, _)| k.name == "other")
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    let key = ObjectKey::new(Kind::Container, "app", "app");
+    let hash = new_all.containers[&key].hash.clone();
+    book.record_failure(
+        Owner::replica(key, 0),
+        &hash,
+        now,
+        Failure::new(FailureKind::Build, "step 2/2 (RUN false): returned 1"),
+        |n| Backoff::FAILURE.delay(n),
+    );
+    let p = one_pass(&new_all, &sim.state, &mut book, now);
+    assert!(p.is_empty(), "nothing else is due: {:#?}", names(&p));
+    let w = p
+        .waiting
+        .iter()
+        .find(|w| w.reason == WaitReason::BuildFailed)
+        .expect("BuildFailed");
+    assert!(w.message.contains("step 2/2"), "{}", w.message);
+    assert!(WaitReason::BuildFailed.blocks_apply() && WaitReason::BuildFailed.degraded());
+    // Another build input (a fixed Dockerfile) is another hash: retried at once.
+    let fixed = with_digest(&objects, "sha256:03");
+    let p = one_pass(&fixed, &sim.state, &mut book, now);
+    assert!(!builds(&p).is_empty(), "{:#?}", names(&p));
+}
+
+#[test]
+fn two_containers_sharing_one_context_build_once() {
+    let mut sim = Sim::default();
+    let objects = [built("a", "/srv/app"), built("b", "/srv/app")];
+    let desired = with_digest(&objects, "sha256:01");
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    let b = builds(&p);
+    assert_eq!(b.len(), 1, "{:#?}", names(&p));
+    let Action::BuildImage { tags, users, .. } = &b[0].action else {
+        unreachable!()
+    };
+    assert_eq!(
+        tags,
+        &["berth.local/app/a:latest", "berth.local/app/b:latest"]
+    );
+    assert_eq!(users.len(), 2);
+    sim.apply(&p);
+    assert!(
+        builds(&plan(
+            &desired,
+            &sim.state,
+            &RetryBook::default(),
+            Instant::now()
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn an_unreadable_context_blocks_only_its_object() {
+    let desired = resolve(&[built("app", "/srv/app"), built("other", "/srv/other")]);
+    let digests = berth_core::build::context_keys(&desired)
+        .into_iter()
+        .map(|k| {
+            let r = if k.context == "/srv/app" {
+                Err("build context /srv/app: expected a directory".to_string())
+            } else {
+                Ok("sha256:01".to_string())
+            };
+            (k, r)
+        })
+        .collect();
+    let desired = berth_core::build::with_contexts(&desired, &digests);
+    let p = plan(
+        &desired,
+        &Sim::default().state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    assert!(p.waiting.iter().any(|w| {
+        w.reason == WaitReason::InvalidReference
+            && w.message
+                .starts_with("spec.build.context: build context /srv/app")
+    }));
+    assert_eq!(builds(&p).len(), 1);
+}
+
+#[test]
+fn a_container_without_build_keeps_its_golden_hash() {
+    let plain = resolve(&stack());
+    let read = with_digest(&stack(), "sha256:01");
+    assert_eq!(plain, read);
 }

@@ -36,6 +36,8 @@ use tokio::sync::mpsc;
 use crate::credentials;
 use crate::executor::Runtime;
 
+pub mod build;
+
 /// Errors talking to the engine. Each names what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -64,6 +66,23 @@ pub enum EngineError {
     /// The image is missing and `pullPolicy` is `Never`.
     #[error("image {0} is not present and pullPolicy is Never (ErrImageNeverPull)")]
     ImageNeverPull(String),
+    /// A build (`spec.build`) failed: the failing step and the builder's error.
+    #[error("build {tag}: {failure}")]
+    Build {
+        /// The (first) tag being built.
+        tag: String,
+        /// What failed.
+        failure: build::BuildFailure,
+    },
+    /// A build context cannot be read (missing, no Dockerfile, too large, unreadable).
+    #[error("build {tag}: {source}")]
+    Context {
+        /// The (first) tag being built.
+        tag: String,
+        /// Why the context cannot be read.
+        #[source]
+        source: crate::context::ContextError,
+    },
     /// A pull failed.
     #[error("pull {image}: {message} (ErrImagePull)")]
     Pull {
@@ -82,6 +101,7 @@ impl EngineError {
         match self {
             EngineError::Pull { .. } => FailureKind::ImagePull,
             EngineError::ImageNeverPull(_) => FailureKind::ImageNeverPull,
+            EngineError::Build { .. } | EngineError::Context { .. } => FailureKind::Build,
             EngineError::Connect(_) | EngineError::Api { .. } | EngineError::HostPath { .. } => {
                 FailureKind::Engine
             }
@@ -123,6 +143,10 @@ pub enum ImageRefresh {
 pub struct DockerEngine {
     docker: Docker,
     calls: Arc<AtomicU64>,
+    /// One lock per build context: at most one build of a context at a time.
+    build_locks: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Where build progress goes (`berth apply` on a terminal), if anywhere.
+    build_progress: Option<mpsc::UnboundedSender<build::BuildProgress>>,
 }
 
 impl DockerEngine {
@@ -146,7 +170,15 @@ impl DockerEngine {
         Ok(DockerEngine {
             docker,
             calls: Arc::new(AtomicU64::new(0)),
+            build_locks: Arc::default(),
+            build_progress: None,
         })
+    }
+
+    /// This engine handle, sending the progress of its builds to `tx`.
+    pub fn with_build_progress(mut self, tx: mpsc::UnboundedSender<build::BuildProgress>) -> Self {
+        self.build_progress = Some(tx);
+        self
     }
 
     /// The underlying bollard client.
@@ -719,6 +751,13 @@ impl crate::executor::Engine for DockerEngine {
     ) -> BTreeMap<String, String> {
         DockerEngine::local_image_ids(self, refs).await
     }
+
+    async fn built_images<'a>(
+        &'a self,
+        tags: Vec<&'a str>,
+    ) -> BTreeMap<String, berth_core::ObservedImage> {
+        DockerEngine::built_images(self, tags).await
+    }
 }
 
 impl Runtime for DockerEngine {
@@ -729,6 +768,22 @@ impl Runtime for DockerEngine {
                 policy,
                 pull_secrets,
             } => self.ensure_image(image, *policy, pull_secrets).await,
+            Action::BuildImage {
+                tags,
+                build,
+                labels,
+                policy,
+                pull_secrets,
+                ..
+            } => {
+                let req = build::BuildRequest {
+                    tags,
+                    labels,
+                    policy: *policy,
+                    pull_secrets,
+                };
+                self.build_image(build, req).await.map(|_| ())
+            }
             Action::CreateNetwork {
                 name,
                 config,

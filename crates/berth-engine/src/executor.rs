@@ -28,6 +28,17 @@ pub trait Engine: Runtime {
         &'a self,
         refs: impl Iterator<Item = &'a str> + Send + 'a,
     ) -> impl Future<Output = std::collections::BTreeMap<String, String>> + Send + 'a;
+
+    /// The local image each build tag in `tags` names, with its `berth.dev/build-hash` label;
+    /// missing tags are absent. Engines that cannot build report none.
+    fn built_images<'a>(
+        &'a self,
+        tags: Vec<&'a str>,
+    ) -> impl Future<Output = std::collections::BTreeMap<String, berth_core::ObservedImage>> + Send + 'a
+    {
+        let _ = tags;
+        async { std::collections::BTreeMap::new() }
+    }
 }
 
 /// What happened to one planned action.

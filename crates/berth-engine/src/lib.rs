@@ -10,6 +10,9 @@ mod docker;
 mod executor;
 mod prober;
 
+pub use docker::build::{
+    BuildEvent, BuildFailure, BuildLog, BuildProgress, BuildRequest, BuildStep, from_images,
+};
 pub use docker::{DockerEngine, EngineError, ImageRefresh};
 pub use executor::{Engine, Outcome, Runtime, execute};
 pub use prober::{ProbeTarget, Prober};

@@ -22,6 +22,27 @@ pub enum Action {
         /// Credential files (`imagePullSecrets`) to try first, in order.
         pull_secrets: Vec<String>,
     },
+    /// Build an image from a Dockerfile context (`spec.build`) and give it `tags`. The engine
+    /// adapter reads the context again when it builds and labels the image with the build
+    /// hash of what it sent (`berth.dev/build-hash`, besides `labels`).
+    BuildImage {
+        /// Tags the image gets (several when Containers with different tags share one build).
+        tags: Vec<String>,
+        /// The build (absolute context).
+        build: berth_api::Build,
+        /// The build hash planned (`v1-…`).
+        hash: String,
+        /// berth's labels for the image (`managed-by`, `instance`).
+        labels: BTreeMap<String, String>,
+        /// How the `FROM` images are resolved: `Always` pulls them on every build,
+        /// `IfNotPresent` (and `Never`: the classic builder cannot refuse) when missing.
+        policy: PullPolicy,
+        /// Credential files (`imagePullSecrets`) for the `FROM` images' registries.
+        pull_secrets: Vec<String>,
+        /// The replicas that wait for this image, with their retry-book hash: a failed build
+        /// backs off each of them.
+        users: Vec<(Owner, String)>,
+    },
     /// Create a network.
     CreateNetwork {
         /// Engine name.
@@ -121,6 +142,14 @@ impl std::fmt::Display for Action {
             Action::EnsureImage { image, policy, .. } => {
                 write!(f, "ensure image {image} (pull policy {policy:?})")
             }
+            Action::BuildImage { tags, build, .. } => {
+                write!(
+                    f,
+                    "build image {} (context {})",
+                    tags.join(", "),
+                    build.context
+                )
+            }
             Action::CreateNetwork { name, .. } => write!(f, "create network {name}"),
             Action::RemoveNetwork { name, .. } => write!(f, "remove network {name}"),
             Action::CreateVolume { name, .. } => write!(f, "create volume {name}"),
@@ -146,6 +175,14 @@ impl std::fmt::Display for Action {
                 restart: true,
             } => write!(f, "restart container {name}"),
         }
+    }
+}
+
+impl Action {
+    /// True for the actions that make an image present (pull or build), shared by every
+    /// container of a plan that needs the image.
+    pub fn is_image(&self) -> bool {
+        matches!(self, Action::EnsureImage { .. } | Action::BuildImage { .. })
     }
 }
 
@@ -202,9 +239,7 @@ impl Plan {
         // A shared image action belongs to whoever needs it first; hand it to an owner that is
         // not busy, so that its other users are not held back.
         for i in 0..n {
-            if matches!(self.actions[i].action, Action::EnsureImage { .. })
-                && busy.contains(&self.actions[i].owner)
-            {
+            if self.actions[i].action.is_image() && busy.contains(&self.actions[i].owner) {
                 let heir = self
                     .actions
                     .iter()
@@ -226,7 +261,7 @@ impl Plan {
         // once and trigger another pass with the same plan, over and over, while the busy
         // owner's actions run.
         for i in 0..n {
-            if !dropped[i] && matches!(self.actions[i].action, Action::EnsureImage { .. }) {
+            if !dropped[i] && self.actions[i].action.is_image() {
                 let mut users = self
                     .actions
                     .iter()

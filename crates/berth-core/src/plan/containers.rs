@@ -347,29 +347,6 @@ impl<'a> Planner<'a> {
         a
     }
 
-    /// The action that makes the container's image present, shared by every container of
-    /// this plan that needs the same image with the same pull settings.
-    pub(super) fn ensure_image(&mut self, owner: &Owner, dc: &'a DesiredContainer) -> usize {
-        let key = (
-            dc.config.image.clone(),
-            dc.pull_policy,
-            dc.image_pull_secrets.as_slice(),
-        );
-        if let Some(a) = self.images.get(&key) {
-            return *a;
-        }
-        let ensure = Action::EnsureImage {
-            image: dc.config.image.clone(),
-            policy: dc.pull_policy,
-            pull_secrets: dc.image_pull_secrets.clone(),
-        };
-        let a = self
-            .p
-            .push(owner, &dc.hash, Intent::EnsureImage, ensure, vec![]);
-        self.images.insert(key, a);
-        a
-    }
-
     /// Plans the creation of container `name` for `owner` with the desired spec (after
     /// `after`) and its start; returns the create action.
     pub(super) fn create_and_start(

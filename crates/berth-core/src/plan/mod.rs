@@ -25,7 +25,8 @@
 //! 4. **containers**, in dependency order: per object its networks and volumes, its rolling
 //!    update's step per replica (`rollout.rs`), then one flat decision per replica
 //!    (`containers.rs`, the shape of kubelet's `computePodActions`); images are planned with
-//!    the first create that needs them and shared;
+//!    the first create that needs them and shared: pulled, or built (`spec.build`, when the
+//!    tag's image is missing or carries another build hash — `images.rs`);
 //! 5. **orphans**: berth's containers that no declared replica claims — `removals.rs`;
 //! 6. **removal order**: networks after the containers attached to them, volumes last, and a
 //!    topological renumbering — `removals.rs`.
@@ -37,6 +38,7 @@ mod action;
 mod checks;
 mod containers;
 mod dependencies;
+mod images;
 mod removals;
 mod rollout;
 
@@ -110,6 +112,8 @@ pub(crate) struct Planner<'a> {
     vol_removals: Vec<(Owner, String)>,
     /// The shared `EnsureImage` action per (image, pull policy, pull secrets).
     images: BTreeMap<(String, PullPolicy, &'a [String]), usize>,
+    /// The shared `BuildImage` action per build hash (`spec.build`).
+    builds: BTreeMap<&'a str, usize>,
     /// IDs of containers a declared replica claims (not orphans).
     claimed: BTreeSet<&'a str>,
     /// Container ID → the action removing it.
@@ -147,6 +151,7 @@ impl<'a> Planner<'a> {
             vols: BTreeMap::new(),
             vol_removals: Vec::new(),
             images: BTreeMap::new(),
+            builds: BTreeMap::new(),
             claimed: BTreeSet::new(),
             removing: BTreeMap::new(),
             by_replica,
