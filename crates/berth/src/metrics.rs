@@ -77,6 +77,7 @@ pub struct Metrics {
     operations: Family<Operation, Counter>,
     operation_duration: Family<OperationKind, Histogram, fn() -> Histogram>,
     pulls: Family<Result_, Counter>,
+    builds: Family<Result_, Counter>,
     replaced: Counter,
     rollbacks: Counter,
     last_sync: Gauge<f64, AtomicU64>,
@@ -101,6 +102,7 @@ impl Metrics {
             operations: Family::default(),
             operation_duration: Family::new_with_constructor(duration_histogram),
             pulls: Family::default(),
+            builds: Family::default(),
             replaced: Counter::default(),
             rollbacks: Counter::default(),
             last_sync: Gauge::default(),
@@ -141,6 +143,11 @@ impl Metrics {
                 "berth_image_pulls",
                 "Image ensure/pull operations by result",
                 m.pulls.clone(),
+            );
+            r.register(
+                "berth_builds",
+                "Image builds (spec.build) by result",
+                m.builds.clone(),
             );
             r.register(
                 "berth_rolling_update_replicas",
@@ -224,6 +231,9 @@ impl Metrics {
             (Action::EnsureImage { .. }, _) => {
                 self.pulls.get_or_create(&Result_ { result }).inc();
             }
+            (Action::BuildImage { .. }, _) => {
+                self.builds.get_or_create(&Result_ { result }).inc();
+            }
             (_, Intent::Promote) if ok => {
                 self.replaced.inc();
             }
@@ -267,6 +277,7 @@ impl Metrics {
 pub fn operation_name(action: &Action) -> &'static str {
     match action {
         Action::EnsureImage { .. } => "ensure_image",
+        Action::BuildImage { .. } => "build_image",
         Action::CreateNetwork { .. } => "create_network",
         Action::RemoveNetwork { .. } => "remove_network",
         Action::CreateVolume { .. } => "create_volume",

@@ -320,7 +320,7 @@ impl Sim {
     fn apply(&mut self, p: &Plan) {
         for a in &p.actions {
             match &a.action {
-                Action::EnsureImage { .. } => {}
+                Action::EnsureImage { .. } | Action::BuildImage { .. } => {}
                 Action::CreateNetwork {
                     name, labels: l, ..
                 } => {
