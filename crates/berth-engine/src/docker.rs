@@ -121,6 +121,21 @@ fn status_of(e: &BollardError) -> Option<u16> {
     }
 }
 
+/// Longest wait between two attempts to reach an engine that does not answer.
+pub const RECONNECT_CAP: Duration = Duration::from_secs(5);
+
+/// Delays between attempts to reach an engine that does not answer: 250 ms doubling to
+/// [`RECONNECT_CAP`] (5 s), without end (a node agent waits for its engine). No jitter: one
+/// agent talks to one engine, and backon's jitter would add up to the whole delay again.
+pub fn reconnect_backoff() -> impl Iterator<Item = Duration> + Send {
+    use backon::BackoffBuilder;
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(RECONNECT_CAP)
+        .without_max_times()
+        .build()
+}
+
 /// Longest time spent reading the credentials of one pull (files and helper programs).
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -151,7 +166,8 @@ pub struct DockerEngine {
 
 impl DockerEngine {
     /// Connects using `DOCKER_HOST` (default: the local UNIX socket) and negotiates the API
-    /// version, retrying for a few seconds while the engine starts.
+    /// version, retrying for a few seconds while the engine starts (one-shot commands; the
+    /// agent waits without limit, see [`DockerEngine::connect_once`]).
     ///
     /// # Errors
     /// [`EngineError::Connect`] when the engine does not answer.
@@ -167,12 +183,30 @@ impl DockerEngine {
             )
             .await
             .map_err(EngineError::Connect)?;
-        Ok(DockerEngine {
+        Ok(Self::from_client(docker))
+    }
+
+    /// One attempt to connect and negotiate the API version, without retries or logging (the
+    /// agent's own wait loop retries with [`reconnect_backoff`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Connect`] when the engine does not answer.
+    pub async fn connect_once() -> Result<Self, EngineError> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(EngineError::Connect)?
+            .negotiate_version()
+            .await
+            .map_err(EngineError::Connect)?;
+        Ok(Self::from_client(docker))
+    }
+
+    fn from_client(docker: Docker) -> Self {
+        DockerEngine {
             docker,
             calls: Arc::new(AtomicU64::new(0)),
             build_locks: Arc::default(),
             build_progress: None,
-        })
+        }
     }
 
     /// This engine handle, sending the progress of its builds to `tx`.
@@ -319,7 +353,10 @@ impl DockerEngine {
     }
 
     /// Engine events that should trigger a relist (container, network and volume events),
-    /// delivered as unit messages. The stream reconnects by itself after errors.
+    /// delivered as unit messages. The stream reconnects by itself: when it fails or ends, the
+    /// engine is pinged with [`reconnect_backoff`] until it answers, then one message is sent
+    /// (something may have changed while disconnected: the agent resyncs) and the stream is
+    /// opened again. The loss and the reconnection are each logged once, not every attempt.
     pub fn events(&self, instance: &str) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel(64);
         let docker = self.docker.clone();
@@ -330,6 +367,7 @@ impl DockerEngine {
             loop {
                 let opts = EventsOptionsBuilder::default().filters(&filters).build();
                 let mut stream = docker.events(Some(opts));
+                let mut why = "the engine closed it".to_string();
                 while let Some(ev) = stream.next().await {
                     match ev {
                         Ok(ev) if !relevant_event(&ev, &instance) => {}
@@ -339,7 +377,7 @@ impl DockerEngine {
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "engine event stream failed; reconnecting");
+                            why = e.to_string();
                             break;
                         }
                     }
@@ -347,9 +385,24 @@ impl DockerEngine {
                 if tx.is_closed() {
                     return;
                 }
+                tracing::warn!(error = %why, "engine event stream lost; reconnecting with back-off");
+                let lost = tokio::time::Instant::now();
+                let mut delays = reconnect_backoff();
+                loop {
+                    tokio::time::sleep(delays.next().unwrap_or(RECONNECT_CAP)).await;
+                    match docker.ping().await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "engine event stream: the engine does not answer yet")
+                        }
+                    }
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
+                tracing::info!(after = ?lost.elapsed(), "engine event stream reconnected");
                 // Something may have changed while disconnected.
                 let _ = tx.try_send(());
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
         rx
@@ -1091,6 +1144,15 @@ fn files_tar(c: &ContainerConfig) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::split_reference;
+
+    #[test]
+    fn reconnect_backoff_doubles_to_its_cap_without_end() {
+        let d: Vec<u128> = super::reconnect_backoff()
+            .take(8)
+            .map(|d| d.as_millis())
+            .collect();
+        assert_eq!(d, vec![250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+    }
 
     #[test]
     fn references_split_into_repo_and_tag() {

@@ -13,6 +13,6 @@ mod prober;
 pub use docker::build::{
     BuildEvent, BuildFailure, BuildLog, BuildProgress, BuildRequest, BuildStep, from_images,
 };
-pub use docker::{DockerEngine, EngineError, ImageRefresh};
+pub use docker::{DockerEngine, EngineError, ImageRefresh, RECONNECT_CAP, reconnect_backoff};
 pub use executor::{Engine, Outcome, Runtime, execute};
 pub use prober::{ProbeTarget, Prober};

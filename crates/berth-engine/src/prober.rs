@@ -174,7 +174,22 @@ impl Prober {
                 self.attempt(id, probe),
             )
             .await
-            .unwrap_or_else(|_| Err(format!("timed out after {}s", probe.timeout())));
+            .unwrap_or_else(|_| {
+                Err(Miss::Failed(format!(
+                    "timed out after {}s",
+                    probe.timeout()
+                )))
+            });
+            let result = match result {
+                Ok(()) => Ok(()),
+                Err(Miss::Failed(m)) => Err(m),
+                Err(Miss::Unknown(m)) => {
+                    // The engine could not be asked: no result (kubelet throws away a prober
+                    // error), so an engine outage never restarts a container.
+                    tracing::debug!(container = name, error = %m, "probe result unknown: the engine did not answer");
+                    continue;
+                }
+            };
             match &result {
                 Ok(()) => {
                     successes += 1;
@@ -250,7 +265,7 @@ impl Prober {
         }
     }
 
-    async fn attempt(&self, id: &str, probe: &Probe) -> Result<(), String> {
+    async fn attempt(&self, id: &str, probe: &Probe) -> Result<(), Miss> {
         if let Some(exec) = &probe.exec {
             return self.exec(id, &exec.command).await;
         }
@@ -269,12 +284,15 @@ impl Prober {
             for hd in &h.http_headers {
                 req = req.header(&hd.name, &hd.value);
             }
-            let resp = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| Miss::Failed(format!("GET {url}: {e}")))?;
             let code = resp.status().as_u16();
             return if (200..400).contains(&code) {
                 Ok(())
             } else {
-                Err(format!("GET {url}: HTTP {code}"))
+                Err(Miss::Failed(format!("GET {url}: HTTP {code}")))
             };
         }
         if let Some(t) = &probe.tcp_socket {
@@ -285,21 +303,21 @@ impl Prober {
             return tokio::net::TcpStream::connect((host.as_str(), t.port))
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("connect {host}:{}: {e}", t.port));
+                .map_err(|e| Miss::Failed(format!("connect {host}:{}: {e}", t.port)));
         }
-        Err("probe has no handler".into())
+        Err(Miss::Failed("probe has no handler".into()))
     }
 
     /// The container's IP address (127.0.0.1 for `networkMode: host`; the shared container's
     /// address for `container:<id>`).
-    async fn address(&self, id: &str) -> Result<String, String> {
+    async fn address(&self, id: &str) -> Result<String, Miss> {
         let mut target = id.to_string();
         for _ in 0..3 {
             let info = self
                 .docker
                 .inspect_container(&target, None)
                 .await
-                .map_err(|e| format!("inspect: {e}"))?;
+                .map_err(|e| Miss::engine("inspect", e))?;
             let mode = info
                 .host_config
                 .as_ref()
@@ -320,12 +338,12 @@ impl Prober {
                         .filter_map(|e| e.ip_address)
                         .find(|ip| !ip.is_empty())
                 });
-            return ip.ok_or_else(|| "the container has no IP address".to_string());
+            return ip.ok_or_else(|| Miss::Failed("the container has no IP address".to_string()));
         }
-        Err("networkMode chain too long".into())
+        Err(Miss::Failed("networkMode chain too long".into()))
     }
 
-    async fn exec(&self, id: &str, command: &[String]) -> Result<(), String> {
+    async fn exec(&self, id: &str, command: &[String]) -> Result<(), Miss> {
         let exec = self
             .docker
             .create_exec(
@@ -338,12 +356,12 @@ impl Prober {
                 },
             )
             .await
-            .map_err(|e| format!("exec: {e}"))?;
+            .map_err(|e| Miss::engine("exec", e))?;
         if let StartExecResults::Attached { mut output, .. } = self
             .docker
             .start_exec(&exec.id, None)
             .await
-            .map_err(|e| format!("exec: {e}"))?
+            .map_err(|e| Miss::engine("exec", e))?
         {
             while output.next().await.is_some() {}
         }
@@ -351,12 +369,39 @@ impl Prober {
             .docker
             .inspect_exec(&exec.id)
             .await
-            .map_err(|e| format!("exec: {e}"))?
+            .map_err(|e| Miss::engine("exec", e))?
             .exit_code;
         match code {
             Some(0) => Ok(()),
-            Some(c) => Err(format!("{} exited with code {c}", command.join(" "))),
-            None => Err("exec did not finish".into()),
+            Some(c) => Err(Miss::Failed(format!(
+                "{} exited with code {c}",
+                command.join(" ")
+            ))),
+            None => Err(Miss::Failed("exec did not finish".into())),
+        }
+    }
+}
+
+/// Why one probe attempt did not succeed.
+#[derive(Debug)]
+enum Miss {
+    /// The probe ran and failed: counts towards `failureThreshold`.
+    Failed(String),
+    /// The engine could not be asked (unreachable, or it failed with a 5xx): no result at all.
+    Unknown(String),
+}
+
+impl Miss {
+    /// An engine call failed: an answer about the container (4xx, e.g. "not running") is a
+    /// failed probe; no answer or an engine fault (5xx) is an unknown result.
+    fn engine(what: &str, e: bollard::errors::Error) -> Self {
+        match &e {
+            bollard::errors::Error::DockerResponseServerError { status_code, .. }
+                if *status_code < 500 =>
+            {
+                Miss::Failed(format!("{what}: {e}"))
+            }
+            _ => Miss::Unknown(format!("{what}: {e}")),
         }
     }
 }

@@ -30,6 +30,7 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::cli::AgentArgs;
+use crate::engine_link::EngineLink;
 use crate::host::HostIdentity;
 use crate::images::{always_images, log_refresh, refresh_images};
 use crate::status::{StatusInput, StatusTask, StatusWriter, happenings};
@@ -506,6 +507,8 @@ pub enum Trigger {
     ImagePulled,
     /// A background re-resolution finished with no tag moved.
     ImagesReResolved,
+    /// The engine did not answer the last pass; the next attempt of its back-off fell due.
+    EngineRetry,
 }
 
 impl Trigger {
@@ -524,6 +527,7 @@ impl Trigger {
             Trigger::ImageTagMoved => "image tag moved",
             Trigger::ImagePulled => "image pulled",
             Trigger::ImagesReResolved => "images re-resolved",
+            Trigger::EngineRetry => "engine retry",
         }
     }
 }
@@ -560,6 +564,8 @@ enum Wake {
     Refreshed(Vec<(String, Result<ImageRefresh, String>)>),
     /// A back-off fell due.
     RetryDue,
+    /// The next attempt to reach an engine that did not answer fell due.
+    EngineRetry,
     /// The systemd watchdog tick: proves the loop alive, plans nothing.
     Watchdog,
     /// SIGINT/SIGTERM.
@@ -598,6 +604,8 @@ struct Agent {
     merged: Merged,
     desired: DesiredState,
     rec: Reconciler,
+    /// Whether the engine answers; its back-off while it does not.
+    link: EngineLink,
     status: Option<StatusTask>,
     watch: crate::watchers::Watchers,
     events: tokio::sync::mpsc::Receiver<()>,
@@ -618,7 +626,8 @@ struct Agent {
 /// [`run`] with an injected Kubernetes client (tests use a fake API server) and shutdown signal.
 ///
 /// # Errors
-/// When the engine is unreachable at start, a source cannot start, or a source stops.
+/// When a source cannot start or stops. An unreachable engine is waited for, at start and
+/// mid-run (see [`crate::engine_link`]).
 pub async fn run_with(
     instance: &str,
     host: &HostIdentity,
@@ -633,9 +642,10 @@ pub async fn run_with(
 }
 
 impl Agent {
-    /// Connects to the engine, starts the sources, the cluster status writer, the prober and the
-    /// observers, and waits for every source's first complete set: nothing is planned (so
-    /// nothing removed) before that. `None` when the shutdown signal came first.
+    /// Starts the observers (local API, metrics, systemd), waits for the engine (capped
+    /// back-off, without end; not ready meanwhile), starts the sources, the cluster status
+    /// writer and the prober, and waits for every source's first complete set: nothing is
+    /// planned (so nothing removed) before that. `None` when the shutdown signal came first.
     async fn start(
         instance: &str,
         host: &HostIdentity,
@@ -643,8 +653,20 @@ impl Agent {
         client: Option<kube::Client>,
         shutdown: &mut Shutdown,
     ) -> anyhow::Result<Option<Agent>> {
-        let engine = DockerEngine::connect().await?;
-        let version = engine.version().await?;
+        let mut watch = crate::watchers::Watchers::start(instance, host, args).await;
+        let mut link = EngineLink::new();
+        let engine = tokio::select! {
+            engine = link.connect(|link| {
+                watch.beat();
+                watch.engine(link.outage(now_instant()));
+            }) => engine,
+            _ = &mut *shutdown => return Ok(None),
+        };
+        watch.engine(None);
+        let version = engine.version().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the engine's version");
+            "unknown".into()
+        });
         tracing::info!(
             engine = %version,
             instance,
@@ -681,7 +703,6 @@ impl Agent {
         }
         let (merged, desired) = sources.desired(instance, host);
         tracing::info!(objects = merged.objects.len(), "sources read");
-        let watch = crate::watchers::Watchers::start(instance, host, args).await;
         let mut relist = tokio::time::interval(args.resync());
         relist.tick().await;
         let (done_tx, done) = tokio::sync::mpsc::channel(1);
@@ -692,6 +713,7 @@ impl Agent {
             merged,
             desired,
             rec,
+            link,
             status,
             watch,
             events,
@@ -740,6 +762,9 @@ impl Agent {
         let busy: BTreeSet<Owner> = self.busy.keys().cloned().collect();
         match self.rec.prepare_observed(&self.desired, &busy).await {
             Ok((observed, plan)) => {
+                if self.link.answered(now_instant()) {
+                    self.watch.engine(None);
+                }
                 self.report(trigger, started, &observed, &plan);
                 if plan.is_empty() {
                     tracing::debug!(reason = %trigger, took = ?started.elapsed(), "pass: converged");
@@ -748,14 +773,16 @@ impl Agent {
                     self.execute(plan, started);
                 }
             }
+            // The engine could not be observed: nothing is planned, so nothing is removed (a
+            // failed list is not "nothing exists"). The outage is logged once; the next
+            // attempt follows the link's back-off, and the first pass that observes again is a
+            // full resync.
             Err(e) => {
-                self.watch
-                    .pass_failed(trigger.as_str(), started, &format!("{e:#}"));
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    reason = %trigger,
-                    "pass failed; retrying on the next trigger"
-                )
+                let error = format!("{e:#}");
+                self.watch.pass_failed(trigger.as_str(), started, &error);
+                let retry_in = self.link.failed(&error, now_instant());
+                self.watch.engine(self.link.outage(now_instant()));
+                tracing::debug!(error, reason = %trigger, ?retry_in, "pass failed: the engine was not observed");
             }
         }
     }
@@ -824,7 +851,14 @@ impl Agent {
 
     /// Waits for the next event of any source of wakes.
     async fn wait(&mut self, shutdown: &mut Shutdown) -> Wake {
-        let retry_at = self.rec.book.next_due(now_instant());
+        // While the engine does not answer, only the link's back-off retries (a due object
+        // retry would otherwise fail again at once, in a tight loop).
+        let retry_at = if self.link.is_down() {
+            None
+        } else {
+            self.rec.book.next_due(now_instant())
+        };
+        let engine_retry_at = self.link.retry_at();
         let recheck_at = self.recheck;
         tokio::select! {
             Some(done) = self.executing.next(), if !self.executing.is_empty() => Wake::Executed(done),
@@ -836,6 +870,7 @@ impl Agent {
             _ = self.images.timer.tick() => Wake::RefreshTimer,
             Some(results) = self.images.done.recv() => Wake::Refreshed(results),
             _ = sleep_until(retry_at) => Wake::RetryDue,
+            _ = sleep_until(engine_retry_at) => Wake::EngineRetry,
             _ = self.watch.watchdog_tick() => Wake::Watchdog,
             _ = &mut *shutdown => Wake::Shutdown,
         }
@@ -883,6 +918,7 @@ impl Agent {
                 log_refresh(&results, &mut self.images.errors).unwrap_or(Trigger::ImagesReResolved)
             }
             Wake::RetryDue => Trigger::RetryDue,
+            Wake::EngineRetry => Trigger::EngineRetry,
             Wake::Watchdog => return Ok(Next::Idle),
             Wake::Shutdown => return Ok(Next::Stop),
         };

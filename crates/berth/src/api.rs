@@ -99,6 +99,13 @@ async fn healthz(State(s): State<Shared>) -> Response {
 
 async fn readyz(State(s): State<Shared>) -> Response {
     let v = s.view.borrow().clone();
+    if let Some(o) = &v.engine_unreachable {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Docker Engine unreachable since {}: {}\n", o.since, o.error),
+        )
+            .into_response();
+    }
     if v.sources_ready && v.last_pass.is_some() {
         (StatusCode::OK, "ok\n").into_response()
     } else {

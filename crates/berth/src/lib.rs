@@ -11,6 +11,7 @@ pub mod cli;
 pub mod convert;
 pub mod crd;
 pub mod diff;
+pub mod engine_link;
 pub mod host;
 pub mod images;
 pub mod inspect;

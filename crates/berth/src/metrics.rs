@@ -82,6 +82,7 @@ pub struct Metrics {
     rollbacks: Counter,
     last_sync: Gauge<f64, AtomicU64>,
     sources_ready: Gauge,
+    engine_reachable: Gauge,
 }
 
 impl Default for Metrics {
@@ -107,6 +108,7 @@ impl Metrics {
             rollbacks: Counter::default(),
             last_sync: Gauge::default(),
             sources_ready: Gauge::default(),
+            engine_reachable: Gauge::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register(
@@ -168,6 +170,11 @@ impl Metrics {
                 "berth_sources_ready",
                 "1 once every source delivered its first complete set",
                 m.sources_ready.clone(),
+            );
+            r.register(
+                "berth_engine_reachable",
+                "1 while the Docker Engine answers, 0 while the agent waits for it",
+                m.engine_reachable.clone(),
             );
             r.register(
                 "berth_build",
@@ -263,9 +270,15 @@ impl Metrics {
         }
     }
 
+    /// Whether the Docker Engine answers.
+    pub fn engine_reachable(&self, up: bool) {
+        self.engine_reachable.set(i64::from(up));
+    }
+
     /// A pass observed the engine and planned: sources are ready, the sync time is now.
     pub fn synced(&self) {
         self.sources_ready.set(1);
+        self.engine_reachable.set(1);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();

@@ -42,10 +42,23 @@ pub struct AgentView {
     /// The latest pass, once one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_pass: Option<PassSummary>,
+    /// Set while the Docker Engine does not answer (the agent waits for it; `/readyz` fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_unreachable: Option<EngineOutage>,
     /// Every desired (or blocked) object, sorted by kind, namespace and name.
     pub objects: Vec<ObjectView>,
     /// Recent events, oldest first (at most [`EVENTS_KEPT`]).
     pub events: Vec<EventView>,
+}
+
+/// The Docker Engine does not answer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineOutage {
+    /// RFC 3339 time of the first failed attempt.
+    pub since: String,
+    /// The latest error.
+    pub error: String,
 }
 
 /// One pass of the loop.
@@ -249,6 +262,21 @@ impl Observer {
     /// Publishes that the agent waits for its sources (no pass yet).
     pub fn waiting_for_sources(&mut self) {
         self.base.sources_ready = false;
+        self.publish(self.base.objects.clone());
+    }
+
+    /// Publishes whether the engine answers: `Some((how long ago it stopped, the latest
+    /// error))` while it does not.
+    pub fn engine(&mut self, outage: Option<(Duration, &str)>) {
+        let now = outage.map(|(ago, error)| EngineOutage {
+            since: rfc3339_ago(ago),
+            error: error.to_string(),
+        });
+        if now.is_none() && self.base.engine_unreachable.is_none() {
+            return;
+        }
+        self.metrics.engine_reachable(now.is_none());
+        self.base.engine_unreachable = now;
         self.publish(self.base.objects.clone());
     }
 

@@ -143,6 +143,16 @@ impl Watchers {
             .status(&format!("last pass ({trigger}) failed: {error}"));
     }
 
+    /// Whether the engine answers (`Some((how long it has not, the latest error))` while it
+    /// does not): published in the view and on `/readyz`, and told to systemd.
+    pub fn engine(&mut self, outage: Option<(Duration, &str)>) {
+        self.observer.engine(outage);
+        if let Some((_, error)) = outage {
+            self.notifier
+                .status(&format!("waiting for the Docker Engine: {error}"));
+        }
+    }
+
     /// A plan finished executing.
     pub fn executed(&mut self, plan: &Plan, outcomes: &[Outcome]) {
         self.observer.executed(plan, outcomes);

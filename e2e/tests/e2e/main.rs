@@ -8,6 +8,7 @@ mod examples;
 mod health;
 mod kube;
 mod observe;
+mod outage;
 mod probes;
 mod registry;
 mod rollout;
