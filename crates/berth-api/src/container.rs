@@ -157,7 +157,8 @@ pub struct ContainerSpec {
     /// `container:<name>` to share the namespace of replica 0 of Container `<name>` (same
     /// namespace). Only `bridge` may be combined with `networks` and published `ports`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_mode: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub network_mode: Option<NetworkMode>,
     /// Which hosts run this object (a Kubernetes `LabelSelector` matched against host labels);
     /// absent: every host that reads it. Not part of the spec hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -727,4 +728,111 @@ pub struct ResourceLimits {
     /// Memory, e.g. `256Mi` or `1G`; sent to the engine as bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+}
+
+/// `networkMode`: which network namespace a container joins. On the wire a string, parsed once
+/// here: `bridge`, `host`, `none`, `container:<name>`; anything else is kept as written
+/// ([`NetworkMode::Other`], which Docker would take for a user-defined network's name and
+/// validation rejects) so that the error can name it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NetworkMode {
+    /// The default: attach to `networks` (Docker's default bridge when there are none).
+    #[default]
+    Bridge,
+    /// The host's network namespace.
+    Host,
+    /// A namespace with only a loopback interface.
+    None,
+    /// The namespace of another container: in a manifest the name of a Container object (its
+    /// replica 0); once resolved, the engine name (or ID) of that container.
+    Container(String),
+    /// Anything else, as written.
+    Other(String),
+}
+
+impl NetworkMode {
+    /// Parses the wire form; never fails (see [`NetworkMode::Other`]).
+    pub fn parse(s: &str) -> NetworkMode {
+        match s {
+            "bridge" => NetworkMode::Bridge,
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            s => match s.strip_prefix("container:") {
+                Some(name) => NetworkMode::Container(name.to_string()),
+                None => NetworkMode::Other(s.to_string()),
+            },
+        }
+    }
+
+    /// True for the modes that share a namespace another container or the host also uses
+    /// (`host`, `container:<name>`).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, NetworkMode::Host | NetworkMode::Container(_))
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetworkMode::Bridge => f.write_str("bridge"),
+            NetworkMode::Host => f.write_str("host"),
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Container(name) => write!(f, "container:{name}"),
+            NetworkMode::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<&str> for NetworkMode {
+    fn from(s: &str) -> Self {
+        NetworkMode::parse(s)
+    }
+}
+
+impl From<String> for NetworkMode {
+    fn from(s: String) -> Self {
+        NetworkMode::parse(&s)
+    }
+}
+
+impl Serialize for NetworkMode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NetworkMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(NetworkMode::parse(&s))
+    }
+}
+
+#[cfg(test)]
+mod network_mode_tests {
+    use super::*;
+
+    /// The wire form round-trips through the enum unchanged, anything unknown included, and the
+    /// schema stays a plain string (the CRDs do not change).
+    #[test]
+    fn network_mode_wire_form_and_schema() {
+        for (wire, mode) in [
+            ("bridge", NetworkMode::Bridge),
+            ("host", NetworkMode::Host),
+            ("none", NetworkMode::None),
+            ("container:db", NetworkMode::Container("db".into())),
+            ("container:", NetworkMode::Container(String::new())),
+            ("backend", NetworkMode::Other("backend".into())),
+        ] {
+            let parsed: NetworkMode =
+                serde_json::from_value(serde_json::json!(wire)).expect("parses");
+            assert_eq!(parsed, mode);
+            assert_eq!(serde_json::to_value(&mode).expect("json"), wire);
+        }
+        let schema = serde_json::to_value(schemars::schema_for!(ContainerSpec)).expect("schema");
+        assert_eq!(
+            schema["properties"]["networkMode"],
+            serde_json::json!({"type": ["string", "null"], "description": "Network namespace: `bridge` (default; attach to `networks`), `host`, `none`, or\n`container:<name>` to share the namespace of replica 0 of Container `<name>` (same\nnamespace). Only `bridge` may be combined with `networks` and published `ports`."})
+        );
+    }
 }

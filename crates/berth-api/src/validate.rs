@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    Build, ContainerSpec, KeyRef, LabelSelector, ManifestMetadata, NetworkSpec, ValueFrom,
-    VolumeSpec, quantity, selector,
+    Build, ContainerSpec, KeyRef, LabelSelector, ManifestMetadata, NetworkMode, NetworkSpec,
+    ValueFrom, VolumeSpec, quantity, selector,
 };
 
 /// One invalid field.
@@ -775,33 +775,31 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
         }
     }
     if let Some(mode) = &spec.network_mode {
-        match mode.as_str() {
-            "bridge" => {}
-            "host" | "none" => {
+        match mode {
+            NetworkMode::Bridge => {}
+            NetworkMode::Host | NetworkMode::None => {
                 if !spec.networks.is_empty() {
                     e.push("spec.networks", format!("networks cannot be combined with networkMode {mode}"));
                 }
-                if mode == "none" && spec.ports.iter().any(|p| p.host_port.is_some()) {
+                if *mode == NetworkMode::None && spec.ports.iter().any(|p| p.host_port.is_some()) {
                     e.push("spec.ports", "published ports need a network; networkMode is none");
                 }
             }
-            m => match m.strip_prefix("container:") {
-                Some(name) if is_dns1123_subdomain(name) => {
-                    if !spec.networks.is_empty() {
-                        e.push("spec.networks", "networks cannot be combined with networkMode container:<name>");
-                    }
-                    if !spec.ports.is_empty() {
-                        e.push("spec.ports", "ports belong to the container whose network namespace is shared");
-                    }
-                    if spec.hostname.is_some() {
-                        e.push("spec.hostname", "hostname cannot be set with networkMode container:<name>");
-                    }
+            NetworkMode::Container(name) if is_dns1123_subdomain(name) => {
+                if !spec.networks.is_empty() {
+                    e.push("spec.networks", "networks cannot be combined with networkMode container:<name>");
                 }
-                _ => e.push(
-                    "spec.networkMode",
-                    format!("expected bridge, host, none or container:<name of a Container object>, got {m:?}"),
-                ),
-            },
+                if !spec.ports.is_empty() {
+                    e.push("spec.ports", "ports belong to the container whose network namespace is shared");
+                }
+                if spec.hostname.is_some() {
+                    e.push("spec.hostname", "hostname cannot be set with networkMode container:<name>");
+                }
+            }
+            NetworkMode::Container(_) | NetworkMode::Other(_) => e.push(
+                "spec.networkMode",
+                format!("expected bridge, host, none or container:<name of a Container object>, got {:?}", mode.to_string()),
+            ),
         }
     }
     check_labels(&mut e, "spec.labels", &spec.labels);

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use berth_api::{
-    DependencyCondition, HostPathType, ObjectKey, Protocol, PullPolicy, ReclaimPolicy,
+    DependencyCondition, HostPathType, NetworkMode, ObjectKey, Protocol, PullPolicy, ReclaimPolicy,
     RestartPolicy,
 };
 use serde::Serialize;
@@ -261,9 +261,9 @@ pub struct ContainerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckConfig>,
     /// `host`, `none` or `container:<engine name of the target>`; `None` is the bridge mode
-    /// (attach to `networks`).
+    /// (attach to `networks`). Hashed as its wire string.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub network_mode: Option<String>,
+    pub network_mode: Option<NetworkMode>,
 }
 
 /// The agent-run probes of a container (Kubernetes semantics).

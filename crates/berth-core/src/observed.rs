@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_api::ObjectKey;
+use berth_api::{NetworkMode, ObjectKey};
 
 /// One relist of the engine. Only labelled (berth's) objects are listed in full; for everything
 /// else only names are kept, to detect name clashes.
@@ -94,7 +94,7 @@ pub struct ObservedContainer {
     /// Engine health, when the container has a health check.
     pub health: Option<Health>,
     /// The engine's `HostConfig.NetworkMode` (e.g. `container:<id>`), when not the default.
-    pub network_mode: Option<String>,
+    pub network_mode: Option<NetworkMode>,
     /// ID (`sha256:…`) of the image the container was created from.
     pub image_id: Option<String>,
     /// Results of the agent-run probes, when the container has any.

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_api::{
-    ContainerSpec, DependencyCondition, Kind, Manifest, NetworkSpec, ObjectKey, VolumeSpec,
-    quantity,
+    ContainerSpec, DependencyCondition, Kind, Manifest, NetworkMode, NetworkSpec, ObjectKey,
+    VolumeSpec, quantity,
 };
 
 use crate::desired::{
@@ -338,13 +338,11 @@ fn network_mode(
     spec: &ContainerSpec,
     declared: &BTreeMap<ObjectKey, (u32, Option<String>)>,
     depends_on: &mut Vec<(ObjectKey, DependencyCondition)>,
-) -> Result<(Option<String>, Option<ObjectKey>), String> {
-    let m = match spec.network_mode.as_deref() {
-        None | Some("bridge") => return Ok((None, None)),
-        Some(m) => m,
-    };
-    let Some(target) = m.strip_prefix("container:") else {
-        return Ok((Some(m.to_string()), None));
+) -> Result<(Option<NetworkMode>, Option<ObjectKey>), String> {
+    let target = match &spec.network_mode {
+        None | Some(NetworkMode::Bridge) => return Ok((None, None)),
+        Some(NetworkMode::Container(target)) => target,
+        Some(m) => return Ok((Some(m.clone()), None)),
     };
     let tk = container_key(key, target);
     let Some((replicas, fixed)) = declared.get(&tk) else {
@@ -362,7 +360,7 @@ fn network_mode(
         depends_on.push((tk.clone(), DependencyCondition::Started));
     }
     let engine = labels::container_name(&tk, 0, fixed.as_deref());
-    Ok((Some(format!("container:{engine}")), Some(tk)))
+    Ok((Some(NetworkMode::Container(engine)), Some(tk)))
 }
 
 /// `networks[]`: each must name a Network declared in the same namespace.
@@ -460,7 +458,7 @@ fn container_config(
     spec: &ContainerSpec,
     mounts: Vec<MountConfig>,
     networks: Vec<AttachmentConfig>,
-    network_mode: Option<String>,
+    network_mode: Option<NetworkMode>,
 ) -> Result<ContainerConfig, String> {
     let limits = spec.resources.as_ref().map(|r| &r.limits);
     Ok(ContainerConfig {
@@ -545,8 +543,8 @@ fn rollout_config(spec: &berth_api::ContainerSpec, config: &ContainerConfig) -> 
             .any(|m| !m.read_only && !matches!(m.source, MountSource::Tmpfs { .. }))
         || config
             .network_mode
-            .as_deref()
-            .is_some_and(|m| m == "host" || m.starts_with("container:"));
+            .as_ref()
+            .is_some_and(NetworkMode::is_shared);
     let fixed_address = config.ports.iter().any(|p| p.host_port.is_some())
         || config.networks.iter().any(|n| n.ipv4_address.is_some());
     let surge = match &ru.max_surge {

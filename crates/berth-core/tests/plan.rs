@@ -168,22 +168,17 @@ impl Sim {
                         networks,
                         health: None,
                         probe: None,
-                        network_mode: config.network_mode.as_ref().map(|m| {
-                            match m.strip_prefix("container:") {
-                                Some(target) => {
-                                    let id = self
-                                        .state
-                                        .containers
-                                        .iter()
-                                        .find(|t| t.name == target)
-                                        .map(|t| t.id.clone());
-                                    format!(
-                                        "container:{}",
-                                        id.expect("target exists before dependent")
-                                    )
-                                }
-                                None => m.clone(),
+                        network_mode: config.network_mode.as_ref().map(|m| match m {
+                            NetworkMode::Container(target) => {
+                                let id = self
+                                    .state
+                                    .containers
+                                    .iter()
+                                    .find(|t| &t.name == target)
+                                    .map(|t| t.id.clone());
+                                NetworkMode::Container(id.expect("target exists before dependent"))
                             }
+                            m => m.clone(),
                         }),
                         image_id: self.state.image_ids.get(&config.image).cloned(),
                     });

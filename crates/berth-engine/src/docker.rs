@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use berth_api::NetworkMode;
 use berth_core::desired::{
     ContainerConfig, HostPathTypeConfig, MountSource, NetworkConfig, VolumeConfig,
 };
@@ -284,7 +285,13 @@ impl DockerEngine {
             let network_mode = c
                 .host_config
                 .and_then(|h| h.network_mode)
-                .filter(|m| m.starts_with("container:") || m == "host" || m == "none");
+                .map(NetworkMode::from)
+                .filter(|m| {
+                    matches!(
+                        m,
+                        NetworkMode::Container(_) | NetworkMode::Host | NetworkMode::None
+                    )
+                });
             let nets = c
                 .network_settings
                 .and_then(|s| s.networks)
@@ -692,11 +699,7 @@ impl DockerEngine {
         let mut body = container_body(c, l);
         // `container:<name>` is pinned to the target's current ID, so that a replaced target is
         // visible as drift (the observed mode then names a dead ID).
-        if let Some(target) = c
-            .network_mode
-            .as_deref()
-            .and_then(|m| m.strip_prefix("container:"))
-        {
+        if let Some(NetworkMode::Container(target)) = &c.network_mode {
             self.count();
             let id = self
                 .docker
@@ -708,7 +711,7 @@ impl DockerEngine {
                 .id
                 .unwrap_or_default();
             if let Some(hc) = body.host_config.as_mut() {
-                hc.network_mode = Some(format!("container:{id}"));
+                hc.network_mode = Some(NetworkMode::Container(id).to_string());
             }
         }
         if let Some(h) = body.healthcheck.as_mut()
@@ -1051,7 +1054,8 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
             extra_hosts: (!c.extra_hosts.is_empty()).then(|| c.extra_hosts.clone()),
             network_mode: c
                 .network_mode
-                .clone()
+                .as_ref()
+                .map(NetworkMode::to_string)
                 .or_else(|| c.networks.first().map(|a| a.network.clone())),
             ..Default::default()
         }),

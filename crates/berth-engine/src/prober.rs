@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_api::Probe;
+use berth_api::{NetworkMode, Probe};
 use berth_core::desired::Probes;
 use berth_core::observed::ProbeStatus;
 use bollard::Docker;
@@ -321,14 +321,15 @@ impl Prober {
             let mode = info
                 .host_config
                 .as_ref()
-                .and_then(|h| h.network_mode.clone())
-                .unwrap_or_default();
-            if mode == "host" {
-                return Ok("127.0.0.1".into());
-            }
-            if let Some(other) = mode.strip_prefix("container:") {
-                target = other.to_string();
-                continue;
+                .and_then(|h| h.network_mode.as_deref())
+                .map(NetworkMode::parse);
+            match mode {
+                Some(NetworkMode::Host) => return Ok("127.0.0.1".into()),
+                Some(NetworkMode::Container(other)) => {
+                    target = other;
+                    continue;
+                }
+                _ => {}
             }
             let ip = info
                 .network_settings

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_api::{DependencyCondition, ObjectKey, PullPolicy, RestartPolicy};
+use berth_api::{DependencyCondition, NetworkMode, ObjectKey, PullPolicy, RestartPolicy};
 
 use crate::desired::{ContainerConfig, DesiredContainer, DesiredState};
 use crate::intent::Drift;
@@ -143,17 +143,15 @@ pub(super) fn namespace_drift(
     by_replica: &BTreeMap<(&ObjectKey, u32), Vec<&ObservedContainer>>,
 ) -> Option<Drift> {
     let target = dc.network_target.as_ref()?;
-    let target_name = dc
-        .config
-        .network_mode
-        .as_deref()?
-        .strip_prefix("container:")?;
+    let Some(NetworkMode::Container(target_name)) = &dc.config.network_mode else {
+        return None;
+    };
     let current = by_replica
         .get(&(target, 0))
-        .and_then(|cs| cs.iter().find(|t| t.name == target_name))?;
-    let want = format!("container:{}", current.id);
-    (c.network_mode.as_deref() != Some(want.as_str())).then(|| Drift::NamespaceTargetReplaced {
-        target: target_name.to_string(),
+        .and_then(|cs| cs.iter().find(|t| &t.name == target_name))?;
+    let want = NetworkMode::Container(current.id.clone());
+    (c.network_mode.as_ref() != Some(&want)).then(|| Drift::NamespaceTargetReplaced {
+        target: target_name.clone(),
     })
 }
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use berth_api::{
     ContainerPort, ContainerSpec, Dependency, DependencyCondition, EnvVar, File, HealthCheck,
     HostPathMount, HostPathType, IntOrString, Ipam, IpamConfig, Manifest, ManifestMetadata, Mount,
-    NetworkAttachment, NetworkSpec, Protocol, PullPolicy, ResourceLimits, Resources, RestartPolicy,
-    RollingUpdate, TmpfsMount, UpdateStrategy, UpdateStrategyType, VolumeSpec,
+    NetworkAttachment, NetworkMode, NetworkSpec, Protocol, PullPolicy, ResourceLimits, Resources,
+    RestartPolicy, RollingUpdate, TmpfsMount, UpdateStrategy, UpdateStrategyType, VolumeSpec,
 };
 
 use super::FindingKind::{Invalid, Unsupported, Warning};
@@ -536,8 +536,8 @@ fn service(
             "network_mode" => {
                 if let Some(m) = text(ctx, v, key) {
                     match m.as_str() {
-                        "bridge" | "host" | "none" => spec.network_mode = Some(m),
-                        s if s.starts_with("service:") => spec.network_mode = Some(format!("container:{}", &s[8..])),
+                        "bridge" | "host" | "none" => spec.network_mode = Some(NetworkMode::parse(&m)),
+                        s if s.starts_with("service:") => spec.network_mode = Some(NetworkMode::Container(s[8..].to_string())),
                         _ => ctx.finding(Unsupported, v, key, format!("network_mode {m:?}: berth supports bridge, host, none and service:NAME")),
                     }
                 }
@@ -635,7 +635,7 @@ fn service(
     let nets = match networks {
         Some(n) => n,
         None if spec.network_mode.is_none()
-            || spec.network_mode.as_deref() == Some("bridge")
+            || spec.network_mode == Some(NetworkMode::Bridge)
                 && svc.get("network_mode").is_none() =>
         {
             uses_default = true;
