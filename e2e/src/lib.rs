@@ -431,8 +431,33 @@ impl Drop for Env {
     }
 }
 
-/// Removes every object labelled with instance `ns` or named with the `ns_` prefix.
+/// Removes every object labelled with instance `ns` or named with the `ns_` prefix, and the
+/// images berth built for instance `ns` (after the containers that use them).
 pub async fn cleanup(docker: &Docker, ns: &str) {
+    cleanup_objects(docker, ns).await;
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("berth.dev/instance={ns}")],
+    )]);
+    let opts = bollard::query_parameters::ListImagesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    for img in docker.list_images(Some(opts)).await.unwrap_or_default() {
+        let _ = docker
+            .remove_image(
+                &img.id,
+                Some(
+                    bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                        .force(true)
+                        .build(),
+                ),
+                None,
+            )
+            .await;
+    }
+}
+
+async fn cleanup_objects(docker: &Docker, ns: &str) {
     let prefix = format!("{ns}_");
     {
         let opts = ListContainersOptionsBuilder::default().all(true).build();

@@ -11,7 +11,8 @@ mod executor;
 mod prober;
 
 pub use docker::build::{
-    BuildEvent, BuildFailure, BuildLog, BuildProgress, BuildRequest, BuildStep, from_images,
+    BuildEvent, BuildFailure, BuildLog, BuildProgress, BuildRequest, BuildStep,
+    OUTPUT_TAIL as BUILD_OUTPUT_TAIL, from_images,
 };
 pub use docker::{DockerEngine, EngineError, ImageRefresh, RECONNECT_CAP, reconnect_backoff};
 pub use executor::{Engine, Outcome, Runtime, execute};

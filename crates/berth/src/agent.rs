@@ -132,6 +132,10 @@ impl<E: Engine> Reconciler<E> {
                 .local_image_ids(always.keys().map(String::as_str))
                 .await;
         }
+        let tags = crate::builds::build_tags(desired);
+        if !tags.is_empty() {
+            observed.built_images = self.engine.built_images(tags).await;
+        }
         if let Some(prober) = &self.prober {
             attach_probe_results(prober, desired, &mut observed);
         }
@@ -199,6 +203,20 @@ impl<E: Engine> Reconciler<E> {
         let mut failed: BTreeSet<&Owner> = BTreeSet::new();
         for o in outcomes {
             let a = &plan.actions[o.id];
+            // A failed build backs off every replica waiting for its image.
+            if let (Action::BuildImage { users, .. }, Err(e)) = (&a.action, &o.result) {
+                for (owner, hash) in users {
+                    if failed.insert(owner) {
+                        self.book.record_failure(
+                            owner.clone(),
+                            hash,
+                            now_instant(),
+                            e.clone(),
+                            jittered,
+                        );
+                    }
+                }
+            }
             if let Err(e) = &o.result
                 && failed.insert(&a.owner)
             {
@@ -603,6 +621,9 @@ struct Agent {
     sources: Sources,
     merged: Merged,
     desired: DesiredState,
+    /// `desired` with the build hashes of this pass (contexts read before each pass); `None`
+    /// when nothing is built.
+    built: Option<DesiredState>,
     rec: Reconciler,
     /// Whether the engine answers; its back-off while it does not.
     link: EngineLink,
@@ -712,6 +733,7 @@ impl Agent {
             sources,
             merged,
             desired,
+            built: None,
             rec,
             link,
             status,
@@ -760,7 +782,14 @@ impl Agent {
     async fn pass(&mut self, trigger: Trigger) {
         let started = now_instant();
         let busy: BTreeSet<Owner> = self.busy.keys().cloned().collect();
-        match self.rec.prepare_observed(&self.desired, &busy).await {
+        // Build contexts are read before each pass (a changed file is a changed desired
+        // state); the digests reach the pure core as data.
+        self.built = match crate::builds::with_contexts(&self.desired).await {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(d) => Some(d),
+        };
+        let desired = self.built.as_ref().unwrap_or(&self.desired);
+        match self.rec.prepare_observed(desired, &busy).await {
             Ok((observed, plan)) => {
                 if self.link.answered(now_instant()) {
                     self.watch.engine(None);
@@ -796,11 +825,12 @@ impl Agent {
         observed: &berth_core::ObservedState,
         plan: &Plan,
     ) {
+        let desired = self.built.as_ref().unwrap_or(&self.desired);
         self.watch.pass(
             trigger.as_str(),
             started,
             &self.merged,
-            &self.desired,
+            desired,
             observed,
             plan,
             &self.rec.book,
@@ -819,7 +849,7 @@ impl Agent {
                     .map(|c| (c.key.clone(), c.to_string()))
                     .collect(),
                 in_force: in_force(&self.merged),
-                states: host_states(&self.desired, observed, plan, &self.rec.book),
+                states: host_states(desired, observed, plan, &self.rec.book),
             });
         }
         let waiting: BTreeSet<(Owner, WaitReason, String)> =

@@ -89,6 +89,8 @@ async fn recorded(
 
 /// Computes the diff of `desired` against the engine.
 pub async fn compute(engine: &DockerEngine, desired: &DesiredState) -> anyhow::Result<Diff> {
+    // Build contexts are read (never built): a changed context shows as "build" with why.
+    let desired = &*crate::builds::with_contexts(desired).await;
     let observed = images::observe(engine, desired).await?;
     // The same pass as `apply` and the agent, with a fresh retry book (what the agent would do
     // on its first pass).

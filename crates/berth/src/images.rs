@@ -31,6 +31,10 @@ pub async fn observe(
             .local_image_ids(always.keys().map(String::as_str))
             .await;
     }
+    let tags = crate::builds::build_tags(desired);
+    if !tags.is_empty() {
+        observed.built_images = engine.built_images(tags).await;
+    }
     Ok(observed)
 }
 

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod builds;
 pub mod cli;
 pub mod convert;
 pub mod crd;

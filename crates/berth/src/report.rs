@@ -13,7 +13,10 @@ use berth_sources::directory::{DirectorySource, Snapshot};
 
 use berth_core::merge::targeted;
 
+use std::io::IsTerminal;
+
 use crate::agent::{PassReport, Reconciler};
+use crate::builds::{self, BuildOutput};
 use crate::cli::{ApplyArgs, EXIT_ERROR};
 use crate::host::HostIdentity;
 use crate::images;
@@ -60,7 +63,7 @@ fn rolling(p: &Plan) -> bool {
         })
 }
 
-fn print_pass(report: &PassReport, started: Instant) {
+fn print_pass(report: &PassReport, started: Instant, output: &BuildOutput) {
     if report.plan.is_empty() {
         return;
     }
@@ -75,6 +78,28 @@ fn print_pass(report: &PassReport, started: Instant) {
             Err(e) => format!("FAILED: {e}"),
         };
         println!("  {:<55} {} {status}", a.action.to_string(), a.owner);
+        // A failed build shows the builder's last lines.
+        if let (Action::BuildImage { tags, .. }, Err(_)) = (&a.action, &o.result)
+            && let Some(tag) = tags.first()
+            && !o.skipped
+        {
+            println!("  builder output of {tag} (last lines):");
+            for line in output.tail(tag) {
+                println!("    {line}");
+            }
+        }
+    }
+}
+
+/// Reports the objects whose build context cannot be read, with the manifest file.
+fn print_unreadable_contexts(snap: &Snapshot, desired: &DesiredState) {
+    for (key, why) in &desired.blocked {
+        if why.starts_with("spec.build") {
+            match snap.objects.get(key) {
+                Some(d) => eprintln!("error: {}: {key}: {why}", d.origin),
+                None => eprintln!("error: {key}: {why}"),
+            }
+        }
     }
 }
 
@@ -84,17 +109,29 @@ fn print_waiting(w: &[Waiting]) {
     }
 }
 
+/// The engine, with the progress of its builds followed: each step printed on a terminal,
+/// the output kept for a failure report.
+async fn connect_following_builds() -> anyhow::Result<(DockerEngine, BuildOutput)> {
+    let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel();
+    let output = BuildOutput::follow(progress_rx, std::io::stderr().is_terminal());
+    let engine = DockerEngine::connect()
+        .await?
+        .with_build_progress(progress_tx);
+    Ok((engine, output))
+}
+
 /// `berth apply DIR`.
 pub async fn apply(
     instance: &str,
     host: &HostIdentity,
     args: ApplyArgs,
 ) -> anyhow::Result<ExitCode> {
-    let (_snap, desired) = match read_strict(instance, host, &args.dir)? {
+    let (snap, desired) = match read_strict(instance, host, &args.dir)? {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let engine = DockerEngine::connect().await?;
+    let (engine, output) = connect_following_builds().await?;
+    print_unreadable_contexts(&snap, &*builds::with_contexts(&desired).await);
     // One converge includes re-resolving `pullPolicy: Always` tags (a failure is reported and
     // leaves the running containers alone, as in the agent).
     let unverified = refresh_always_images(&engine, &desired).await;
@@ -110,14 +147,16 @@ pub async fn apply(
     };
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout);
-    let mut report = rec.pass(&desired).await?;
+    // Build contexts are read again before every pass (a build takes the context as it is
+    // then).
+    let mut report = rec.pass(&*builds::with_contexts(&desired).await).await?;
     let mut total = report.plan.actions.len();
     let mut failed = report.failed();
     let mut timed_out = false;
     // Passes that acted without anything to wait for: each is followed by one more pass, which
     // verifies the result or repairs it (a failed replacement is undone), a few at most.
     let mut settling = 0;
-    print_pass(&report, started);
+    print_pass(&report, started, &output);
     loop {
         // A rolling update takes several passes, one per step, each after the new replica is
         // ready; a dependent is created once its dependency meets its condition. After a
@@ -147,10 +186,10 @@ pub async fn apply(
             settling += 1;
         }
         let t = Instant::now();
-        report = rec.pass(&desired).await?;
+        report = rec.pass(&*builds::with_contexts(&desired).await).await?;
         total += report.plan.actions.len();
         failed |= report.failed();
-        print_pass(&report, t);
+        print_pass(&report, t, &output);
     }
     let still_acting = !report.plan.actions.is_empty() && !failed && !timed_out;
     if total == 0 && report.plan.waiting.is_empty() && unverified.is_empty() {

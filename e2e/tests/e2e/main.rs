@@ -2,6 +2,7 @@
 //! the bollard/kube stack instead of one per file). Each module is one area; each test runs in
 //! its own label namespace (`test_env!`), so they run in parallel.
 
+mod build;
 mod compose;
 mod directory;
 mod examples;
