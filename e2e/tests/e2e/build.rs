@@ -120,6 +120,33 @@ async fn a_built_image_serves_its_context_and_rebuilds_exactly_when_it_changes()
     assert_ne!(env.container_id(&env.cname("app")).await, id);
     serves(&env, "app", "v2").await;
 
+    // Garbage collection: the previous image is kept for a rollback, older ones go.
+    let v1 = before;
+    let built_images = || {
+        let mut ids: Vec<String> = env
+            .docker_cli(&[
+                "images",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                &format!("label=berth.dev/instance={}", env.ns),
+            ])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    assert!(built_images().contains(&v1), "{:?}", built_images());
+    write(ctx.path(), "site/index.html", "v2b");
+    let out = env.apply();
+    assert!(out.status.success(), "{}", text(&out));
+    serves(&env, "app", "v2b").await;
+    let left = built_images();
+    assert_eq!(left.len(), 2, "current and previous only: {left:?}");
+    assert!(!left.contains(&v1), "the oldest image is removed: {left:?}");
+
     // A failing step: apply exits 1 naming the step; the old container still serves.
     write(
         ctx.path(),
@@ -140,7 +167,7 @@ async fn a_built_image_serves_its_context_and_rebuilds_exactly_when_it_changes()
     assert!(stdout.contains("BuildFailed"), "{}", text(&out));
     assert!(stdout.contains("builder output of"), "{}", text(&out));
     assert_eq!(env.container_id(&env.cname("app")).await, id);
-    assert_eq!(served(&env, "app").as_deref(), Some("v2"));
+    assert_eq!(served(&env, "app").as_deref(), Some("v2b"));
 }
 
 #[tokio::test]

@@ -29,6 +29,10 @@ use super::{DockerEngine, EngineError, api, split_reference};
 use crate::context::{Context, ContextError};
 use crate::credentials;
 
+/// Label on a built image: the tags it was built for, comma-separated (old images of a tag are
+/// found by it once the tag names a newer one).
+pub const BUILD_TAGS: &str = "berth.dev/build-tags";
+
 /// Lines of builder output kept for a failure report.
 pub const OUTPUT_TAIL: usize = 30;
 
@@ -258,6 +262,7 @@ impl DockerEngine {
         }
         let mut image_labels = req.labels.clone();
         image_labels.insert(labels::BUILD_HASH.to_string(), hash);
+        image_labels.insert(BUILD_TAGS.to_string(), req.tags.join(","));
         let opts = BuildImageOptions {
             dockerfile: build.dockerfile_or_default().to_string(),
             t: Some(first.clone()),
@@ -295,7 +300,77 @@ impl DockerEngine {
             None => self.image_id(first).await?,
         };
         self.tag_all(&id, &req.tags[1..]).await?;
+        if let Err(e) = self.collect_garbage(req.tags, req.labels).await {
+            tracing::warn!(tag = %first, error = %e, "removing old built images failed");
+        }
         Ok(id)
+    }
+
+    /// Removes the images berth built earlier for `tags` that nothing uses any more: untagged
+    /// images of this instance (`labels`) whose `berth.dev/build-tags` label names one of
+    /// `tags`, used by no container (in any state), except the newest per tag — the image the
+    /// tag named before this build, kept for a rollback.
+    async fn collect_garbage(
+        &self,
+        tags: &[String],
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let mut label_filters: Vec<String> =
+            labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        label_filters.push(BUILD_TAGS.to_string());
+        let filters = HashMap::from([
+            ("label".to_string(), label_filters),
+            ("dangling".to_string(), vec!["true".to_string()]),
+        ]);
+        let opts = bollard::query_parameters::ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        self.calls
+            .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        let mut images = self
+            .docker
+            .list_images(Some(opts))
+            .await
+            .map_err(api("list built images"))?;
+        let all = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .build();
+        let used: std::collections::BTreeSet<String> = self
+            .docker
+            .list_containers(Some(all))
+            .await
+            .map_err(api("list containers"))?
+            .into_iter()
+            .filter_map(|c| c.image_id)
+            .collect();
+        images.sort_by(|a, b| b.created.cmp(&a.created));
+        for tag in tags {
+            let mut older = images.iter().filter(|i| {
+                i.labels
+                    .get(BUILD_TAGS)
+                    .is_some_and(|t| t.split(',').any(|t| t == tag))
+            });
+            // The newest is the previous image of the tag: kept for a rollback.
+            older.next();
+            for img in older.filter(|i| !used.contains(&i.id)) {
+                self.count();
+                match self
+                    .docker
+                    .remove_image(
+                        &img.id,
+                        None::<bollard::query_parameters::RemoveImageOptions>,
+                        None,
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(tag = %tag, image = %img.id, "removed an old built image")
+                    }
+                    Err(e) => tracing::debug!(image = %img.id, error = %e, "old built image kept"),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Walks and packs the context and reads the `FROM` credentials, on a blocking thread.
