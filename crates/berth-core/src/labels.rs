@@ -72,6 +72,33 @@ pub fn previous_name(name: &str) -> String {
     format!("{name}_prev")
 }
 
+/// What an engine container is to its replica during a rolling update, from its engine name
+/// compared with the replica's name: decided in one place ([`ReplicaRole::of`]) instead of by
+/// name-suffix checks wherever it matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaRole {
+    /// The replica's container (`name`).
+    Current,
+    /// The surge container of a start-first update (`<name>_next`).
+    Surge,
+    /// The stopped previous container, the rollback target (`<name>_prev`).
+    Previous,
+    /// Labelled with the replica under any other name (a renamed object's, say).
+    Other,
+}
+
+impl ReplicaRole {
+    /// The role of the engine container `engine_name` of the replica named `replica_name`.
+    pub fn of(engine_name: &str, replica_name: &str) -> ReplicaRole {
+        match engine_name.strip_prefix(replica_name) {
+            Some("") => ReplicaRole::Current,
+            Some("_next") => ReplicaRole::Surge,
+            Some("_prev") => ReplicaRole::Previous,
+            _ => ReplicaRole::Other,
+        }
+    }
+}
+
 /// The berth labels for an object (without the user's own labels).
 pub fn object_labels(
     instance: &str,
@@ -110,4 +137,20 @@ pub fn key_from_labels(labels: &BTreeMap<String, String>) -> Option<ObjectKey> {
 /// Reads a container's replica index back from labels.
 pub fn replica_from_labels(labels: &BTreeMap<String, String>) -> Option<u32> {
     labels.get(REPLICA)?.parse().ok()
+}
+
+#[cfg(test)]
+mod replica_role_tests {
+    use super::*;
+
+    #[test]
+    fn replica_role_from_the_engine_name() {
+        let r = "app_web_0";
+        assert_eq!(ReplicaRole::of("app_web_0", r), ReplicaRole::Current);
+        assert_eq!(ReplicaRole::of(&surge_name(r), r), ReplicaRole::Surge);
+        assert_eq!(ReplicaRole::of(&previous_name(r), r), ReplicaRole::Previous);
+        assert_eq!(ReplicaRole::of("app_web_0_old", r), ReplicaRole::Other);
+        assert_eq!(ReplicaRole::of("app_web_01", r), ReplicaRole::Other);
+        assert_eq!(ReplicaRole::of("web", r), ReplicaRole::Other);
+    }
 }

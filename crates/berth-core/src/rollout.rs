@@ -60,7 +60,10 @@ fn updating(key: &ObjectKey, dc: &DesiredContainer, containers: &[&ObservedConta
             && (c.hash.as_deref() != Some(dc.hash.as_str()) || {
                 let r = c.replica.unwrap_or(0);
                 let name = labels::container_name(key, r, dc.container_name.as_deref());
-                c.name == labels::surge_name(&name) || c.name == labels::previous_name(&name)
+                matches!(
+                    labels::ReplicaRole::of(&c.name, &name),
+                    labels::ReplicaRole::Surge | labels::ReplicaRole::Previous
+                )
             })
     })
 }

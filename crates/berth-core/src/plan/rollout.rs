@@ -18,7 +18,7 @@ use super::containers::{Leftovers, ObjectPlan};
 use crate::backoff::{RetryBook, RetryKind};
 use crate::desired::{DesiredContainer, Owner};
 use crate::intent::Intent;
-use crate::labels;
+use crate::labels::{self, ReplicaRole};
 use crate::observed::{ObservedContainer, RunState};
 use crate::reason::WaitReason;
 
@@ -228,7 +228,6 @@ impl<'a> Slot<'a> {
         by_replica: &BTreeMap<(&'k ObjectKey, u32), Vec<&'a ObservedContainer>>,
     ) -> Slot<'a> {
         let name = labels::container_name(key, replica, dc.container_name.as_deref());
-        let (surge, prev) = (labels::surge_name(&name), labels::previous_name(&name));
         let mut s = Slot {
             replica,
             name,
@@ -238,15 +237,14 @@ impl<'a> Slot<'a> {
             extras: Vec::new(),
         };
         for c in by_replica.get(&(key, replica)).into_iter().flatten() {
-            let place = if c.name == s.name {
-                &mut s.canon
-            } else if c.name == surge {
-                &mut s.next
-            } else if c.name == prev {
-                &mut s.prev
-            } else {
-                s.extras.push(c);
-                continue;
+            let place = match ReplicaRole::of(&c.name, &s.name) {
+                ReplicaRole::Current => &mut s.canon,
+                ReplicaRole::Surge => &mut s.next,
+                ReplicaRole::Previous => &mut s.prev,
+                ReplicaRole::Other => {
+                    s.extras.push(c);
+                    continue;
+                }
             };
             if place.is_none() {
                 *place = Some(c);
