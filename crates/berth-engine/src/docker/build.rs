@@ -343,7 +343,7 @@ impl DockerEngine {
             .into_iter()
             .filter_map(|c| c.image_id)
             .collect();
-        images.sort_by(|a, b| b.created.cmp(&a.created));
+        images.sort_by_key(|i| std::cmp::Reverse(i.created));
         for tag in tags {
             let mut older = images.iter().filter(|i| {
                 i.labels
