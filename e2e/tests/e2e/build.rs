@@ -249,3 +249,29 @@ async fn a_compose_project_with_build_is_built_and_served() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(builds_in(&out), 0, "{}", text(&out));
 }
+
+#[tokio::test]
+async fn the_agent_builds_in_the_background_and_follows_a_changed_context() {
+    let env = test_env!("build-agent").await;
+    let ctx = context("agent v1");
+    env.write("app.yaml", &built(&env, "app", ctx.path()));
+    env.write("other.yaml", &env.container("other", BUSYBOX, ""));
+    let mut agent = env.agent();
+    serves(&env, "app", "agent v1").await;
+    assert!(env.running(&env.cname("other")).await);
+    // A changed file in the context is seen at the latest by the periodic relist (2 s here).
+    write(ctx.path(), "site/index.html", "agent v2");
+    serves(&env, "app", "agent v2").await;
+    // A failing build: the old container keeps serving; the object waits as BuildFailed.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        &DOCKERFILE.replace("COPY site/ /srv/\n", "COPY site/ /srv/\nRUN false\n"),
+    );
+    agent
+        .wait_log("BuildFailed", T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", agent.log()));
+    assert_eq!(served(&env, "app").as_deref(), Some("agent v2"));
+    agent.stop();
+}
