@@ -425,6 +425,57 @@ pub struct Context {
     pub digest: String,
 }
 
+/// What identifies a file's content without reading it: device, inode, size, modification and
+/// change times (nanoseconds). A `touch` changes it, so the file is read again — and gives
+/// the same content digest.
+type FileStamp = (u64, u64, u64, i64, i64, i64, i64);
+
+/// Content digests of files already read, so that walking an unchanged context again (before
+/// every pass of the agent) only stats its files.
+static DIGESTS: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, (FileStamp, String)>>> =
+    std::sync::Mutex::new(None);
+
+/// Entries kept in [`DIGESTS`] before it is emptied (a bound on memory).
+const DIGESTS_KEPT: usize = 200_000;
+
+fn stamp(meta: &std::fs::Metadata) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
+}
+
+/// The SHA-256 of a file's content, from [`DIGESTS`] when the file is unchanged.
+fn sha256_cached(path: &Path, meta: &std::fs::Metadata) -> Result<String, ContextError> {
+    let st = stamp(meta);
+    {
+        let cache = DIGESTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((s, d)) = cache.as_ref().and_then(|c| c.get(path))
+            && *s == st
+        {
+            return Ok(d.clone());
+        }
+    }
+    let digest = sha256_file(path)?;
+    let mut cache = DIGESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let map = cache.get_or_insert_with(Default::default);
+    if map.len() >= DIGESTS_KEPT {
+        map.clear();
+    }
+    map.insert(path.to_path_buf(), (st, digest.clone()));
+    Ok(digest)
+}
+
 fn sha256_file(path: &Path) -> Result<String, ContextError> {
     let mut f = std::fs::File::open(path).map_err(io(path))?;
     let mut h = Sha256::new();
@@ -519,7 +570,7 @@ impl Walk<'_> {
                 }
                 EntryKind::File {
                     size: meta.len(),
-                    sha256: sha256_file(&full)?,
+                    sha256: sha256_cached(&full, &meta)?,
                 }
             } else {
                 continue;
