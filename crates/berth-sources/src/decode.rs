@@ -512,7 +512,7 @@ pub fn decode_object(
 }
 
 /// The YAML reader's error in the manifest's words: no Rust types, no library options.
-fn saphyr_message(e: &serde_saphyr::Error) -> String {
+pub(crate) fn saphyr_message(e: &serde_saphyr::Error) -> String {
     use serde_saphyr::Error as E;
     use serde_saphyr::MessageFormatter;
     let e = match e {
@@ -561,10 +561,38 @@ fn saphyr_message(e: &serde_saphyr::Error) -> String {
         E::UnsupportedTag { tag, .. } => {
             format!("the tag {tag} is not supported in a manifest; remove it")
         }
-        other => serde_saphyr::UserMessageFormatter
-            .format_message(other)
-            .into_owned(),
+        other => plain_words(
+            serde_saphyr::UserMessageFormatter
+                .format_message(other)
+                .as_ref(),
+        ),
     }
+}
+
+/// The reader's remaining messages that speak of its own machinery ("expected sequence start"),
+/// in the manifest's words.
+fn plain_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 6] = [
+        ("expected sequence start", "expected a list"),
+        (
+            "expected mapping start",
+            "expected a mapping (key: value lines)",
+        ),
+        ("expected string scalar", "expected a string"),
+        (
+            "recursion limit exceeded",
+            "the document nests too deep for a manifest",
+        ),
+        (
+            "reference to unknown value",
+            "an alias (*name) refers to no anchor (&name) defined before it",
+        ),
+        ("simple key expected ':'", "expected a key followed by ': '"),
+    ];
+    WORDS
+        .iter()
+        .find(|(theirs, _)| message == *theirs)
+        .map_or_else(|| message.to_string(), |(_, ours)| (*ours).to_string())
 }
 
 /// A YAML budget breach in words.

@@ -4,6 +4,7 @@
 
 mod build;
 mod compose;
+mod corpus;
 mod directory;
 mod examples;
 mod health;

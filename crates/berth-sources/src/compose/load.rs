@@ -144,7 +144,7 @@ impl Ctx<'_> {
     pub fn read_text(&mut self, path: &Path) -> Result<String, String> {
         self.files.push(path.to_path_buf());
         crate::read::read_manifest(path, &crate::read::ReadLimits::default())
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| format!("{}: {e}", (self.display)(path)))
     }
 
     /// Reads, parses and interpolates one Compose file.

@@ -174,15 +174,7 @@ pub fn parse(file: &str, text: &str) -> Result<Node, SyntaxError> {
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
-        let inner = match &e {
-            serde_saphyr::Error::WithSnippet { error, .. } => error.to_string(),
-            other => other.to_string(),
-        };
-        let message = inner.lines().next().unwrap_or("").to_string();
-        let message = match message.rfind(" at line ") {
-            Some(i) => message[..i].to_string(),
-            None => message,
-        };
+        let message = crate::decode::saphyr_message(&e);
         SyntaxError {
             line,
             column,
