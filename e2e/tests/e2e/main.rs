@@ -8,6 +8,7 @@ mod corpus;
 mod directory;
 mod examples;
 mod health;
+mod hostile;
 mod kube;
 mod observe;
 mod outage;
