@@ -5,8 +5,10 @@
 //! - started while the engine is unreachable, the agent waits (capped back-off, one log line
 //!   per state change), reports not ready, and converges as soon as the engine answers;
 //! - an outage mid-run (500 answers, connections cut, the socket gone) removes nothing and
-//!   duplicates nothing; what changed meanwhile (a container removed by hand) is repaired by a
-//!   full resync when the engine is back, and the events stream reconnects.
+//!   duplicates nothing; what changed meanwhile is repaired by a full resync when the engine is
+//!   back — a container removed by hand is created again, and a container stopped meanwhile
+//!   (what a real dockerd restart does to every container berth created: berth sets no engine
+//!   restart policy) is started again, the same container; the events stream reconnects.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -103,6 +105,7 @@ async fn engine_outage_mid_run_removes_nothing_and_resyncs() {
     .expect("proxy");
     env.write("a.yaml", &env.container("a", BUSYBOX, ""));
     env.write("b.yaml", &env.container("b", BUSYBOX, ""));
+    env.write("c.yaml", &env.container("c", BUSYBOX, ""));
     // A long resync: after the outage, only the agent's own reconnect can notice the repair
     // quickly, and a killed container is seen through the (reconnected) events stream.
     let mut agent = env.agent_with_env(
@@ -114,8 +117,10 @@ async fn engine_outage_mid_run_removes_nothing_and_resyncs() {
         ],
         &[("DOCKER_HOST", proxy.docker_host().as_ref())],
     );
-    env.until("both run", Duration::from_secs(30), || async {
-        env.running(&env.cname("a")).await && env.running(&env.cname("b")).await
+    env.until("all three run", Duration::from_secs(30), || async {
+        env.running(&env.cname("a")).await
+            && env.running(&env.cname("b")).await
+            && env.running(&env.cname("c")).await
     })
     .await;
     env.until("ready", Duration::from_secs(10), || async {
@@ -123,12 +128,15 @@ async fn engine_outage_mid_run_removes_nothing_and_resyncs() {
     })
     .await;
     let a_id = env.container_id(&env.cname("a")).await.expect("a exists");
+    let c_id = env.container_id(&env.cname("c")).await.expect("c exists");
     let before = proxy.snapshot();
 
-    // 30 s of outage in three shapes; `b` is removed by hand meanwhile.
+    // 30 s of outage in three shapes; `b` is removed by hand meanwhile and `c` stopped (as a
+    // dockerd restart stops it).
     proxy.set(Fault::Error500);
     tokio::time::sleep(Duration::from_secs(3)).await;
     env.docker_cli(&["rm", "-f", &env.cname("b")]);
+    env.docker_cli(&["stop", "-t", "1", &env.cname("c")]);
     tokio::time::sleep(Duration::from_secs(7)).await;
     let not_ready = readyz(&api)
         .await
@@ -150,9 +158,11 @@ async fn engine_outage_mid_run_removes_nothing_and_resyncs() {
     // Back: `b` is recreated by the resync, `a` is the same container, nothing duplicated.
     proxy.set(Fault::None);
     let took = env
-        .until("b recreated", Duration::from_secs(20), || async {
-            env.running(&env.cname("b")).await
-        })
+        .until(
+            "b recreated, c started",
+            Duration::from_secs(20),
+            || async { env.running(&env.cname("b")).await && env.running(&env.cname("c")).await },
+        )
         .await;
     eprintln!("repaired {took:?} after the engine came back");
     assert_eq!(
@@ -160,13 +170,18 @@ async fn engine_outage_mid_run_removes_nothing_and_resyncs() {
         Some(a_id.as_str()),
         "a was left alone"
     );
+    assert_eq!(
+        env.container_id(&env.cname("c")).await.as_deref(),
+        Some(c_id.as_str()),
+        "c was started again, not replaced"
+    );
     let after = proxy::diff(&before, &proxy.snapshot());
     assert_eq!(
         after.get("DELETE /containers/{id}"),
         None,
         "nothing removed: {after:?}"
     );
-    assert_eq!(env.containers().await.len(), 2, "nothing duplicated");
+    assert_eq!(env.containers().await.len(), 3, "nothing duplicated");
     env.until("ready again", Duration::from_secs(10), || async {
         readyz(&api).await.is_ok()
     })
