@@ -159,10 +159,168 @@ pub struct ContainerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub network_mode: Option<NetworkMode>,
+    /// Run the container privileged (`docker run --privileged`: every capability, every host
+    /// device, no seccomp or AppArmor confinement); default false (same meaning as Kubernetes'
+    /// `securityContext.privileged`). Refused by the `baseline` and `restricted` policy profiles.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// Host devices made available inside the container (`docker run --device`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    /// Share the host's PID namespace (`docker run --pid host`); default false (same name and
+    /// meaning as Kubernetes' `hostPID`; Compose's `pid: host`).
+    #[serde(
+        default,
+        rename = "hostPID",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub host_pid: bool,
+    /// Share the host's IPC namespace (`docker run --ipc host`); default false (same name and
+    /// meaning as Kubernetes' `hostIPC`; Compose's `ipc: host`).
+    #[serde(
+        default,
+        rename = "hostIPC",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub host_ipc: bool,
+    /// The seccomp profile (Kubernetes' `securityContext.seccompProfile`); default the
+    /// engine's (`RuntimeDefault`). Compose's `security_opt: [seccomp=…]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<SeccompProfile>,
+    /// The AppArmor profile (Kubernetes' `securityContext.appArmorProfile`); default the
+    /// engine's (`docker-default` where AppArmor is enabled). Compose's
+    /// `security_opt: [apparmor=…]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_armor_profile: Option<AppArmorProfile>,
+    /// `false` sets the kernel's `no_new_privs` flag (Docker's
+    /// `--security-opt no-new-privileges`): setuid binaries and file capabilities cannot raise
+    /// privileges. Same name and meaning as Kubernetes' `securityContext.allowPrivilegeEscalation`;
+    /// absent or `true`: the engine's default (allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_privilege_escalation: Option<bool>,
+    /// Namespaced kernel parameters set in the container (`docker run --sysctl`), e.g.
+    /// `net.ipv4.ip_unprivileged_port_start: "0"`. The `baseline` policy profile allows only
+    /// Kubernetes' safe set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Size of `/dev/shm` as a quantity (`64Mi`, `1G`); default the engine's (64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<String>,
+    /// Allocate a TTY (`docker run -t`); default false (same meaning as Kubernetes' `tty`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// Keep stdin open (`docker run -i`; Compose's `stdin_open`); default false (same name and
+    /// meaning as Kubernetes' `stdin`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// Resource limits of the processes (`docker run --ulimit name=soft:hard`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// DNS servers (IP addresses) instead of the engine's (`docker run --dns`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    /// DNS search domains (`docker run --dns-search`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    /// Resolver options written to `/etc/resolv.conf`, e.g. `ndots:2` (`docker run --dns-option`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
+    /// Logging driver and its options (`docker run --log-driver --log-opt`), e.g. `json-file`
+    /// with `max-size: 10m` and `max-file: "3"` for log rotation; default the engine's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
     /// Which hosts run this object (a Kubernetes `LabelSelector` matched against host labels);
     /// absent: every host that reads it. Not part of the spec hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_selector: Option<crate::LabelSelector>,
+}
+
+/// A host device made available in the container (`docker run --device`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Device {
+    /// Absolute path of the device on the host, e.g. `/dev/ttyUSB0`.
+    pub host_path: String,
+    /// Absolute path inside the container; default `hostPath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_path: Option<String>,
+    /// Cgroup permissions: a combination of `r` (read), `w` (write), `m` (mknod); default `rwm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<String>,
+}
+
+impl Device {
+    /// `containerPath` after defaulting (`hostPath`).
+    pub fn container_path_or_default(&self) -> &str {
+        self.container_path.as_deref().unwrap_or(&self.host_path)
+    }
+    /// `permissions` after defaulting (`rwm`).
+    pub fn permissions_or_default(&self) -> &str {
+        self.permissions.as_deref().unwrap_or("rwm")
+    }
+}
+
+/// Which kind of confinement profile (Kubernetes' `SeccompProfile.type` and
+/// `AppArmorProfile.type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ProfileType {
+    /// The engine's default profile.
+    #[default]
+    RuntimeDefault,
+    /// No confinement (`seccomp=unconfined`, `apparmor=unconfined`).
+    Unconfined,
+    /// A profile of this host named by `localhostProfile`.
+    Localhost,
+}
+
+/// A seccomp profile (Kubernetes' `SeccompProfile`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeccompProfile {
+    /// `RuntimeDefault`, `Unconfined` or `Localhost`.
+    #[serde(rename = "type")]
+    pub type_: ProfileType,
+    /// With `Localhost`: absolute path of the profile (Docker's seccomp JSON) on the host where
+    /// the agent runs; read when the container is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localhost_profile: Option<String>,
+}
+
+/// An AppArmor profile (Kubernetes' `AppArmorProfile`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppArmorProfile {
+    /// `RuntimeDefault`, `Unconfined` or `Localhost`.
+    #[serde(rename = "type")]
+    pub type_: ProfileType,
+    /// With `Localhost`: the name of a profile loaded on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localhost_profile: Option<String>,
+}
+
+/// One process resource limit (setrlimit(2)), as `docker run --ulimit name=soft:hard`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ulimit {
+    /// The limit's name without `RLIMIT_`, lower case: `nofile`, `nproc`, `memlock`, `core`, …
+    pub name: String,
+    /// Soft limit; -1 is unlimited.
+    pub soft: i64,
+    /// Hard limit (at least `soft`); -1 is unlimited.
+    pub hard: i64,
+}
+
+/// Logging driver of a container (`docker run --log-driver`, `--log-opt`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Logging {
+    /// Driver name, e.g. `json-file`, `local`, `journald`, `syslog`, `none`; default the
+    /// engine's default driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Driver options, e.g. `max-size: 10m`, `max-file: "3"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// How to build a Container's image (`spec.build`), the fields of `docker build`.

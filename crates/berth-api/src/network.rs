@@ -45,6 +45,16 @@ pub struct NetworkSpec {
     /// Labels set on the engine network (keys under `berth.dev/` are reserved).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The network already exists on the host and is not berth's: berth uses it but never
+    /// creates, changes or removes it (Compose's `external: true`). Its engine name is
+    /// `externalName`, default `metadata.name` (not `<namespace>_<name>`); while it does not
+    /// exist, the containers that use it wait. The other fields must be left out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+    /// With `external`: the engine name of the existing network (Compose's `name:`); default
+    /// `metadata.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
     /// Which hosts create this object (a Kubernetes `LabelSelector` matched against host
     /// labels); absent: every host that reads it. Not part of the spec hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -244,6 +244,20 @@ fn check_value_from(e: &mut Errors, path: &str, v: &ValueFrom) {
 /// Checks a `Network` spec.
 pub fn validate_network(spec: &NetworkSpec) -> Vec<FieldError> {
     let mut e = Errors(Vec::new());
+    check_external(
+        &mut e,
+        spec.external,
+        spec.external_name.as_ref(),
+        &[
+            ("driver", spec.driver.is_some()),
+            ("internal", spec.internal),
+            ("attachable", spec.attachable),
+            ("enableIPv6", spec.enable_ipv6),
+            ("ipam", spec.ipam.is_some()),
+            ("options", !spec.options.is_empty()),
+            ("labels", !spec.labels.is_empty()),
+        ],
+    );
     check_selector(&mut e, spec.host_selector.as_ref());
     if let Some(ipam) = &spec.ipam {
         for (i, c) in ipam.config.iter().enumerate() {
@@ -408,6 +422,20 @@ fn is_cidr(s: &str) -> bool {
 /// Checks a `Volume` spec.
 pub fn validate_volume(spec: &VolumeSpec) -> Vec<FieldError> {
     let mut e = Errors(Vec::new());
+    check_external(
+        &mut e,
+        spec.external,
+        spec.external_name.as_ref(),
+        &[
+            ("driver", spec.driver.is_some()),
+            ("driverOpts", !spec.driver_opts.is_empty()),
+            ("labels", !spec.labels.is_empty()),
+            (
+                "reclaimPolicy",
+                spec.reclaim_policy != crate::ReclaimPolicy::Retain,
+            ),
+        ],
+    );
     check_selector(&mut e, spec.host_selector.as_ref());
     check_labels(&mut e, "spec.labels", &spec.labels);
     e.0
@@ -802,9 +830,244 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
             ),
         }
     }
+    check_host_access(&mut e, spec);
+    check_runtime(&mut e, spec);
     check_labels(&mut e, "spec.labels", &spec.labels);
     check_selector(&mut e, spec.host_selector.as_ref());
     e.0
+}
+
+/// Resource names Docker accepts for `--ulimit` (setrlimit(2) without `RLIMIT_`).
+const ULIMITS: [&str; 15] = [
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// A sysctl name: dot- (or slash-) separated segments of letters, digits, `_` and `-`.
+pub fn is_sysctl_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split(['.', '/']).all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+/// `devices`, `seccompProfile`, `appArmorProfile`, `sysctls`: what the host grants.
+fn check_host_access(e: &mut Errors, spec: &ContainerSpec) {
+    for (i, d) in spec.devices.iter().enumerate() {
+        for (field, v) in [
+            ("hostPath", Some(&d.host_path)),
+            ("containerPath", d.container_path.as_ref()),
+        ] {
+            if let Some(v) = v
+                && (!v.starts_with('/') || v.split('/').any(|c| c == ".."))
+            {
+                e.push(
+                    format!("spec.devices[{i}].{field}"),
+                    format!("expected an absolute path like /dev/ttyUSB0, got {v:?}"),
+                );
+            }
+        }
+        if let Some(p) = &d.permissions {
+            let mut seen = String::new();
+            let ok = !p.is_empty()
+                && p.chars().all(|c| {
+                    let fresh = "rwm".contains(c) && !seen.contains(c);
+                    seen.push(c);
+                    fresh
+                });
+            if !ok {
+                e.push(
+                    format!("spec.devices[{i}].permissions"),
+                    format!("expected a combination of r, w and m (like rwm or r), got {p:?}"),
+                );
+            }
+        }
+    }
+    let profiles = [
+        (
+            "seccompProfile",
+            spec.seccomp_profile
+                .as_ref()
+                .map(|p| (p.type_, &p.localhost_profile)),
+        ),
+        (
+            "appArmorProfile",
+            spec.app_armor_profile
+                .as_ref()
+                .map(|p| (p.type_, &p.localhost_profile)),
+        ),
+    ];
+    for (field, profile) in profiles {
+        let Some((kind, local)) = profile else {
+            continue;
+        };
+        match (kind, local) {
+            (crate::ProfileType::Localhost, None) => e.push(
+                format!("spec.{field}.localhostProfile"),
+                "expected the profile (required with type Localhost)",
+            ),
+            (crate::ProfileType::Localhost, Some(l))
+                if field == "seccompProfile" && !l.starts_with('/') =>
+            {
+                e.push(
+                    format!("spec.{field}.localhostProfile"),
+                    format!("expected the absolute path of a seccomp profile (JSON) on the host, got {l:?}"),
+                );
+            }
+            (crate::ProfileType::Localhost, Some(l)) if l.trim().is_empty() => e.push(
+                format!("spec.{field}.localhostProfile"),
+                "expected the name of an AppArmor profile loaded on the host, got an empty string",
+            ),
+            (crate::ProfileType::Localhost, Some(_)) => {}
+            (_, Some(_)) => e.push(
+                format!("spec.{field}.localhostProfile"),
+                "allowed only with type Localhost",
+            ),
+            (_, None) => {}
+        }
+    }
+    for (name, value) in &spec.sysctls {
+        if !is_sysctl_name(name) {
+            e.push(
+                format!("spec.sysctls.{name}"),
+                format!("expected a kernel parameter name like net.ipv4.ip_forward, got {name:?}"),
+            );
+        } else if value.contains(['\0', '\n']) {
+            e.push(
+                format!("spec.sysctls.{name}"),
+                "the value must not contain a newline or NUL character",
+            );
+        }
+    }
+}
+
+/// `shmSize`, `ulimits`, `dns*`, `logging`.
+fn check_runtime(e: &mut Errors, spec: &ContainerSpec) {
+    if let Some(size) = &spec.shm_size
+        && let Err(err) = quantity::parse_bytes(size)
+    {
+        e.push("spec.shmSize", err.to_string());
+    }
+    for (i, u) in spec.ulimits.iter().enumerate() {
+        if !ULIMITS.contains(&u.name.as_str()) {
+            e.push(
+                format!("spec.ulimits[{i}].name"),
+                format!("expected one of {}, got {:?}", ULIMITS.join(", "), u.name),
+            );
+        }
+        if spec.ulimits[..i].iter().any(|o| o.name == u.name) {
+            e.push(
+                format!("spec.ulimits[{i}].name"),
+                format!("{:?} is listed twice", u.name),
+            );
+        }
+        let unlimited = |v: i64| v == -1;
+        for (field, v) in [("soft", u.soft), ("hard", u.hard)] {
+            if v < -1 {
+                e.push(
+                    format!("spec.ulimits[{i}].{field}"),
+                    format!("expected 0 or more (or -1 for unlimited), got {v}"),
+                );
+            }
+        }
+        if !unlimited(u.hard) && (unlimited(u.soft) || u.soft > u.hard) {
+            e.push(
+                format!("spec.ulimits[{i}].soft"),
+                format!(
+                    "expected at most the hard limit ({}), got {}",
+                    u.hard, u.soft
+                ),
+            );
+        }
+    }
+    for (i, ip) in spec.dns.iter().enumerate() {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            e.push(
+                format!("spec.dns[{i}]"),
+                format!("expected the IP address of a DNS server, got {ip:?}"),
+            );
+        }
+    }
+    for (i, d) in spec.dns_search.iter().enumerate() {
+        if !is_host_name(d.trim_end_matches('.')) {
+            e.push(
+                format!("spec.dnsSearch[{i}]"),
+                format!("expected a domain name like example.com, got {d:?}"),
+            );
+        }
+    }
+    for (i, o) in spec.dns_options.iter().enumerate() {
+        if o.is_empty() || o.contains(char::is_whitespace) {
+            e.push(
+                format!("spec.dnsOptions[{i}]"),
+                format!("expected a resolver option like ndots:2 or rotate, got {o:?}"),
+            );
+        }
+    }
+    if let Some(l) = &spec.logging {
+        if let Some(d) = &l.driver {
+            let ok = !d.is_empty()
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+            if !ok {
+                e.push(
+                    "spec.logging.driver",
+                    format!("expected a logging driver name like json-file, local or journald, got {d:?}"),
+                );
+            }
+        }
+        if l.driver.as_deref() == Some("none") && !l.options.is_empty() {
+            e.push("spec.logging.options", "the none driver takes no options");
+        }
+    }
+}
+
+/// `external`: only the engine name may be given besides it.
+fn check_external(
+    e: &mut Errors,
+    external: bool,
+    external_name: Option<&String>,
+    configured: &[(&str, bool)],
+) {
+    if !external {
+        if external_name.is_some() {
+            e.push("spec.externalName", "allowed only with external: true");
+        }
+        return;
+    }
+    if let Some(n) = external_name
+        && !is_engine_name(n)
+    {
+        e.push(
+            "spec.externalName",
+            format!("expected an engine name ([a-zA-Z0-9][a-zA-Z0-9_.-]*), got {n:?}"),
+        );
+    }
+    for (field, set) in configured {
+        if *set {
+            e.push(
+                format!("spec.{field}"),
+                "an external object is not berth's to configure; leave it out (or drop external)",
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1127,5 +1390,84 @@ mod health_tests {
                 "spec.networkMode"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod host_access_tests {
+    use super::*;
+
+    #[test]
+    fn host_access_and_runtime_fields_are_checked() {
+        let s: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "image": "busybox:latest",
+            "privileged": true,
+            "hostPID": true,
+            "hostIPC": true,
+            "devices": [
+                {"hostPath": "/dev/fuse"},
+                {"hostPath": "dev/x", "permissions": "rwx"},
+            ],
+            "seccompProfile": {"type": "Localhost"},
+            "appArmorProfile": {"type": "RuntimeDefault", "localhostProfile": "p"},
+            "allowPrivilegeEscalation": false,
+            "sysctls": {"net.core.somaxconn": "1024", "bad name": "1"},
+            "shmSize": "64XB",
+            "tty": true,
+            "stdin": true,
+            "ulimits": [
+                {"name": "nofile", "soft": 1024, "hard": 2048},
+                {"name": "nproc", "soft": 10, "hard": 5},
+                {"name": "files", "soft": 1, "hard": 1},
+            ],
+            "dns": ["192.0.2.1", "dns.example"],
+            "dnsSearch": ["example.com", "bad domain"],
+            "dnsOptions": ["ndots:2", ""],
+            "logging": {"driver": "json file", "options": {"max-size": "1m"}},
+        }))
+        .expect("the fields parse");
+        assert!(s.privileged && s.host_pid && s.host_ipc && s.tty && s.stdin);
+        let paths: Vec<String> = validate_container(&s).into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.devices[1].hostPath",
+                "spec.devices[1].permissions",
+                "spec.seccompProfile.localhostProfile",
+                "spec.appArmorProfile.localhostProfile",
+                "spec.sysctls.bad name",
+                "spec.shmSize",
+                "spec.ulimits[1].soft",
+                "spec.ulimits[2].name",
+                "spec.dns[1]",
+                "spec.dnsSearch[1]",
+                "spec.dnsOptions[1]",
+                "spec.logging.driver",
+            ]
+        );
+        let round: ContainerSpec =
+            serde_json::from_value(serde_json::to_value(&s).expect("json")).expect("back");
+        assert_eq!(round, s, "serialises under the same names");
+    }
+
+    #[test]
+    fn external_objects_take_no_configuration() {
+        let n: NetworkSpec = serde_json::from_value(serde_json::json!({
+            "external": true, "externalName": "proxy", "driver": "bridge"
+        }))
+        .expect("parse");
+        let errs = validate_network(&n);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "spec.driver");
+        let v: VolumeSpec = serde_json::from_value(serde_json::json!({
+            "externalName": "data"
+        }))
+        .expect("parse");
+        assert_eq!(validate_volume(&v)[0].path, "spec.externalName");
+        let v: VolumeSpec = serde_json::from_value(serde_json::json!({
+            "external": true, "externalName": "bad name"
+        }))
+        .expect("parse");
+        assert_eq!(validate_volume(&v)[0].path, "spec.externalName");
     }
 }

@@ -37,6 +37,16 @@ pub struct VolumeSpec {
     /// (same meaning as a Kubernetes PersistentVolume's `persistentVolumeReclaimPolicy`).
     #[serde(default)]
     pub reclaim_policy: ReclaimPolicy,
+    /// The volume already exists on the host and is not berth's: berth uses it but never
+    /// creates, changes or removes it (Compose's `external: true`). Its engine name is
+    /// `externalName`, default `metadata.name` (not `<namespace>_<name>`); while it does not
+    /// exist, the containers that use it wait. The other fields must be left out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+    /// With `external`: the engine name of the existing volume (Compose's `name:`); default
+    /// `metadata.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
     /// Which hosts create this object (a Kubernetes `LabelSelector` matched against host
     /// labels); absent: every host that reads it. Not part of the spec hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -72,6 +72,9 @@ pub struct DesiredNetwork {
     pub config: NetworkConfig,
     /// Versioned hash of `config`.
     pub hash: String,
+    /// `spec.external`: an existing network berth uses but never creates or removes
+    /// (`engine_name` is then its own name).
+    pub external: bool,
 }
 
 /// Engine configuration of a network: exactly the fields that decide whether it is recreated.
@@ -106,6 +109,9 @@ pub struct DesiredVolume {
     pub hash: String,
     /// Written to the `berth.dev/reclaim-policy` label at creation.
     pub reclaim_policy: ReclaimPolicy,
+    /// `spec.external`: an existing volume berth uses but never creates or removes
+    /// (`engine_name` is then its own name).
+    pub external: bool,
 }
 
 /// Engine configuration of a volume.
@@ -264,6 +270,96 @@ pub struct ContainerConfig {
     /// (attach to `networks`). Hashed as its wire string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<NetworkMode>,
+    /// `--privileged`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// Host devices.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceConfig>,
+    /// `--pid host`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub host_pid: bool,
+    /// `--ipc host`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub host_ipc: bool,
+    /// Seccomp profile other than the engine's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<ProfileConfig>,
+    /// AppArmor profile other than the engine's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_armor_profile: Option<ProfileConfig>,
+    /// `--security-opt no-new-privileges` (`allowPrivilegeEscalation: false`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_privileges: bool,
+    /// Namespaced kernel parameters.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Size of `/dev/shm` in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// `-t`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// `-i`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// Process resource limits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<UlimitConfig>,
+    /// DNS servers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    /// DNS search domains.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    /// Resolver options.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
+    /// Logging driver and options.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingConfig>,
+}
+
+/// A host device, defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceConfig {
+    /// Path on the host.
+    pub host_path: String,
+    /// Path in the container.
+    pub container_path: String,
+    /// Cgroup permissions (`rwm`).
+    pub permissions: String,
+}
+
+/// A confinement profile that is not the engine's default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ProfileConfig {
+    /// No confinement.
+    Unconfined,
+    /// A host profile: a seccomp JSON file's path, or an AppArmor profile's name.
+    Localhost(String),
+}
+
+/// One process resource limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UlimitConfig {
+    /// `nofile`, `nproc`, …
+    pub name: String,
+    /// Soft limit (-1 unlimited).
+    pub soft: i64,
+    /// Hard limit (-1 unlimited).
+    pub hard: i64,
+}
+
+/// Logging driver and options.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoggingConfig {
+    /// Driver name; `None`: the engine's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Driver options.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// The agent-run probes of a container (Kubernetes semantics).

@@ -24,6 +24,9 @@ fn spec_path(field: &str) -> String {
         "cmd" => "args",
         "nano_cpus" => "resources.limits.cpu",
         "memory_bytes" => "resources.limits.memory",
+        "host_pid" => "hostPID",
+        "host_ipc" => "hostIPC",
+        "no_new_privileges" => "allowPrivilegeEscalation",
         other => {
             let mut out = String::new();
             let mut up = false;

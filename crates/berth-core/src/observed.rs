@@ -16,6 +16,8 @@ pub struct ObservedState {
     pub networks: Vec<ObservedNetwork>,
     /// Names of networks berth does not manage.
     pub foreign_networks: BTreeSet<String>,
+    /// Engine IDs of the networks berth does not manage, by name (for `external` networks).
+    pub foreign_network_ids: BTreeMap<String, String>,
     /// berth's volumes.
     pub volumes: Vec<ObservedVolume>,
     /// Names of volumes berth does not manage.

@@ -9,8 +9,9 @@ use berth_api::{
 
 use crate::desired::{
     AttachmentConfig, ContainerConfig, DesiredContainer, DesiredNetwork, DesiredState,
-    DesiredVolume, FileConfig, HealthCheckConfig, MountConfig, MountSource, NetworkConfig,
-    PortConfig, RolloutConfig, VolumeConfig,
+    DesiredVolume, DeviceConfig, FileConfig, HealthCheckConfig, LoggingConfig, MountConfig,
+    MountSource, NetworkConfig, PortConfig, ProfileConfig, RolloutConfig, UlimitConfig,
+    VolumeConfig,
 };
 use crate::hash::spec_hash;
 use crate::labels;
@@ -239,9 +240,10 @@ fn network(key: &ObjectKey, spec: &NetworkSpec) -> DesiredNetwork {
         labels: spec.labels.clone(),
     };
     DesiredNetwork {
-        engine_name: labels::network_name(&key.namespace, &key.name),
+        engine_name: engine_name(key, spec.external, spec.external_name.as_ref()),
         hash: spec_hash(&config),
         config,
+        external: spec.external,
     }
 }
 
@@ -252,10 +254,22 @@ fn volume(key: &ObjectKey, spec: &VolumeSpec) -> DesiredVolume {
         labels: spec.labels.clone(),
     };
     DesiredVolume {
-        engine_name: labels::volume_name(&key.namespace, &key.name),
+        engine_name: engine_name(key, spec.external, spec.external_name.as_ref()),
         hash: spec_hash(&config),
         config,
         reclaim_policy: spec.reclaim_policy,
+        external: spec.external,
+    }
+}
+
+/// `<namespace>_<name>` for berth's own networks and volumes; for an `external` one its own
+/// name (`externalName`, default `metadata.name`).
+fn engine_name(key: &ObjectKey, external: bool, external_name: Option<&String>) -> String {
+    match (external, external_name) {
+        (true, Some(n)) => n.clone(),
+        (true, None) => key.name.clone(),
+        (false, _) if key.kind == Kind::Volume => labels::volume_name(&key.namespace, &key.name),
+        (false, _) => labels::network_name(&key.namespace, &key.name),
     }
 }
 
@@ -520,7 +534,68 @@ fn container_config(
         extra_hosts: spec.extra_hosts.clone(),
         health_check: spec.health_check.as_ref().map(health_check).transpose()?,
         network_mode,
+        shm_size: spec
+            .shm_size
+            .as_deref()
+            .map(quantity::parse_bytes)
+            .transpose()
+            .map_err(|e| e.to_string())?,
+        ..host_access(spec)
     })
+}
+
+/// The engine-facing form of the host-access and runtime fields (`privileged`, `devices`,
+/// `hostPID`, `hostIPC`, profiles, `sysctls`, `tty`, `stdin`, `ulimits`, `dns*`, `logging`).
+fn host_access(spec: &ContainerSpec) -> ContainerConfig {
+    use berth_api::ProfileType;
+    let profile = |t: ProfileType, local: &Option<String>| match t {
+        ProfileType::RuntimeDefault => None,
+        ProfileType::Unconfined => Some(ProfileConfig::Unconfined),
+        ProfileType::Localhost => Some(ProfileConfig::Localhost(local.clone().unwrap_or_default())),
+    };
+    ContainerConfig {
+        privileged: spec.privileged,
+        devices: spec
+            .devices
+            .iter()
+            .map(|d| DeviceConfig {
+                host_path: d.host_path.clone(),
+                container_path: d.container_path_or_default().to_string(),
+                permissions: d.permissions_or_default().to_string(),
+            })
+            .collect(),
+        host_pid: spec.host_pid,
+        host_ipc: spec.host_ipc,
+        seccomp_profile: spec
+            .seccomp_profile
+            .as_ref()
+            .and_then(|p| profile(p.type_, &p.localhost_profile)),
+        app_armor_profile: spec
+            .app_armor_profile
+            .as_ref()
+            .and_then(|p| profile(p.type_, &p.localhost_profile)),
+        no_new_privileges: spec.allow_privilege_escalation == Some(false),
+        sysctls: spec.sysctls.clone(),
+        tty: spec.tty,
+        stdin: spec.stdin,
+        ulimits: spec
+            .ulimits
+            .iter()
+            .map(|u| UlimitConfig {
+                name: u.name.clone(),
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect(),
+        dns: spec.dns.clone(),
+        dns_search: spec.dns_search.clone(),
+        dns_options: spec.dns_options.clone(),
+        logging: spec.logging.as_ref().map(|l| LoggingConfig {
+            driver: l.driver.clone(),
+            options: l.options.clone(),
+        }),
+        ..Default::default()
+    }
 }
 
 /// Scales `updateStrategy` to the replica count. `maxSurge` defaults to 25 % (rounded up), but

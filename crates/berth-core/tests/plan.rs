@@ -2060,3 +2060,169 @@ fn a_container_without_build_keeps_its_golden_hash() {
     let read = with_digest(&stack(), "sha256:01");
     assert_eq!(plain, read);
 }
+
+/// `spec.external`: an existing network and volume (not berth's) are used under their own
+/// names; berth never creates, changes or removes them; while missing, their users wait.
+#[test]
+fn external_network_and_volume_are_used_never_created_or_removed() {
+    let mut objs = stack();
+    objs[0] = Manifest::Network {
+        metadata: meta("app", "net"),
+        spec: NetworkSpec {
+            external: true,
+            external_name: Some("shared-net".into()),
+            ..Default::default()
+        },
+    };
+    objs[1] = Manifest::Volume {
+        metadata: meta("app", "data"),
+        spec: VolumeSpec {
+            external: true,
+            ..Default::default()
+        },
+    };
+    let mut sim = Sim::default();
+    let p = plan(
+        &resolve(&objs),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    assert!(
+        !names(&p)
+            .iter()
+            .any(|n| n.contains("network") || n.contains("volume") || n.contains("create")),
+        "{:?}",
+        names(&p)
+    );
+    let net = ObjectKey::new(Kind::Network, "app", "net");
+    assert!(p.waiting.iter().any(|w| {
+        w.owner.key == net
+            && w.reason == WaitReason::InvalidReference
+            && w.message
+                .contains("external network \"shared-net\" does not exist")
+    }));
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.reason == WaitReason::DependencyBlocked)
+    );
+    sim.state.foreign_networks.insert("shared-net".into());
+    sim.state
+        .foreign_network_ids
+        .insert("shared-net".into(), "ext1".into());
+    sim.state.foreign_volumes.insert("data".into());
+    let p = converge(&mut sim, &objs);
+    assert!(
+        !names(&p)
+            .iter()
+            .any(|n| n.contains("network") || n.contains("volume")),
+        "{:?}",
+        names(&p)
+    );
+    let web = sim
+        .state
+        .containers
+        .iter()
+        .find(|c| c.name == "app_web_0")
+        .expect("web runs");
+    assert_eq!(
+        web.networks.get("shared-net").map(String::as_str),
+        Some("ext1")
+    );
+    let d = resolve(&objs);
+    assert_eq!(
+        d.containers[&ObjectKey::new(Kind::Container, "app", "web")]
+            .config
+            .mounts[0]
+            .source,
+        berth_core::desired::MountSource::Volume("data".into())
+    );
+    let p = plan(&d, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(p.is_empty() && p.waiting.is_empty(), "{p:?}");
+    // Undeclared: the containers go, the external network and volume are not touched.
+    let p = plan(
+        &resolve(&[]),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    assert!(
+        !names(&p)
+            .iter()
+            .any(|n| n.contains("network") || n.contains("volume")),
+        "{:?}",
+        names(&p)
+    );
+}
+
+/// The host-access and runtime fields enter the spec hash only when set: a spec that leaves
+/// them out hashes as before (golden values above), each one set changes the hash.
+#[test]
+fn new_fields_enter_the_hash_only_when_set() {
+    let base = resolve(&stack());
+    let web = ObjectKey::new(Kind::Container, "app", "web");
+    let hash_with = |f: &dyn Fn(&mut ContainerSpec)| {
+        let mut objs = stack();
+        if let Manifest::Container { spec, .. } = &mut objs[2] {
+            f(spec);
+        }
+        resolve(&objs).containers[&web].hash.clone()
+    };
+    assert_eq!(hash_with(&|_| {}), base.containers[&web].hash);
+    assert_eq!(
+        hash_with(&|s| s.allow_privilege_escalation = Some(true)),
+        base.containers[&web].hash,
+        "the default spelled out"
+    );
+    type Change = Box<dyn Fn(&mut ContainerSpec)>;
+    let changes: Vec<(&str, Change)> = vec![
+        ("privileged", Box::new(|s| s.privileged = true)),
+        (
+            "devices",
+            Box::new(|s| {
+                s.devices = vec![Device {
+                    host_path: "/dev/null".into(),
+                    ..Default::default()
+                }]
+            }),
+        ),
+        ("hostPID", Box::new(|s| s.host_pid = true)),
+        ("hostIPC", Box::new(|s| s.host_ipc = true)),
+        (
+            "seccompProfile",
+            Box::new(|s| {
+                s.seccomp_profile = Some(SeccompProfile {
+                    type_: ProfileType::Unconfined,
+                    localhost_profile: None,
+                })
+            }),
+        ),
+        (
+            "allowPrivilegeEscalation",
+            Box::new(|s| s.allow_privilege_escalation = Some(false)),
+        ),
+        (
+            "sysctls",
+            Box::new(|s| {
+                s.sysctls.insert("net.core.somaxconn".into(), "1024".into());
+            }),
+        ),
+        ("shmSize", Box::new(|s| s.shm_size = Some("128Mi".into()))),
+        ("tty", Box::new(|s| s.tty = true)),
+        ("stdin", Box::new(|s| s.stdin = true)),
+        ("dns", Box::new(|s| s.dns = vec!["192.0.2.1".into()])),
+        (
+            "logging",
+            Box::new(|s| {
+                s.logging = Some(Logging {
+                    driver: Some("local".into()),
+                    ..Default::default()
+                })
+            }),
+        ),
+    ];
+    for (field, f) in changes {
+        assert_ne!(hash_with(&*f), base.containers[&web].hash, "{field}");
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use berth_api::NetworkMode;
 use berth_core::desired::{
-    ContainerConfig, HostPathTypeConfig, MountSource, NetworkConfig, VolumeConfig,
+    ContainerConfig, HostPathTypeConfig, MountSource, NetworkConfig, ProfileConfig, VolumeConfig,
 };
 use berth_core::labels;
 use berth_core::observed::Health;
@@ -21,9 +21,10 @@ use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::models::HealthConfig;
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, Mount,
-    MountTmpfsOptions, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HostConfig,
+    HostConfigLogConfig, Ipam, IpamConfig, Mount, MountTmpfsOptions, MountType,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::RestartContainerOptionsBuilder;
 use bollard::query_parameters::{
@@ -339,6 +340,8 @@ impl DockerEngine {
                     hash: l.get(labels::SPEC_HASH).cloned(),
                 });
             } else {
+                obs.foreign_network_ids
+                    .insert(name.clone(), n.id.unwrap_or_default());
                 obs.foreign_networks.insert(name);
             }
         }
@@ -697,6 +700,9 @@ impl DockerEngine {
         );
         let l = &l;
         let mut body = container_body(c, l);
+        if let Some(hc) = body.host_config.as_mut() {
+            hc.security_opt = security_opt(c)?;
+        }
         // `container:<name>` is pinned to the target's current ID, so that a replaced target is
         // visible as drift (the observed mode then names a dead ID).
         if let Some(NetworkMode::Container(target)) = &c.network_mode {
@@ -1057,10 +1063,93 @@ fn container_body(c: &ContainerConfig, l: &BTreeMap<String, String>) -> Containe
                 .as_ref()
                 .map(NetworkMode::to_string)
                 .or_else(|| c.networks.first().map(|a| a.network.clone())),
-            ..Default::default()
+            ..host_access(c)
+        }),
+        tty: c.tty.then_some(true),
+        open_stdin: c.stdin.then_some(true),
+        ..Default::default()
+    }
+}
+
+/// The host-access and runtime fields of the engine's `HostConfig` (`--privileged`,
+/// `--device`, `--pid`, `--ipc`, `--sysctl`, `--shm-size`, `--ulimit`, `--dns*`,
+/// `--log-driver`/`--log-opt`); security options are added by [`security_opt`].
+fn host_access(c: &ContainerConfig) -> HostConfig {
+    let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    HostConfig {
+        privileged: c.privileged.then_some(true),
+        devices: (!c.devices.is_empty()).then(|| {
+            c.devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.host_path.clone()),
+                    path_in_container: Some(d.container_path.clone()),
+                    cgroup_permissions: Some(d.permissions.clone()),
+                })
+                .collect()
+        }),
+        pid_mode: c.host_pid.then(|| "host".to_string()),
+        ipc_mode: c.host_ipc.then(|| "host".to_string()),
+        sysctls: (!c.sysctls.is_empty()).then(|| c.sysctls.clone().into_iter().collect()),
+        shm_size: c.shm_size.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+        ulimits: (!c.ulimits.is_empty()).then(|| {
+            c.ulimits
+                .iter()
+                .map(|u| ResourcesUlimits {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect()
+        }),
+        dns: list(&c.dns),
+        dns_search: list(&c.dns_search),
+        dns_options: list(&c.dns_options),
+        log_config: c.logging.as_ref().map(|l| HostConfigLogConfig {
+            typ: l.driver.clone(),
+            config: (!l.options.is_empty()).then(|| l.options.clone().into_iter().collect()),
         }),
         ..Default::default()
     }
+}
+
+/// `--security-opt` entries: seccomp and AppArmor profiles other than the default, and
+/// `no-new-privileges`. A `Localhost` seccomp profile is a JSON file on this host; the engine
+/// API takes its content, so it is read here (as the Docker CLI does).
+///
+/// # Errors
+/// [`EngineError::HostPath`] when the seccomp profile cannot be read.
+fn security_opt(c: &ContainerConfig) -> Result<Option<Vec<String>>, EngineError> {
+    let mut out = Vec::new();
+    match &c.seccomp_profile {
+        None => {}
+        Some(ProfileConfig::Unconfined) => out.push("seccomp=unconfined".to_string()),
+        Some(ProfileConfig::Localhost(path)) => {
+            let fail = |message: String| EngineError::HostPath {
+                path: path.clone(),
+                message,
+            };
+            let meta = std::fs::metadata(path)
+                .map_err(|e| fail(format!("cannot read the seccomp profile: {e}")))?;
+            if !meta.is_file() || meta.len() > 1024 * 1024 {
+                return Err(fail(
+                    "expected a seccomp profile: a regular JSON file of at most 1 MiB".into(),
+                ));
+            }
+            let json = std::fs::read_to_string(path)
+                .map_err(|e| fail(format!("cannot read the seccomp profile: {e}")))?;
+            out.push(format!("seccomp={json}"));
+        }
+    }
+    match &c.app_armor_profile {
+        None => {}
+        Some(ProfileConfig::Unconfined) => out.push("apparmor=unconfined".to_string()),
+        Some(ProfileConfig::Localhost(name)) => out.push(format!("apparmor={name}")),
+    }
+    if c.no_new_privileges {
+        out.push("no-new-privileges:true".to_string());
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// Applies Kubernetes' `hostPath.type` checks and creations on this host.

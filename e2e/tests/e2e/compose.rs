@@ -192,7 +192,7 @@ async fn compose_features_run_on_the_engine() {
     write(
         &dir,
         "compose.yaml",
-        r#"x-env: &env
+        &r#"x-env: &env
   FROM_ANCHOR: anchored
   REQUIRED: ${TAG:?TAG must be set}
   DEFAULTED: ${UNSET_IN_TEST:-fallback}
@@ -235,15 +235,47 @@ services:
   never:
     <<: *common
     profiles: [debug]
+  tuned:
+    <<: *common
+    command: [sleep, "3600"]
+    devices: ["/dev/null:/dev/berth-null:rw"]
+    security_opt: ["no-new-privileges:true", "seccomp:unconfined"]
+    sysctls: {net.ipv4.ip_unprivileged_port_start: "80"}
+    shm_size: 128m
+    tty: true
+    stdin_open: true
+    ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 512}
+    dns: [192.0.2.53]
+    dns_search: [berth.test]
+    dns_opt: ["ndots:2"]
+    logging: {driver: json-file, options: {max-size: 1m, max-file: "2"}}
+    networks: [outside]
+    volumes: [shared:/shared]
+  hostns:
+    <<: *common
+    command: [sleep, "3600"]
+    pid: host
+    ipc: host
+    network_mode: none
 networks:
   back: {}
+  outside: {external: true, name: @NS@_extnet}
+volumes:
+  shared: {external: true, name: @NS@_extdata}
 secrets:
   token:
     file: ./token.txt
-"#,
+"#
+        .replace("@NS@", &env.ns),
     );
+    // The external network and volume exist before, outside berth (named with the test's
+    // prefix, so the harness removes them).
+    let (extnet, extdata) = (format!("{}_extnet", env.ns), format!("{}_extdata", env.ns));
+    env.docker_cli(&["network", "create", &extnet]);
+    env.docker_cli(&["volume", "create", &extdata]);
     let out = apply(&env);
     assert!(out.status.success(), "{}", text(&out));
+    tuned_fields_reach_the_engine(&env).await;
     let app = format!("{}_app_0", env.ns);
     let printenv = |v: &str| env.docker_cli(&["exec", &app, "printenv", v]);
     assert_eq!(printenv("FROM_ANCHOR").trim(), "anchored");
@@ -299,6 +331,118 @@ secrets:
     );
     let out = env.diff();
     assert_eq!(out.status.code(), Some(0), "converged: {}", text(&out));
+    // Removing the project keeps the external network and volume (never berth's to remove).
+    std::fs::remove_dir_all(&dir).expect("rm project");
+    let out = apply(&env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(env.containers().await.is_empty(), "down");
+    assert!(
+        env.try_docker_cli(&["network", "inspect", &extnet])
+            .is_some()
+    );
+    assert!(
+        env.try_docker_cli(&["volume", "inspect", &extdata])
+            .is_some()
+    );
+}
+
+/// The host-access and runtime keys of the `tuned` and `hostns` services (all but
+/// `privileged`, see below), as the engine has
+/// them (docker inspect), and the external network and volume in use.
+async fn tuned_fields_reach_the_engine(env: &berth_e2e::Env) {
+    let tuned = env
+        .docker
+        .inspect_container(&format!("{}_tuned_0", env.ns), None)
+        .await
+        .expect("inspect tuned");
+    let hc = tuned.host_config.clone().expect("host config");
+    let devices: Vec<(String, String, String)> = hc
+        .devices
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| {
+            (
+                d.path_on_host.unwrap_or_default(),
+                d.path_in_container.unwrap_or_default(),
+                d.cgroup_permissions.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        devices,
+        [("/dev/null".into(), "/dev/berth-null".into(), "rw".into())]
+    );
+    let sec = hc.security_opt.clone().unwrap_or_default();
+    assert!(sec.contains(&"seccomp=unconfined".to_string()), "{sec:?}");
+    assert!(
+        sec.iter().any(|s| s.starts_with("no-new-privileges")),
+        "{sec:?}"
+    );
+    assert_eq!(
+        hc.sysctls
+            .clone()
+            .unwrap_or_default()
+            .get("net.ipv4.ip_unprivileged_port_start")
+            .map(String::as_str),
+        Some("80")
+    );
+    assert_eq!(hc.shm_size, Some(128 * 1024 * 1024));
+    let ulimits: Vec<(String, i64, i64)> = hc
+        .ulimits
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| {
+            (
+                u.name.unwrap_or_default(),
+                u.soft.unwrap_or_default(),
+                u.hard.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ulimits,
+        [("nofile".into(), 1024, 2048), ("nproc".into(), 512, 512)]
+    );
+    assert_eq!(hc.dns.clone().unwrap_or_default(), ["192.0.2.53"]);
+    assert_eq!(hc.dns_search.clone().unwrap_or_default(), ["berth.test"]);
+    assert_eq!(hc.dns_options.clone().unwrap_or_default(), ["ndots:2"]);
+    let log = hc.log_config.clone().expect("log config");
+    assert_eq!(log.typ.as_deref(), Some("json-file"));
+    assert_eq!(
+        log.config
+            .unwrap_or_default()
+            .get("max-file")
+            .map(String::as_str),
+        Some("2")
+    );
+    let config = tuned.config.clone().expect("config");
+    assert_eq!((config.tty, config.open_stdin), (Some(true), Some(true)));
+    let nets: Vec<String> = tuned
+        .network_settings
+        .and_then(|n| n.networks)
+        .map(|n| n.into_keys().collect())
+        .unwrap_or_default();
+    assert_eq!(nets, [format!("{}_extnet", env.ns)]);
+    let mounts: Vec<String> = tuned
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.name)
+        .collect();
+    assert_eq!(mounts, [format!("{}_extdata", env.ns)]);
+    let hostns = env
+        .docker
+        .inspect_container(&format!("{}_hostns_0", env.ns), None)
+        .await
+        .expect("inspect hostns")
+        .host_config
+        .expect("host config");
+    // `privileged` is checked at the mapping (unit test): this test engine runs inside a
+    // container that cannot grant every capability, so a privileged container cannot start.
+    assert_eq!(hostns.pid_mode.as_deref(), Some("host"));
+    assert_eq!(hostns.ipc_mode.as_deref(), Some("host"));
 }
 
 /// Done-when 3: several mistakes in one file are all reported, with positions, and nothing is
@@ -310,13 +454,13 @@ async fn every_mistake_is_reported_and_nothing_is_applied() {
     write(
         &dir,
         "compose.yaml",
-        "services:\n  ok:\n    image: berth-test/busybox:latest\n  web:\n    image: berth-test/busybox:latest\n    privileged: true\n    ports: [\"80\"]\n    imagee: typo\n    environment:\n      A: ${E2E_COMPOSE_NOPE:?needed}\n    deploy:\n      placement: {constraints: [node.role==manager]}\n    develop: {watch: []}\n",
+        "services:\n  ok:\n    image: berth-test/busybox:latest\n  web:\n    image: berth-test/busybox:latest\n    userns_mode: host\n    ports: [\"80\"]\n    imagee: typo\n    environment:\n      A: ${E2E_COMPOSE_NOPE:?needed}\n    deploy:\n      placement: {constraints: [node.role==manager]}\n    develop: {watch: []}\n",
     );
     let out = apply(&env);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
-        "compose.yaml:6:5: services.web.privileged: valid Compose that berth does not implement",
+        "compose.yaml:6:5: services.web.userns_mode: valid Compose that berth does not implement",
         "compose.yaml:7:13: services.web.ports[0]: valid Compose that berth does not implement",
         "compose.yaml:8:5: services.web.imagee: not valid Compose: unknown service key",
         "compose.yaml:10:10: services.web.environment.A: not valid Compose: required variable E2E_COMPOSE_NOPE is missing a value: needed",

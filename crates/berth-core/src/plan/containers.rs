@@ -111,7 +111,10 @@ impl<'a> Planner<'a> {
             surges: Vec::new(),
         };
         for nk in &dc.networks {
-            let engine = labels::network_name(&nk.namespace, &nk.name);
+            let engine = self.desired.networks.get(nk).map_or_else(
+                || labels::network_name(&nk.namespace, &nk.name),
+                |n| n.engine_name.clone(),
+            );
             match self.nets.get(nk) {
                 Some(Dep::Ready(id)) => {
                     o.net_ids.insert(engine, id.clone());

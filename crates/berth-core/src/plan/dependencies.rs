@@ -25,6 +25,11 @@ impl<'a> Planner<'a> {
             if let Some(n) = existing {
                 seen.insert(n.id.as_str());
             }
+            if dn.external {
+                let dep = self.external(key, &dn.engine_name, "network");
+                self.nets.insert(key, dep);
+                continue;
+            }
             let dep = self.network(
                 key,
                 dn,
@@ -43,6 +48,38 @@ impl<'a> Planner<'a> {
                     name: n.name.clone(),
                     create: None,
                 });
+            }
+        }
+    }
+
+    /// An `external` network or volume: usable when the engine has it (berth's or not), never
+    /// created, changed or removed by berth.
+    fn external(&mut self, key: &ObjectKey, name: &str, what: &str) -> Dep {
+        let found = if what == "network" {
+            self.observed
+                .networks
+                .iter()
+                .find(|n| n.name == name)
+                .map(|n| n.id.clone())
+                .or_else(|| self.observed.foreign_network_ids.get(name).cloned())
+        } else {
+            (self.observed.foreign_volumes.contains(name)
+                || self.observed.volumes.iter().any(|v| v.name == name))
+            .then(|| name.to_string())
+        };
+        match found {
+            Some(id) => Dep::Ready(id),
+            None => {
+                let msg = format!(
+                    "external {what} {name:?} does not exist on this host; berth uses external {what}s but never creates them"
+                );
+                self.p.wait(
+                    &Owner::object(key.clone()),
+                    WaitReason::InvalidReference,
+                    msg.clone(),
+                    None,
+                );
+                Dep::Unavailable(msg)
             }
         }
     }
@@ -117,6 +154,11 @@ impl<'a> Planner<'a> {
     /// removal.
     pub(super) fn volumes(&mut self) {
         for (key, dv) in &self.desired.volumes {
+            if dv.external {
+                let dep = self.external(key, &dv.engine_name, "volume");
+                self.vols.insert(key, dep);
+                continue;
+            }
             let owner = Owner::object(key.clone());
             if self.observed.foreign_volumes.contains(&dv.engine_name) {
                 let msg = format!(

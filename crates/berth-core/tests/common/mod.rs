@@ -115,7 +115,10 @@ impl Sim {
                                 .networks
                                 .iter()
                                 .find(|n| n.name == a.network)
-                                .map(|n| n.id.clone());
+                                .map(|n| n.id.clone())
+                                .or_else(|| {
+                                    self.state.foreign_network_ids.get(&a.network).cloned()
+                                });
                             (
                                 a.network.clone(),
                                 nid.expect("network exists before container create"),

@@ -36,13 +36,6 @@ const UNSUPPORTED_SERVICE_KEYS: &[(&str, &str)] = &[
         "develop/watch is a development-loop feature of Compose",
     ),
     ("device_cgroup_rules", "no device cgroup rules in berth"),
-    ("devices", "no devices in berth's Container yet"),
-    ("dns", "no DNS servers in berth's Container yet"),
-    ("dns_opt", "no DNS options in berth's Container yet"),
-    (
-        "dns_search",
-        "no DNS search domains in berth's Container yet",
-    ),
     ("domainname", "no domain name in berth's Container"),
     (
         "driver_opts",
@@ -57,16 +50,11 @@ const UNSUPPORTED_SERVICE_KEYS: &[(&str, &str)] = &[
         "group_add",
         "no supplementary groups in berth's Container yet",
     ),
-    ("ipc", "no IPC mode in berth's Container yet"),
     ("isolation", "Windows only"),
     ("label_file", "no label files; use labels"),
     (
         "links",
         "legacy links are not supported; services reach each other by name on the project network",
-    ),
-    (
-        "logging",
-        "no logging driver in berth's Container yet (the engine default applies)",
     ),
     ("mac_address", "no MAC address in berth's Container"),
     ("mem_reservation", "only memory limits"),
@@ -75,24 +63,13 @@ const UNSUPPORTED_SERVICE_KEYS: &[(&str, &str)] = &[
     ("models", "no AI models in berth"),
     ("oom_kill_disable", "no OOM settings in berth"),
     ("oom_score_adj", "no OOM settings in berth"),
-    ("pid", "no PID mode in berth's Container yet"),
     ("pids_limit", "no PID limit in berth's Container yet"),
     ("platform", "no platform selection in berth"),
     ("post_start", "no lifecycle hooks in berth"),
     ("pre_stop", "no lifecycle hooks in berth"),
-    ("privileged", "no privileged mode in berth's Container yet"),
     ("provider", "no service providers in berth"),
     ("runtime", "no runtime selection in berth"),
-    (
-        "security_opt",
-        "no security options in berth's Container yet",
-    ),
-    ("shm_size", "no /dev/shm size in berth's Container yet"),
-    ("stdin_open", "no stdin in berth's Container yet"),
     ("storage_opt", "no storage options in berth"),
-    ("sysctls", "no sysctls in berth's Container yet"),
-    ("tty", "no TTY in berth's Container yet"),
-    ("ulimits", "no ulimits in berth's Container yet"),
     ("use_api_socket", "berth does not mount the engine socket"),
     ("userns_mode", "no user namespace mode in berth"),
     ("uts", "no UTS mode in berth"),
@@ -271,7 +248,7 @@ fn located(manifest: Manifest, at: &Node, key_line: u64) -> Located {
 }
 
 /// A scalar as text, or a finding.
-fn text(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Option<String> {
+pub(super) fn text(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Option<String> {
     let s = n.scalar();
     if s.is_none() {
         ctx.finding(
@@ -285,7 +262,7 @@ fn text(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Option<String> {
 }
 
 /// A list of scalars (a single scalar counts as a one-item list).
-fn strings(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Vec<String> {
+pub(super) fn strings(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Vec<String> {
     match &n.value {
         Value::Seq(items) => items
             .iter()
@@ -297,7 +274,7 @@ fn strings(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Vec<String> {
     }
 }
 
-fn boolean(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> bool {
+pub(super) fn boolean(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> bool {
     match &n.value {
         Value::Bool(b) => *b,
         Value::Str(s) if s == "true" || s == "false" => s == "true",
@@ -429,6 +406,11 @@ fn command(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Option<Vec<String>> {
             None
         }
     }
+}
+
+/// [`host_path`] for the other compose modules.
+pub(super) fn host_path_of(ctx: &Ctx<'_>, at: &Node, p: &str) -> String {
+    host_path(ctx, at, p)
 }
 
 /// Resolves a host path as Compose does: `~` is the home directory, a relative path is
@@ -601,6 +583,9 @@ fn service(
                     };
                 }
             }
+            n if super::runtime::KEYS.contains(&n) => {
+                super::runtime::apply(ctx, n, v, key, &mut spec)
+            }
             "cpus" => limits(&mut spec).cpu = text(ctx, v, key),
             "mem_limit" => limits(&mut spec).memory = text(ctx, v, key).map(memory),
             "profiles" | "extends" => {}
@@ -734,7 +719,7 @@ fn limits(spec: &mut ContainerSpec) -> &mut ResourceLimits {
 }
 
 /// Compose memory (`512m`, `1g`, `1024k`, bytes) → a Kubernetes quantity.
-fn memory(s: String) -> String {
+pub(super) fn memory(s: String) -> String {
     let t = s.trim().to_lowercase();
     let t = t.strip_suffix('b').unwrap_or(&t).to_string();
     for (suffix, unit) in [("k", "Ki"), ("m", "Mi"), ("g", "Gi"), ("t", "Ti")] {
@@ -746,7 +731,7 @@ fn memory(s: String) -> String {
 }
 
 /// A mapping or a `K=V` list as (key, value) pairs; `None` for a bare `K` / `K:` with null.
-fn keyed(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Vec<(String, Option<String>)> {
+pub(super) fn keyed(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Vec<(String, Option<String>)> {
     let n = normalize_keyed(n, '=');
     match &n.value {
         Value::Map(entries) => entries
@@ -1586,16 +1571,38 @@ fn networks(ctx: &mut Ctx<'_>, root: &Node, ns: &str, uses_default: bool, out: &
             let kk = format!("{key}.{k}");
             match k.as_str() {
                 "driver" => spec.driver = text(ctx, &ev, &kk),
-                "driver_opts" => spec.options = keyed(ctx, &ev, &kk).into_iter().map(|(a, b)| (a, b.unwrap_or_default())).collect(),
+                "driver_opts" => {
+                    spec.options = keyed(ctx, &ev, &kk)
+                        .into_iter()
+                        .map(|(a, b)| (a, b.unwrap_or_default()))
+                        .collect()
+                }
                 "attachable" => spec.attachable = boolean(ctx, &ev, &kk),
                 "enable_ipv6" => spec.enable_ipv6 = boolean(ctx, &ev, &kk),
                 "internal" => spec.internal = boolean(ctx, &ev, &kk),
-                "labels" => spec.labels = keyed(ctx, &ev, &kk).into_iter().map(|(a, b)| (a, b.unwrap_or_default())).collect(),
+                "labels" => {
+                    spec.labels = keyed(ctx, &ev, &kk)
+                        .into_iter()
+                        .map(|(a, b)| (a, b.unwrap_or_default()))
+                        .collect()
+                }
                 "ipam" => spec.ipam = Some(ipam(ctx, &ev, &kk)),
-                "external" | "name" | "enable_ipv4" => ctx.finding(Unsupported, &ev, &kk, "berth names its networks <project>_<network> and creates them itself (external networks are not supported yet)"),
+                "external" => spec.external = external(ctx, &ev, &kk, &mut spec.external_name),
+                "name" => spec.external_name = text(ctx, &ev, &kk),
+                "enable_ipv4" => {
+                    ctx.finding(Unsupported, &ev, &kk, "berth's networks always have IPv4")
+                }
                 _ => ctx.finding(Invalid, &ev, &kk, "unknown key"),
             }
         }
+        external_name_only(
+            ctx,
+            v,
+            &key,
+            spec.external,
+            &spec.external_name,
+            "networks <project>_<network>",
+        );
         out.push(located(
             Manifest::Network {
                 metadata: meta(name, ns),
@@ -1661,12 +1668,31 @@ fn volumes(ctx: &mut Ctx<'_>, root: &Node, ns: &str, out: &mut Vec<Located>) {
             let kk = format!("{key}.{ek}");
             match ek.as_str() {
                 "driver" => spec.driver = text(ctx, &ev, &kk),
-                "driver_opts" => spec.driver_opts = keyed(ctx, &ev, &kk).into_iter().map(|(a, b)| (a, b.unwrap_or_default())).collect(),
-                "labels" => spec.labels = keyed(ctx, &ev, &kk).into_iter().map(|(a, b)| (a, b.unwrap_or_default())).collect(),
-                "external" | "name" => ctx.finding(Unsupported, &ev, &kk, "berth names its volumes <project>_<volume> and creates them itself (external volumes are not supported yet)"),
+                "driver_opts" => {
+                    spec.driver_opts = keyed(ctx, &ev, &kk)
+                        .into_iter()
+                        .map(|(a, b)| (a, b.unwrap_or_default()))
+                        .collect()
+                }
+                "labels" => {
+                    spec.labels = keyed(ctx, &ev, &kk)
+                        .into_iter()
+                        .map(|(a, b)| (a, b.unwrap_or_default()))
+                        .collect()
+                }
+                "external" => spec.external = external(ctx, &ev, &kk, &mut spec.external_name),
+                "name" => spec.external_name = text(ctx, &ev, &kk),
                 _ => ctx.finding(Invalid, &ev, &kk, "unknown key"),
             }
         }
+        external_name_only(
+            ctx,
+            v,
+            &key,
+            spec.external,
+            &spec.external_name,
+            "volumes <project>_<volume>",
+        );
         out.push(located(
             Manifest::Volume {
                 metadata: meta(&k.name, ns),
@@ -1675,5 +1701,46 @@ fn volumes(ctx: &mut Ctx<'_>, root: &Node, ns: &str, out: &mut Vec<Located>) {
             v,
             k.line,
         ));
+    }
+}
+
+/// `external: true` (or the legacy `external: {name: …}`): the network or volume exists and is
+/// not the project's; berth uses it and never creates or removes it (`spec.external`).
+fn external(ctx: &mut Ctx<'_>, n: &Node, key: &str, name: &mut Option<String>) -> bool {
+    if let Some(entries) = n.as_map() {
+        for (k, v) in entries {
+            match k.name.as_str() {
+                "name" => *name = text(ctx, v, &format!("{key}.name")),
+                _ => ctx.key_finding(
+                    Invalid,
+                    v,
+                    k,
+                    &format!("{key}.{}", k.name),
+                    "unknown key; expected name",
+                ),
+            }
+        }
+        return true;
+    }
+    boolean(ctx, n, key)
+}
+
+/// `name:` without `external: true` asks for a project object with a fixed engine name.
+fn external_name_only(
+    ctx: &mut Ctx<'_>,
+    at: &Node,
+    key: &str,
+    external: bool,
+    name: &Option<String>,
+    how: &str,
+) {
+    if !external && name.is_some() {
+        let at = at.get("name").unwrap_or(at);
+        ctx.finding(
+            Unsupported,
+            at,
+            &format!("{key}.name"),
+            format!("a fixed engine name for a project object: berth names its {how} (use external: true for an existing one)"),
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod dotenv;
 pub mod interpolate;
 pub mod load;
 mod map;
+mod runtime;
 pub mod tree;
 
 use std::fmt;

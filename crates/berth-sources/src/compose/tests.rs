@@ -208,7 +208,7 @@ fn every_mistake_is_reported_with_its_position() {
     write(
         d.path(),
         "compose.yaml",
-        "services:\n  web:\n    image: busybox\n    privileged: true\n    ports: [\"80\"]\n    imagee: typo\n    environment:\n      A: ${NOPE:?needed}\n    deploy:\n      placement: {constraints: []}\n    volumes: [\"undeclared:/x\"]\n  other:\n    image: x\n    depends_on: [ghost]\nfoo: 1\n",
+        "services:\n  web:\n    image: busybox\n    userns_mode: host\n    ports: [\"80\"]\n    imagee: typo\n    environment:\n      A: ${NOPE:?needed}\n    deploy:\n      placement: {constraints: []}\n    volumes: [\"undeclared:/x\"]\n  other:\n    image: x\n    depends_on: [ghost]\nfoo: 1\n",
     );
     let errs = load_project(&d.path().join("compose.yaml"), &show, &env(&[])).expect_err("invalid");
     let lines: Vec<String> = errs.iter().map(ToString::to_string).collect();
@@ -219,7 +219,7 @@ fn every_mistake_is_reported_with_its_position() {
             "{needle} at line {line}: {lines:#?}"
         );
     };
-    has("services.web.privileged", FindingKind::Unsupported, 4);
+    has("services.web.userns_mode", FindingKind::Unsupported, 4);
     has("services.web.ports[0]", FindingKind::Unsupported, 5);
     has("services.web.imagee", FindingKind::Invalid, 6);
     has("services.web.environment.A", FindingKind::Invalid, 8);
@@ -233,7 +233,7 @@ fn every_mistake_is_reported_with_its_position() {
     has("foo", FindingKind::Invalid, 15);
     assert!(
         lines.iter().any(|l| l.starts_with(
-            "compose.yaml:4:5: services.web.privileged: valid Compose that berth does not implement"
+            "compose.yaml:4:5: services.web.userns_mode: valid Compose that berth does not implement"
         )),
         "{lines:#?}"
     );
@@ -276,13 +276,13 @@ fn a_compose_project_in_the_manifest_directory_keeps_last_known_good() {
     write(
         &proj,
         "compose.yaml",
-        "services:\n  web:\n    image: busybox:latest\n    tty: true\n",
+        "services:\n  web:\n    image: busybox:latest\n    uts: host\n",
     );
     let snap = src.scan().expect("scan");
     assert_eq!(snap.errors.len(), 1, "{:?}", snap.errors);
     assert_eq!(
         snap.errors[0].to_string(),
-        "My_Shop/compose.yaml:4:5: services.web.tty: valid Compose that berth does not implement: no TTY in berth's Container yet"
+        "My_Shop/compose.yaml:4:5: services.web.uts: valid Compose that berth does not implement: no UTS mode in berth"
     );
     assert_eq!(snap.objects.len(), 3, "last-known-good objects stay");
     std::fs::remove_file(proj.join("compose.yaml")).expect("rm");
@@ -313,4 +313,129 @@ fn a_single_compose_file_is_a_source() {
         .expect("scan");
     let keys: Vec<String> = snap.objects.keys().map(ToString::to_string).collect();
     assert_eq!(keys, ["Container/solo/a"], "{:?}", snap.errors);
+}
+
+/// The host-access and runtime keys map onto the Container fields of the same meaning; an
+/// `external` network and volume onto `spec.external` with the engine name.
+#[test]
+fn host_access_runtime_keys_and_external_objects_map() {
+    let d = tempfile::tempdir().expect("tmp");
+    write(d.path(), "seccomp.json", "{}");
+    write(
+        d.path(),
+        "compose.yaml",
+        r#"name: tuned
+services:
+  app:
+    image: busybox
+    privileged: true
+    devices: ["/dev/fuse", "/dev/null:/dev/nul:r", {source: /dev/zero, target: /dev/z, permissions: rw}]
+    pid: host
+    ipc: host
+    security_opt: ["no-new-privileges:true", "seccomp=./seccomp.json", "apparmor:unconfined"]
+    sysctls: [net.core.somaxconn=1024]
+    shm_size: 128m
+    tty: true
+    stdin_open: true
+    ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 512}
+    dns: 192.0.2.53
+    dns_search: [example.test]
+    dns_opt: [ndots:2]
+    logging: {driver: json-file, options: {max-size: 1m, max-file: "2"}}
+    networks: [outside]
+    volumes: [shared:/shared]
+networks:
+  outside: {external: true, name: proxy_net}
+volumes:
+  shared: {external: true}
+"#,
+    );
+    let p = load_project(&d.path().join("compose.yaml"), &show, &env(&[])).expect("valid");
+    let app = container(&p.objects, "app");
+    assert!(app.privileged && app.host_pid && app.host_ipc && app.tty && app.stdin);
+    let devices: Vec<(&str, &str, &str)> = app
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.host_path.as_str(),
+                d.container_path_or_default(),
+                d.permissions_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            ("/dev/fuse", "/dev/fuse", "rwm"),
+            ("/dev/null", "/dev/nul", "r"),
+            ("/dev/zero", "/dev/z", "rw")
+        ]
+    );
+    assert_eq!(app.allow_privilege_escalation, Some(false));
+    let seccomp = app.seccomp_profile.as_ref().expect("seccomp");
+    assert_eq!(seccomp.type_, berth_api::ProfileType::Localhost);
+    assert!(
+        seccomp
+            .localhost_profile
+            .as_deref()
+            .is_some_and(|p| p.starts_with('/') && p.ends_with("/seccomp.json")),
+        "{seccomp:?}"
+    );
+    assert_eq!(
+        app.app_armor_profile.as_ref().map(|p| p.type_),
+        Some(berth_api::ProfileType::Unconfined)
+    );
+    assert_eq!(
+        app.sysctls.get("net.core.somaxconn").map(String::as_str),
+        Some("1024")
+    );
+    assert_eq!(app.shm_size.as_deref(), Some("128Mi"));
+    let ulimits: Vec<(&str, i64, i64)> = app
+        .ulimits
+        .iter()
+        .map(|u| (u.name.as_str(), u.soft, u.hard))
+        .collect();
+    assert_eq!(ulimits, [("nofile", 1024, 2048), ("nproc", 512, 512)]);
+    assert_eq!(app.dns, ["192.0.2.53"]);
+    assert_eq!(app.dns_search, ["example.test"]);
+    assert_eq!(app.dns_options, ["ndots:2"]);
+    let logging = app.logging.as_ref().expect("logging");
+    assert_eq!(logging.driver.as_deref(), Some("json-file"));
+    assert_eq!(
+        logging.options.get("max-file").map(String::as_str),
+        Some("2")
+    );
+    for l in &p.objects {
+        match &l.manifest {
+            Manifest::Network { metadata, spec } if metadata.name == "outside" => {
+                assert!(spec.external);
+                assert_eq!(spec.external_name.as_deref(), Some("proxy_net"));
+            }
+            Manifest::Volume { metadata, spec } if metadata.name == "shared" => {
+                assert!(spec.external);
+                assert_eq!(spec.external_name, None, "the key is the engine name");
+            }
+            _ => {}
+        }
+        assert!(
+            l.manifest.validate().is_empty(),
+            "{:?}",
+            l.manifest.validate()
+        );
+    }
+    // Modes berth does not run and a name without external are reported, with positions.
+    write(
+        d.path(),
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    ipc: shareable\n    security_opt: [label=type:svirt]\nvolumes:\n  v:\n    name: fixed\n",
+    );
+    let errs = load_project(&d.path().join("compose.yaml"), &show, &env(&[])).expect_err("refused");
+    let keys: Vec<(&str, u64)> = errs.iter().map(|e| (e.key.as_str(), e.line)).collect();
+    assert!(keys.contains(&("services.app.ipc", 4)), "{keys:?}");
+    assert!(
+        keys.contains(&("services.app.security_opt[0]", 5)),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&("volumes.v.name", 8)), "{keys:?}");
 }
