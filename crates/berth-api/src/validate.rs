@@ -613,6 +613,20 @@ pub fn validate_container(spec: &ContainerSpec) -> Vec<FieldError> {
         {
             e.push(format!("{path}.tmpfs.sizeLimit"), err.to_string());
         }
+        // As Kubernetes: a mountPath must be unique (the engine refuses a duplicate mount point).
+        let at = |p: &str| p.trim_end_matches('/').to_string();
+        if spec.mounts[..i]
+            .iter()
+            .any(|o| at(&o.mount_path) == at(&m.mount_path))
+        {
+            e.push(
+                format!("{path}.mountPath"),
+                format!(
+                    "{:?} is mounted twice; each mountPath must be unique",
+                    m.mount_path
+                ),
+            );
+        }
     }
     for (i, n) in spec.networks.iter().enumerate() {
         if !is_dns1123_subdomain(&n.name) {
