@@ -102,12 +102,22 @@ pub fn host_states(
         }
         out.insert(key.clone(), s);
     }
-    for (key, why) in &desired.blocked {
+    let blocked = (desired
+        .blocked
+        .iter()
+        .map(|(k, w)| (k, w, WaitReason::InvalidReference)))
+    .chain(
+        desired
+            .refused
+            .iter()
+            .map(|(k, w)| (k, w, WaitReason::PolicyViolation)),
+    );
+    for (key, why, reason) in blocked {
         out.insert(
             key.clone(),
             HostState {
                 state: HostObjectState::Degraded,
-                reason: WaitReason::InvalidReference.as_str().into(),
+                reason: reason.as_str().into(),
                 message: why.clone(),
                 replicas: None,
                 ready_replicas: None,

@@ -56,6 +56,11 @@ pub struct DesiredState {
     /// Objects that cannot be applied as declared (unknown reference, name clash), with why.
     /// Their existing engine objects are left alone.
     pub blocked: BTreeMap<ObjectKey, String>,
+    /// Objects the security policy refuses as declared, with every violation (see
+    /// [`crate::policy::admit`]). A refused object with a version applied before is also in
+    /// `containers`/`networks`/`volumes` at that version; without one it is not, and its
+    /// existing engine objects are left alone.
+    pub refused: BTreeMap<ObjectKey, String>,
     /// Why the set may be missing objects, if it may: a source has a file that never decoded
     /// since the agent started, or a conflict without a previously applied version. While set,
     /// `plan` removes nothing that is not declared (orphans stay), so that a broken file never

@@ -20,6 +20,7 @@ pub mod merge;
 pub mod observed;
 pub mod pass;
 pub mod plan;
+pub mod policy;
 pub mod reason;
 pub mod resolve;
 pub mod rollout;

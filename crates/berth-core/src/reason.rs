@@ -46,6 +46,9 @@ pub enum WaitReason {
     RemovalPaused,
     /// Earlier actions for the object are still being carried out (agent only).
     InProgress,
+    /// The security policy refuses the object as declared (see [`crate::policy`]); the
+    /// version applied before, if any, stays in force.
+    PolicyViolation,
 }
 
 /// How a waiting reason shows in the object's host state (and so in its conditions).
@@ -61,7 +64,7 @@ pub enum HostEffect {
 
 impl WaitReason {
     /// Every reason, for tables and tests.
-    pub const ALL: [WaitReason; 16] = [
+    pub const ALL: [WaitReason; 17] = [
         WaitReason::Conflict,
         WaitReason::InvalidReference,
         WaitReason::DependencyBlocked,
@@ -78,6 +81,7 @@ impl WaitReason {
         WaitReason::RolledBack,
         WaitReason::RemovalPaused,
         WaitReason::InProgress,
+        WaitReason::PolicyViolation,
     ];
 
     /// The wire string (CamelCase), as in status entries, logs and `apply` output.
@@ -99,6 +103,7 @@ impl WaitReason {
             WaitReason::RolledBack => "RolledBack",
             WaitReason::RemovalPaused => "RemovalPaused",
             WaitReason::InProgress => "InProgress",
+            WaitReason::PolicyViolation => "PolicyViolation",
         }
     }
 
@@ -118,7 +123,8 @@ impl WaitReason {
             | WaitReason::Unhealthy
             | WaitReason::NetworkInUse
             | WaitReason::VolumeSpecChanged
-            | WaitReason::RolledBack => HostEffect::Degraded,
+            | WaitReason::RolledBack
+            | WaitReason::PolicyViolation => HostEffect::Degraded,
             WaitReason::RollingUpdate => HostEffect::Progressing,
             WaitReason::WaitingForDependency
             | WaitReason::RemovalPaused
@@ -150,7 +156,8 @@ impl WaitReason {
             | WaitReason::BuildFailed
             | WaitReason::CrashLoopBackOff
             | WaitReason::Unhealthy
-            | WaitReason::RollingUpdate => true,
+            | WaitReason::RollingUpdate
+            | WaitReason::PolicyViolation => true,
             WaitReason::RemovalPaused | WaitReason::InProgress => false,
         }
     }
@@ -174,7 +181,8 @@ impl WaitReason {
             | WaitReason::RollingUpdate
             | WaitReason::RolledBack
             | WaitReason::RemovalPaused
-            | WaitReason::InProgress => false,
+            | WaitReason::InProgress
+            | WaitReason::PolicyViolation => false,
         }
     }
 
@@ -197,7 +205,8 @@ impl WaitReason {
             | WaitReason::VolumeSpecChanged
             | WaitReason::RollingUpdate
             | WaitReason::RolledBack
-            | WaitReason::RemovalPaused => true,
+            | WaitReason::RemovalPaused
+            | WaitReason::PolicyViolation => true,
         }
     }
 
@@ -291,7 +300,8 @@ mod tests {
                 "Unhealthy",
                 "NetworkInUse",
                 "VolumeSpecChanged",
-                "RolledBack"
+                "RolledBack",
+                "PolicyViolation"
             ]
         );
         let blocking: Vec<&str> = WaitReason::ALL

@@ -2226,3 +2226,29 @@ fn new_fields_enter_the_hash_only_when_set() {
         assert_ne!(hash_with(&*f), base.containers[&web].hash, "{field}");
     }
 }
+
+/// An object the policy refuses waits with `PolicyViolation`, and its running containers are
+/// never removed as orphans (the version applied before stays, even with no version in force).
+#[test]
+fn refused_object_waits_and_keeps_its_containers() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &stack());
+    let web = ObjectKey::new(Kind::Container, "app", "web");
+    let objs: Vec<Manifest> = stack().into_iter().filter(|m| m.key() != web).collect();
+    let mut desired = resolve(&objs);
+    desired
+        .refused
+        .insert(web.clone(), "refused by the baseline profile".into());
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(
+        !names(&p).iter().any(|n| n.contains("remove")),
+        "{:?}",
+        names(&p)
+    );
+    assert!(p.waiting.iter().any(|w| w.owner.key == web
+        && w.reason == WaitReason::PolicyViolation
+        && w.message.contains("baseline")));
+    let states =
+        berth_core::conditions::host_states(&desired, &sim.state, &p, &RetryBook::default());
+    assert_eq!(states[&web].reason, "PolicyViolation");
+}

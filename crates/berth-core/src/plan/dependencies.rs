@@ -41,7 +41,11 @@ impl<'a> Planner<'a> {
             return;
         }
         for n in &self.observed.networks {
-            if !seen.contains(n.id.as_str()) {
+            let refused = n
+                .key
+                .as_ref()
+                .is_some_and(|k| self.desired.refused.contains_key(k));
+            if !seen.contains(n.id.as_str()) && !refused {
                 self.net_removals.push(NetworkRemoval {
                     owner: orphan_owner(n.key.as_ref(), &n.name),
                     id: n.id.clone(),
@@ -222,10 +226,9 @@ impl<'a> Planner<'a> {
             return;
         }
         for v in &self.observed.volumes {
-            let declared = v
-                .key
-                .as_ref()
-                .is_some_and(|k| self.desired.volumes.contains_key(k));
+            let declared = v.key.as_ref().is_some_and(|k| {
+                self.desired.volumes.contains_key(k) || self.desired.refused.contains_key(k)
+            });
             if !declared && v.delete_when_orphaned {
                 let owner = orphan_owner(v.key.as_ref(), &v.name);
                 self.vol_removals.push((owner, v.name.clone()));

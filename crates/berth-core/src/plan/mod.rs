@@ -18,7 +18,8 @@
 //! the phases share (the plan being built, the state of each network and volume, the shared
 //! image actions, the containers claimed and being removed):
 //!
-//! 1. **blocked objects** (`InvalidReference`) — [`Planner::blocked_objects`];
+//! 1. **blocked objects** (`InvalidReference`) and objects the policy refuses
+//!    (`PolicyViolation`) — [`Planner::blocked_objects`];
 //! 2. **networks**: create, or recreate on a spec change (the removal of the old one is
 //!    ordered in phase 6) — `dependencies.rs`;
 //! 3. **volumes**: create when missing, never recreate — `dependencies.rs`;
@@ -160,12 +161,21 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Phase 1: objects whose references cannot be resolved wait (their engine objects stay).
+    /// Phase 1: objects whose references cannot be resolved, or that the security policy
+    /// refuses, wait (their engine objects stay).
     fn blocked_objects(&mut self) {
         for (key, why) in &self.desired.blocked {
             self.p.wait(
                 &Owner::object(key.clone()),
                 WaitReason::InvalidReference,
+                why.clone(),
+                None,
+            );
+        }
+        for (key, why) in &self.desired.refused {
+            self.p.wait(
+                &Owner::object(key.clone()),
+                WaitReason::PolicyViolation,
                 why.clone(),
                 None,
             );

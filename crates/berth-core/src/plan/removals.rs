@@ -18,7 +18,7 @@ impl<'a> Planner<'a> {
             }
             if c.key
                 .as_ref()
-                .is_some_and(|k| desired.blocked.contains_key(k))
+                .is_some_and(|k| desired.blocked.contains_key(k) || desired.refused.contains_key(k))
             {
                 continue;
             }
