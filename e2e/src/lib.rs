@@ -210,6 +210,11 @@ impl Env {
         c
     }
 
+    /// The `berth` binary under test.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// `berth apply` on the manifest directory.
     pub fn apply(&self) -> Output {
         self.berth()

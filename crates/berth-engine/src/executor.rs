@@ -62,10 +62,39 @@ enum Status {
     Failed,
 }
 
+/// What the executor tells an observer while it runs a plan (`berth apply`'s progress line).
+/// Ids are the actions' ids in the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The engine call for the action started.
+    Started {
+        /// The action's id.
+        id: usize,
+    },
+    /// The action ended: done, failed, or skipped because a dependency failed.
+    Finished {
+        /// The action's id.
+        id: usize,
+        /// True when it was done.
+        ok: bool,
+    },
+}
+
 /// Executes `plan`, at most `parallelism` actions at a time; an action starts once everything it
 /// depends on succeeded, and is skipped (with the failed dependency named) when one failed.
 /// Returns one outcome per action, in plan order.
 pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec<Outcome> {
+    execute_observed(rt, plan, parallelism, |_| {}).await
+}
+
+/// [`execute`], telling `observe` when each action starts and ends (in the order it happens;
+/// every action ends exactly once, skipped ones without having started).
+pub async fn execute_observed<R: Runtime>(
+    rt: &R,
+    plan: &Plan,
+    parallelism: usize,
+    mut observe: impl FnMut(Progress) + Send,
+) -> Vec<Outcome> {
     let n = plan.actions.len();
     let mut status = vec![Status::Waiting; n];
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
@@ -87,6 +116,7 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
         while running.len() < parallelism {
             let Some(id) = ready.pop_front() else { break };
             status[id] = Status::Running;
+            observe(Progress::Started { id });
             let action = &plan.actions[id];
             running.push(async move {
                 let started = std::time::Instant::now();
@@ -104,6 +134,7 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
             tracing::info!(owner = %plan.actions[id].owner, action = %plan.actions[id].action, intent = %plan.actions[id].intent, "done");
         }
         status[id] = if ok { Status::Done } else { Status::Failed };
+        observe(Progress::Finished { id, ok });
         outcomes[id] = Some(Outcome {
             id,
             result: result.map_err(|e| Failure::new(e.kind(), e.to_string())),
@@ -138,6 +169,7 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
                         skipped: true,
                         took: std::time::Duration::ZERO,
                     });
+                    observe(Progress::Finished { id: dep, ok: false });
                     stack.push(dep);
                 } else if after.iter().all(|d| status[*d] == Status::Done) {
                     ready.push_back(dep);
@@ -149,14 +181,17 @@ pub async fn execute<R: Runtime>(rt: &R, plan: &Plan, parallelism: usize) -> Vec
         .into_iter()
         .enumerate()
         .map(|(id, o)| {
-            o.unwrap_or(Outcome {
-                id,
-                result: Err(Failure::new(
-                    FailureKind::Engine,
-                    "not executed (dependency cycle)",
-                )),
-                skipped: true,
-                took: std::time::Duration::ZERO,
+            o.unwrap_or_else(|| {
+                observe(Progress::Finished { id, ok: false });
+                Outcome {
+                    id,
+                    result: Err(Failure::new(
+                        FailureKind::Engine,
+                        "not executed (dependency cycle)",
+                    )),
+                    skipped: true,
+                    took: std::time::Duration::ZERO,
+                }
             })
         })
         .collect()
@@ -184,6 +219,49 @@ mod tests {
                 _ => Ok(()),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn progress_reports_every_action_once_in_order() {
+        let owner = Owner::replica(ObjectKey::new(Kind::Container, "default", "web"), 0);
+        let pull = PlannedAction {
+            id: 0,
+            owner: owner.clone(),
+            hash: "v1-a".into(),
+            intent: Intent::Create,
+            action: Action::EnsureImage {
+                image: "r:5000/app:1".into(),
+                policy: PullPolicy::IfNotPresent,
+                pull_secrets: vec![],
+            },
+            after: vec![],
+        };
+        let create = PlannedAction {
+            id: 1,
+            action: Action::CreateContainer {
+                name: "default_web_0".into(),
+                config: Box::default(),
+                labels: BTreeMap::new(),
+            },
+            after: vec![0],
+            ..pull.clone()
+        };
+        let plan = Plan {
+            actions: vec![pull, create],
+            waiting: vec![],
+        };
+        let mut seen = Vec::new();
+        let outcomes = execute_observed(&PullFails, &plan, 2, |p| seen.push(p)).await;
+        assert_eq!(outcomes.len(), 2);
+        // The pull starts and fails; the create never starts and ends as skipped.
+        assert_eq!(
+            seen,
+            [
+                Progress::Started { id: 0 },
+                Progress::Finished { id: 0, ok: false },
+                Progress::Finished { id: 1, ok: false },
+            ]
+        );
     }
 
     #[tokio::test]

@@ -15,5 +15,5 @@ pub use docker::build::{
     OUTPUT_TAIL as BUILD_OUTPUT_TAIL, from_images,
 };
 pub use docker::{DockerEngine, EngineError, ImageRefresh, RECONNECT_CAP, reconnect_backoff};
-pub use executor::{Engine, Outcome, Runtime, execute};
+pub use executor::{Engine, Outcome, Progress, Runtime, execute, execute_observed};
 pub use prober::{ProbeTarget, Prober};

@@ -21,7 +21,10 @@ use berth_core::merge::{Conflict, Declaration, Merged, merge, targeted};
 use berth_core::pass::Pass;
 use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Intent, Owner, Plan, WaitReason};
-use berth_engine::{DockerEngine, Engine, ImageRefresh, Outcome, ProbeTarget, Prober, execute};
+use berth_engine::{
+    DockerEngine, Engine, ImageRefresh, Outcome, ProbeTarget, Prober, Progress, execute,
+    execute_observed,
+};
 use berth_sources::directory::{DirectorySource, Snapshot};
 use berth_sources::kube::{KubeSource, KubeSourceConfig, KubeView};
 use futures_util::StreamExt;
@@ -74,11 +77,21 @@ impl<E: Engine> Reconciler<E> {
     /// nothing is planned). The agent loop uses [`Reconciler::prepare`] and
     /// [`Reconciler::record`] instead, so that slow actions do not hold up other objects.
     pub async fn pass(&mut self, desired: &DesiredState) -> anyhow::Result<PassReport> {
+        self.pass_observed(desired, |_, _| {}).await
+    }
+
+    /// [`Reconciler::pass`], telling `observe` the plan's actions as they start and end
+    /// (`berth apply`'s progress line).
+    pub async fn pass_observed(
+        &mut self,
+        desired: &DesiredState,
+        mut observe: impl FnMut(&Plan, Progress) + Send,
+    ) -> anyhow::Result<PassReport> {
         let plan = self.prepare(desired, &BTreeSet::new()).await?;
         let outcomes = if plan.is_empty() {
             vec![]
         } else {
-            execute(&self.engine, &plan, self.parallelism).await
+            execute_observed(&self.engine, &plan, self.parallelism, |p| observe(&plan, p)).await
         };
         self.record(&plan, &outcomes);
         Ok(PassReport { plan, outcomes })

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
+pub mod progress;
 pub mod report;
 pub mod schema;
 pub mod status;

@@ -20,6 +20,7 @@ use crate::builds::{self, BuildOutput};
 use crate::cli::{ApplyArgs, EXIT_ERROR};
 use crate::host::HostIdentity;
 use crate::images;
+use crate::progress::{self, ApplyProgress};
 
 /// Reads `dir` strictly: any file error or conflict is fatal (there is no last-known-good state
 /// for a one-shot command, and applying a partial set would remove the broken file's objects).
@@ -149,7 +150,7 @@ pub async fn apply(
     let deadline = started + Duration::from_secs(args.timeout);
     // Build contexts are read again before every pass (a build takes the context as it is
     // then).
-    let mut report = rec.pass(&*builds::with_contexts(&desired).await).await?;
+    let mut report = pass_with_progress(&mut rec, &*builds::with_contexts(&desired).await).await?;
     let mut total = report.plan.actions.len();
     let mut failed = report.failed();
     let mut timed_out = false;
@@ -186,7 +187,7 @@ pub async fn apply(
             settling += 1;
         }
         let t = Instant::now();
-        report = rec.pass(&*builds::with_contexts(&desired).await).await?;
+        report = pass_with_progress(&mut rec, &*builds::with_contexts(&desired).await).await?;
         total += report.plan.actions.len();
         failed |= report.failed();
         print_pass(&report, t, &output);
@@ -235,6 +236,29 @@ pub async fn apply(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One pass; on a terminal with a progress line (objects done / total, the slowest action in
+/// flight) while it executes.
+async fn pass_with_progress(
+    rec: &mut Reconciler,
+    desired: &DesiredState,
+) -> anyhow::Result<PassReport> {
+    let line = ApplyProgress::on_stderr();
+    if !line.is_drawn() {
+        return rec.pass(desired).await;
+    }
+    let pass = rec.pass_observed(desired, |plan, event| line.on(plan, event));
+    tokio::pin!(pass);
+    let mut tick = tokio::time::interval(progress::TICK);
+    let report = loop {
+        tokio::select! {
+            r = &mut pass => break r,
+            _ = tick.tick() => line.tick(),
+        }
+    };
+    line.finish();
+    report
 }
 
 /// Passes `apply` runs right after one that acted, to verify or repair its result.

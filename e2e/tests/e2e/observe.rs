@@ -418,3 +418,53 @@ async fn diff_names_the_changed_fields() {
     );
     assert!(!changes[0]["actions"].as_array().is_none_or(Vec::is_empty));
 }
+
+/// `berth apply` on a terminal (a pseudo-terminal from util-linux `script`) draws the progress
+/// line (objects done / total, the slowest action in flight); through a pipe it prints plain
+/// lines only, without terminal control sequences.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_shows_progress_on_a_terminal_and_plain_lines_otherwise() {
+    let env = test_env!("progress").await;
+    // One action at a time: six creates take the engine well over one redraw interval.
+    for i in 0..6 {
+        env.write(&format!("c{i}.yaml"), &env.container(&format!("c{i}"), BUSYBOX, ""));
+    }
+    let mut cmd = format!(
+        "RUST_LOG=warn {} --instance {} apply --parallelism 1 {}",
+        env.bin().display(),
+        env.ns,
+        env.dir.path().display()
+    );
+    cmd.push_str(" 2>&1");
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("run script(1)");
+    let tty = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("/6 objects"), "no progress line on a terminal: {tty:?}");
+    assert!(tty.contains("slowest: "), "{tty:?}");
+    assert!(tty.contains("applied "), "the plain lines follow: {tty:?}");
+
+    for i in 0..6 {
+        env.write(
+            &format!("c{i}.yaml"),
+            &env.container(&format!("c{i}"), BUSYBOX, "  env: [{name: V, value: \"2\"}]\n"),
+        );
+    }
+    let out = env
+        .berth()
+        .args(["apply", "--parallelism", "1"])
+        .arg(env.dir.path())
+        .output()
+        .expect("apply");
+    let piped = berth_e2e::text(&out);
+    assert!(out.status.success(), "{piped}");
+    assert!(piped.contains("applied "), "{piped}");
+    assert!(
+        !piped.contains("objects") && !piped.contains('\u{1b}'),
+        "no progress line through a pipe: {piped:?}"
+    );
+    env.cleanup().await;
+}
