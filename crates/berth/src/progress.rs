@@ -172,7 +172,11 @@ mod tests {
         let line = ApplyProgress::hidden();
         line.on(&p, Progress::Started { id: 2 });
         line.on(&p, Progress::Started { id: 0 });
-        assert_eq!(line.objects(), (0, 2), "two objects: web (2 replicas) and db");
+        assert_eq!(
+            line.objects(),
+            (0, 2),
+            "two objects: web (2 replicas) and db"
+        );
         let msg = line.message();
         assert!(
             msg.starts_with("slowest: ensure image r:5000/db:1") && msg.ends_with(" s"),
@@ -181,9 +185,17 @@ mod tests {
         line.on(&p, Progress::Finished { id: 0, ok: true });
         assert_eq!(line.objects(), (0, 2), "web has a replica left");
         line.on(&p, Progress::Finished { id: 2, ok: false });
-        assert_eq!(line.objects(), (1, 2), "a failed action ends its object too");
+        assert_eq!(
+            line.objects(),
+            (1, 2),
+            "a failed action ends its object too"
+        );
         line.on(&p, Progress::Started { id: 1 });
-        assert!(line.message().contains("default_web_1"), "{}", line.message());
+        assert!(
+            line.message().contains("default_web_1"),
+            "{}",
+            line.message()
+        );
         line.on(&p, Progress::Finished { id: 1, ok: true });
         assert_eq!(line.objects(), (2, 2));
         assert_eq!(line.message(), "");

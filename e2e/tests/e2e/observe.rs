@@ -427,7 +427,10 @@ async fn apply_shows_progress_on_a_terminal_and_plain_lines_otherwise() {
     let env = test_env!("progress").await;
     // One action at a time: six creates take the engine well over one redraw interval.
     for i in 0..6 {
-        env.write(&format!("c{i}.yaml"), &env.container(&format!("c{i}"), BUSYBOX, ""));
+        env.write(
+            &format!("c{i}.yaml"),
+            &env.container(&format!("c{i}"), BUSYBOX, ""),
+        );
     }
     let mut cmd = format!(
         "RUST_LOG=warn {} --instance {} apply --parallelism 1 {}",
@@ -443,14 +446,21 @@ async fn apply_shows_progress_on_a_terminal_and_plain_lines_otherwise() {
         .expect("run script(1)");
     let tty = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{tty}");
-    assert!(tty.contains("/6 objects"), "no progress line on a terminal: {tty:?}");
+    assert!(
+        tty.contains("/6 objects"),
+        "no progress line on a terminal: {tty:?}"
+    );
     assert!(tty.contains("slowest: "), "{tty:?}");
     assert!(tty.contains("applied "), "the plain lines follow: {tty:?}");
 
     for i in 0..6 {
         env.write(
             &format!("c{i}.yaml"),
-            &env.container(&format!("c{i}"), BUSYBOX, "  env: [{name: V, value: \"2\"}]\n"),
+            &env.container(
+                &format!("c{i}"),
+                BUSYBOX,
+                "  env: [{name: V, value: \"2\"}]\n",
+            ),
         );
     }
     let out = env
