@@ -7,7 +7,11 @@
 //! GET, PATCH (server-side apply approximated: `status.hosts[]` entries are owned by the field
 //! manager `berth-<name>`), POST. Every request is recorded. Faults: [`FakeApi::set_down`]
 //! answers 503 to everything and drops open watches; [`FakeApi::expire_watches`] ends open
-//! watches with `410 Gone`, forcing a relist.
+//! watches with `410 Gone`, forcing a relist. A watch with `timeoutSeconds` ends after that
+//! time, as the API server ends it (the client watches again from its last resourceVersion).
+//!
+//! [`FakeApi::serve`] takes any HTTP request, so the fake can also sit behind a real HTTP
+//! listener (the fleet benchmark serves it on loopback to agent processes).
 //!
 //! Enabled by the `fake-api` feature (and in this crate's own tests).
 
@@ -277,7 +281,8 @@ impl FakeApi {
         st.watchers.len()
     }
 
-    async fn serve(&self, req: Request<kube::client::Body>) -> Response<FakeBody> {
+    /// Answers one request (any body type: kube's client body, or hyper's for a real listener).
+    pub async fn serve<B: http_body::Body>(&self, req: Request<B>) -> Response<FakeBody> {
         let (parts, body) = req.into_parts();
         let bytes = body
             .collect()
@@ -341,10 +346,16 @@ impl FakeApi {
                         tx,
                     });
                 }
-                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                    rx.recv()
-                        .await
-                        .map(|b| (Ok::<_, Infallible>(http_body::Frame::data(b)), rx))
+                // The API server ends a watch after `timeoutSeconds` (kube's watcher asks 290 s).
+                let deadline = query_param(&query, "timeoutSeconds")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));
+                let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
+                    let next = match deadline {
+                        Some(d) => tokio::time::timeout_at(d, rx.recv()).await.ok().flatten(),
+                        None => rx.recv().await,
+                    };
+                    next.map(|b| (Ok::<_, Infallible>(http_body::Frame::data(b)), rx))
                 });
                 Response::builder()
                     .status(StatusCode::OK)
