@@ -358,7 +358,59 @@ pub struct KubeSource {
     config: KubeSourceConfig,
 }
 
-type Tick = (usize, Result<bool, String>);
+/// A watcher's news for the rebuild loop: its index, and what it saw (or its error).
+type Tick = (usize, Result<Seen, String>);
+
+/// What one watcher event means for the full set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seen {
+    /// The watcher's initial list is complete.
+    init_done: bool,
+    /// The set may have changed: anything but an object applied again with the same
+    /// [`fingerprint`].
+    changed: bool,
+}
+
+/// What the full set reads of a custom resource: `decode_object` reads labels, annotations and
+/// `spec`, the cluster metadata uid and generation. Status writes (every host's, fleet-wide)
+/// change none of it, so they cost no rebuild of the set.
+fn fingerprint(o: &DynamicObject) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    o.metadata.uid.hash(&mut h);
+    o.metadata.generation.hash(&mut h);
+    o.metadata.labels.hash(&mut h);
+    o.metadata.annotations.hash(&mut h);
+    o.data.get("spec").map(|s| s.to_string()).hash(&mut h);
+    h.finish()
+}
+
+/// The fingerprints of one watcher's custom resources, by namespace and name.
+#[derive(Debug, Default)]
+struct Fingerprints(std::collections::HashMap<(Option<String>, Option<String>), u64>);
+
+impl Fingerprints {
+    fn tick(&mut self, i: usize, r: Result<watcher::Event<DynamicObject>, watcher::Error>) -> Tick {
+        let key = |o: &DynamicObject| (o.metadata.namespace.clone(), o.metadata.name.clone());
+        let changed = match &r {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                let fp = fingerprint(o);
+                self.0.insert(key(o), fp) != Some(fp)
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                self.0.remove(&key(o));
+                true
+            }
+            Ok(watcher::Event::Init) => {
+                self.0.clear();
+                true
+            }
+            Ok(watcher::Event::InitDone) | Err(_) => true,
+        };
+        let (i, r) = tick(i, r);
+        (i, r.map(|s| Seen { changed, ..s }))
+    }
+}
 
 impl KubeSource {
     /// A source reading through `client`.
@@ -409,10 +461,11 @@ impl KubeSource {
                 let reader = writer.as_reader();
                 let i = streams.len();
                 names.push(format!("{kind} ({where_})"));
+                let mut fingerprints = Fingerprints::default();
                 streams.push(
                     reflector::reflector(writer, watcher(api, wc.clone()))
                         .backoff(self.backoff())
-                        .map(move |r| tick(i, r))
+                        .map(move |r| fingerprints.tick(i, r))
                         .boxed(),
                 );
                 crd_stores.push((kind, reader));
@@ -477,9 +530,14 @@ impl KubeSource {
                     }
                 }
                 let Ok(mut h) = health.lock() else { break };
+                let mut changed = false;
                 for (i, r) in batch {
                     match r {
-                        Ok(init_done) => {
+                        Ok(Seen {
+                            init_done,
+                            changed: c,
+                        }) => {
+                            changed |= c;
                             if init_done && !ready[i] {
                                 tracing::debug!(watch = %names[i], "initial list complete");
                             }
@@ -503,7 +561,9 @@ impl KubeSource {
                 let all_ready = ready.iter().all(|r| *r);
                 h.ready = all_ready;
                 drop(h);
-                if !all_ready {
+                // Only status writes (or errors, whose stores stay as they were): the set is
+                // the one already published; rebuilding it would decode every object again.
+                if !all_ready || !changed {
                     continue;
                 }
                 let data = ref_data(&secret_stores, &cm_stores);
@@ -538,8 +598,11 @@ impl KubeSource {
 fn tick<K>(i: usize, r: Result<watcher::Event<K>, watcher::Error>) -> Tick {
     (
         i,
-        r.map(|e| matches!(e, watcher::Event::InitDone))
-            .map_err(|e| e.to_string()),
+        r.map(|e| Seen {
+            init_done: matches!(e, watcher::Event::InitDone),
+            changed: true,
+        })
+        .map_err(|e| e.to_string()),
     )
 }
 

@@ -415,3 +415,54 @@ fn errors_count_only_while_fresh() {
     std::thread::sleep(Duration::from_millis(2));
     assert!(h.current_error().is_none());
 }
+
+/// Status writes — every host's, fleet-wide — must not make every agent decode every object
+/// again: only what decoding and the status writer read marks the set as changed.
+#[test]
+fn only_spec_labels_annotations_and_generation_changes_mark_the_set_changed() {
+    let obj = |v: Value| -> DynamicObject {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("object: {e}"))
+    };
+    let base = json!({"apiVersion": "berth.dev/v1alpha1", "kind": "Container",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1", "generation": 1,
+                     "resourceVersion": "7", "labels": {"a": "1"}},
+        "spec": {"image": "busybox:1"}});
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = base.clone();
+        f(&mut v);
+        obj(v)
+    };
+    let mut fp = Fingerprints::default();
+    let changed = |fp: &mut Fingerprints, e: watcher::Event<DynamicObject>| {
+        fp.tick(0, Ok(e)).1.map(|s| s.changed).unwrap_or(true)
+    };
+    assert!(changed(
+        &mut fp,
+        watcher::Event::InitApply(obj(base.clone()))
+    ));
+    // A status write: new resourceVersion and status, nothing else.
+    let status = with(&|v| {
+        v["metadata"]["resourceVersion"] = json!("8");
+        v["status"] = json!({"hosts": [{"name": "h1", "state": "Ready"}]});
+    });
+    assert!(!changed(&mut fp, watcher::Event::Apply(status.clone())));
+    assert!(!changed(&mut fp, watcher::Event::Apply(status)));
+    let spec = with(&|v| {
+        v["spec"]["image"] = json!("busybox:2");
+        v["metadata"]["generation"] = json!(2);
+    });
+    assert!(changed(&mut fp, watcher::Event::Apply(spec.clone())));
+    assert!(!changed(&mut fp, watcher::Event::Apply(spec)));
+    let labels = with(&|v| v["metadata"]["labels"]["a"] = json!("2"));
+    assert!(changed(&mut fp, watcher::Event::Apply(labels)));
+    let annotations = with(&|v| v["metadata"]["annotations"] = json!({"note": "x"}));
+    assert!(changed(&mut fp, watcher::Event::Apply(annotations.clone())));
+    // Recreated under the same name: a new uid.
+    let recreated = with(&|v| {
+        v["metadata"]["uid"] = json!("u2");
+        v["metadata"]["annotations"] = json!({"note": "x"});
+    });
+    assert!(changed(&mut fp, watcher::Event::Apply(recreated)));
+    assert!(changed(&mut fp, watcher::Event::Delete(annotations)));
+    assert!(changed(&mut fp, watcher::Event::InitDone));
+}
