@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CI hook for the benchmark harness: run berth-bench in --quick mode and check that it
-# produced every expected row (the figures themselves are not asserted: CI machines vary).
+# CI hook for the benchmark harness: run berth-bench and the fleet simulation in --quick mode
+# and check that they produced every expected row (the figures themselves are not asserted: CI machines vary).
 #
 #   bash e2e/bench/ci.sh            from the workspace root (needs dockerd, python3 + pip)
 #
@@ -56,8 +56,33 @@ grep -q '<text' "$OUT/converge.svg" || { echo "berth-bench ci: converge.svg has 
 for s in '### 1. Cold converge' '### 2. No-op pass' '### 3–4. Change and drift' '### 5. Idle cost' '### 6. Growth'; do
   grep -qF "$s" "$OUT.stdout" || { echo "berth-bench ci: section '$s' missing from the markdown" >&2; fail=1; }
 done
+
+# The fleet simulation, short version: 10 agents, 100 custom resources, 5 changes.
+FLEET=target/fleet-ci
+rm -rf "$FLEET"
+started=$SECONDS
+cargo run --release -p berth-bench --bin fleet -- --quick --out "$FLEET" >"$FLEET.stdout"
+fleet_took=$((SECONDS - started))
+cat "$FLEET.stdout"
+fleet_need() { # fleet_need METRIC — a row with at least one sample
+  if ! awk -F, -v m="$1" '$1 == "fleet" && $2 == m && $6 > 0 { found = 1 } END { exit !found }' "$FLEET/results.csv"; then
+    echo "berth-bench ci: missing fleet row $1" >&2
+    fail=1
+  fi
+}
+for m in converge_time startup_requests idle_requests_per_minute idle_lease_per_minute open_watches \
+  open_watches_per_agent open_connections change_latency_first_host change_latency_all_hosts \
+  status_writes_per_change status_writes_per_targeted_host status_writes_by_other_hosts \
+  aggregate_correct rss idle_cpu; do
+  fleet_need "$m"
+done
+for f in results.md results.csv latency.svg; do
+  [[ -s $FLEET/$f ]] || { echo "berth-bench ci: $FLEET/$f missing or empty" >&2; fail=1; }
+done
+grep -qF '### Fleet:' "$FLEET.stdout" || { echo "berth-bench ci: fleet table missing" >&2; fail=1; }
+
 if ((fail)); then
-  echo "berth-bench ci: FAILED (quick run took ${took}s)" >&2
+  echo "berth-bench ci: FAILED (quick runs took ${took}s and ${fleet_took}s)" >&2
   exit 1
 fi
-echo "berth-bench ci: all rows present; quick run took ${took}s"
+echo "berth-bench ci: all rows present; quick runs took ${took}s (bench) and ${fleet_took}s (fleet)"

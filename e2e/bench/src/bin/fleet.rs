@@ -456,6 +456,7 @@ struct Results {
     open_connections: Vec<i64>,
     rss_mib: Vec<f64>,
     cpu_pct: Vec<f64>,
+    changes_cpu_pct: Vec<f64>,
 }
 
 /// One change of a custom resource and what followed.
@@ -670,6 +671,14 @@ async fn run(args: &Args, cfg: &Config, docker: &Docker, fleet: &mut Fleet) -> a
     res.startup_hits = server.hits_since(0);
     eprintln!("[fleet] converged in {}", secs(res.converge.as_secs_f64()));
 
+    let clk = tools::clk_tck();
+    let cpu_of = |pids: &[u32]| -> Vec<Duration> {
+        pids.iter()
+            .map(|p| tools::proc_usage(*p, clk).map(|u| u.1).unwrap_or_default())
+            .collect()
+    };
+    let cpu_changes0 = cpu_of(&fleet.pids);
+    let changes0 = Instant::now();
     let multi: Vec<&Object> = objects.iter().filter(|o| o.targets.len() > 1).collect();
     for c in 0..cfg.changes {
         let Some(o) = multi.get(c % multi.len().max(1)) else {
@@ -688,14 +697,16 @@ async fn run(args: &Args, cfg: &Config, docker: &Docker, fleet: &mut Fleet) -> a
         res.changes.push(ch);
     }
 
+    let changes_took = changes0.elapsed().as_secs_f64();
+    res.changes_cpu_pct = cpu_of(&fleet.pids)
+        .iter()
+        .zip(&cpu_changes0)
+        .map(|(b, a)| b.saturating_sub(*a).as_secs_f64() / changes_took * 100.0)
+        .collect();
+
     eprintln!("[fleet] idle for {} s", cfg.idle.as_secs());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let clk = tools::clk_tck();
-    let cpu0: Vec<Duration> = fleet
-        .pids
-        .iter()
-        .map(|p| tools::proc_usage(*p, clk).map(|u| u.1).unwrap_or_default())
-        .collect();
+    let cpu0 = cpu_of(&fleet.pids);
     let mark = server.mark();
     let idle0 = Instant::now();
     while idle0.elapsed() < cfg.idle {
@@ -824,6 +835,9 @@ fn rows(cfg: &Config, r: &Results) -> Vec<Row> {
     }
     out.push(row("rss", "MiB", Summary::of(&r.rss_mib)));
     out.push(row("idle_cpu", "%", Summary::of(&r.cpu_pct)));
+    if !r.changes_cpu_pct.is_empty() {
+        out.push(row("changes_cpu", "%", Summary::of(&r.changes_cpu_pct)));
+    }
     out
 }
 
