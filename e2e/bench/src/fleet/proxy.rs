@@ -192,10 +192,14 @@ async fn serve(client: UnixStream, upstream: &Path, prefix: Arc<str>) -> anyhow:
             Ok(http::Response::from_parts(parts, body))
         }
     });
-    http1::Builder::new()
+    match http1::Builder::new()
         .serve_connection(TokioIo::new(client), service)
-        .await?;
-    Ok(())
+        .await
+    {
+        // An agent stopped mid-request (the end of a run).
+        Err(e) if e.is_incomplete_message() => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 #[cfg(test)]
