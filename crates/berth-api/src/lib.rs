@@ -180,6 +180,15 @@ pub enum Manifest {
 
 impl Manifest {
     /// The object's metadata.
+    pub fn metadata_mut(&mut self) -> &mut ManifestMetadata {
+        match self {
+            Manifest::Network { metadata, .. }
+            | Manifest::Volume { metadata, .. }
+            | Manifest::Container { metadata, .. } => metadata,
+        }
+    }
+
+    /// The object's metadata.
     pub fn metadata(&self) -> &ManifestMetadata {
         match self {
             Manifest::Network { metadata, .. }

@@ -17,8 +17,9 @@ use anyhow::Context;
 use berth_api::ObjectKey;
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::conditions::host_states;
-use berth_core::merge::{Conflict, Declaration, Merged, merge, targeted};
+use berth_core::merge::{Conflict, Declaration, Merged, merge};
 use berth_core::pass::Pass;
+use berth_core::policy::{Policy, Refusal, Source, admit};
 use berth_core::resolve::resolve_for;
 use berth_core::{Action, DesiredState, Intent, Owner, Plan, WaitReason};
 use berth_engine::{
@@ -384,6 +385,34 @@ struct Sources {
     /// The last merge's objects, so that a conflict keeps the version applied before.
     previous: BTreeMap<ObjectKey, Declaration>,
     last_conflicts: Vec<Conflict>,
+    /// The security policy in force, and its file's watch (a change re-evaluates every object).
+    policy: Policy,
+    policy_rx: Option<watch::Receiver<Policy>>,
+    /// The last merge's refusals (logged when they change).
+    refused: Vec<Refusal>,
+    /// Refusals new since the last [`Sources::take_fresh`] (each worth an Event).
+    fresh: Vec<Refusal>,
+}
+
+/// An Event on each custom resource newly refused by the policy.
+fn refusal_events(sources: &mut Sources, status: Option<&crate::status::StatusTask>) {
+    let fresh = sources.take_fresh();
+    let Some(task) = status else { return };
+    for r in fresh.into_iter().filter(|r| r.source == Source::Kubernetes) {
+        let _ = task.events.send(crate::status::Happening {
+            key: r.key.clone(),
+            warning: true,
+            reason: "PolicyViolation",
+            note: r.to_string(),
+        });
+    }
+}
+
+async fn policy_changed(rx: &mut Option<watch::Receiver<Policy>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 async fn changed(rx: &mut Option<watch::Receiver<Option<Arc<Snapshot>>>>) -> bool {
@@ -433,11 +462,20 @@ impl Sources {
             Some((rx, view)) => (Some(rx), Some(view)),
             None => (None, None),
         };
+        let policy = crate::policy::load(args.policy.as_deref())?;
+        let policy_rx = args
+            .policy
+            .clone()
+            .map(|p| crate::policy::watch(p, policy.clone()));
         let sources = Sources {
             dir,
             kube,
             previous: BTreeMap::new(),
             last_conflicts: Vec::new(),
+            policy,
+            policy_rx,
+            refused: Vec::new(),
+            fresh: Vec::new(),
         };
         Ok((sources, view))
     }
@@ -452,10 +490,15 @@ impl Sources {
 
     /// Waits for a change of any source; false when a source stopped.
     async fn changed(&mut self) -> bool {
-        tokio::select! {
-            ok = changed(&mut self.dir) => ok,
-            ok = changed(&mut self.kube) => ok,
+        let (ok, policy) = tokio::select! {
+            ok = changed(&mut self.dir) => (ok, false),
+            ok = changed(&mut self.kube) => (ok, false),
+            ok = policy_changed(&mut self.policy_rx) => (ok, true),
+        };
+        if policy && let Some(rx) = &mut self.policy_rx {
+            self.policy = rx.borrow_and_update().clone();
         }
+        ok
     }
 
     fn current(rx: &mut Option<watch::Receiver<Option<Arc<Snapshot>>>>) -> Option<Arc<Snapshot>> {
@@ -486,18 +529,52 @@ impl Sources {
         }
         let mut desired = resolve_for(instance, merged.objects.values().map(|d| &d.manifest));
         desired.incomplete = (!why.is_empty()).then(|| why.join("; "));
+        desired.refused = self
+            .refused
+            .iter()
+            .map(|r| (r.key.clone(), r.to_string()))
+            .collect();
         (merged, desired)
+    }
+
+    /// Refusals new since the last call (for Events).
+    fn take_fresh(&mut self) -> Vec<Refusal> {
+        std::mem::take(&mut self.fresh)
     }
 
     /// Merges the sources' current sets, keeping only objects that target this host.
     fn merged(&mut self, host: &HostIdentity) -> Merged {
         let dir = Self::current(&mut self.dir);
         let kube = Self::current(&mut self.kube);
-        let declarations = [&dir, &kube]
-            .into_iter()
-            .flatten()
-            .flat_map(|s| s.objects.values().cloned());
-        let merged = merge(&self.previous, targeted(declarations, &host.labels));
+        // Each source's objects that target this host, judged by the policy: a refused object
+        // keeps the version applied before (if any) and never reaches the plan.
+        let tagged: Vec<(Source, Declaration)> =
+            [(Source::Directory, &dir), (Source::Kubernetes, &kube)]
+                .into_iter()
+                .flat_map(|(source, snap)| {
+                    snap.iter()
+                        .flat_map(|s| s.objects.values().cloned())
+                        .filter(|d| berth_api::targets(d.manifest.host_selector(), &host.labels))
+                        .map(move |d| (source, d))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        let facts =
+            crate::policy::host_facts(tagged.iter().map(|(_, d)| &d.manifest), &self.policy);
+        let (admitted, refused) = admit(&self.previous, tagged, &self.policy, &facts);
+        if refused != self.refused {
+            self.fresh.extend(
+                refused
+                    .iter()
+                    .filter(|r| !self.refused.contains(r))
+                    .cloned(),
+            );
+            for r in &refused {
+                tracing::warn!(object = %r.key, reason = "PolicyViolation", source = r.source.as_str(), profile = r.profile.as_str(), message = %r, "refused by the security policy");
+            }
+            self.refused = refused;
+        }
+        let merged = merge(&self.previous, admitted);
         self.previous = merged.objects.clone();
         if merged.conflicts != self.last_conflicts {
             for c in &merged.conflicts {
@@ -736,6 +813,7 @@ impl Agent {
             }
         }
         let (merged, desired) = sources.desired(instance, host);
+        refusal_events(&mut sources, status.as_ref());
         tracing::info!(objects = merged.objects.len(), "sources read");
         let mut relist = tokio::time::interval(args.resync());
         relist.tick().await;
@@ -931,6 +1009,7 @@ impl Agent {
                     anyhow::bail!("a source stopped");
                 }
                 (self.merged, self.desired) = self.sources.desired(&self.instance, &self.host);
+                refusal_events(&mut self.sources, self.status.as_ref());
                 Trigger::SourceUpdate
             }
             Wake::EngineEvent(ok) => {
@@ -1269,6 +1348,10 @@ mod source_tests {
             kube: Some(kube_rx),
             previous: BTreeMap::new(),
             last_conflicts: Vec::new(),
+            policy: Policy::default(),
+            policy_rx: None,
+            refused: Vec::new(),
+            fresh: Vec::new(),
         };
         assert!(
             !sources.ready(),
@@ -1300,5 +1383,76 @@ mod source_tests {
             &third.objects.values().next().map(|d| &d.manifest),
             Some(Manifest::Volume { spec, .. }) if spec.driver.as_deref() == Some("other")
         ));
+    }
+
+    /// The policy in the merge: a custom resource asking for the host network is refused
+    /// under the default policy (Kubernetes `baseline`) and reported as `PolicyViolation`; the
+    /// version applied before stays; a namespace override to `privileged` admits it.
+    #[test]
+    fn the_policy_refuses_before_the_merge_and_keeps_the_previous_version() {
+        let host = HostIdentity::from_cli(Some("h"), &[]);
+        let web = |mode: Option<&str>| {
+            let manifest = Manifest::Container {
+                metadata: ManifestMetadata {
+                    name: "web".into(),
+                    namespace: Some("team".into()),
+                    ..Default::default()
+                },
+                spec: Box::new(berth_api::ContainerSpec {
+                    image: Some("busybox".into()),
+                    network_mode: mode.map(berth_api::NetworkMode::parse),
+                    ..Default::default()
+                }),
+            };
+            Arc::new(Snapshot {
+                objects: [(
+                    manifest.key(),
+                    Declaration {
+                        manifest,
+                        origin: "kube:Container/team/web".into(),
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            })
+        };
+        let (kube_tx, kube_rx) = watch::channel(Some(web(None)));
+        let mut sources = Sources {
+            dir: None,
+            kube: Some(kube_rx),
+            previous: BTreeMap::new(),
+            last_conflicts: Vec::new(),
+            policy: Policy::default(),
+            policy_rx: None,
+            refused: Vec::new(),
+            fresh: Vec::new(),
+        };
+        let (merged, desired) = sources.desired("default", &host);
+        assert_eq!(merged.objects.len(), 1);
+        assert!(desired.refused.is_empty());
+        kube_tx.send_replace(Some(web(Some("host"))));
+        let (merged, desired) = sources.desired("default", &host);
+        let key = ObjectKey::new(berth_api::Kind::Container, "team", "web");
+        assert!(
+            desired.refused[&key].contains("spec.networkMode"),
+            "{:?}",
+            desired.refused
+        );
+        assert!(
+            matches!(&merged.objects[&key].manifest, Manifest::Container { spec, .. } if spec.network_mode.is_none()),
+            "the version applied before stays"
+        );
+        assert_eq!(sources.take_fresh().len(), 1, "one Event");
+        sources
+            .policy
+            .sources
+            .kubernetes
+            .namespaces
+            .insert("team".into(), berth_core::policy::Profile::Privileged);
+        let (merged, desired) = sources.desired("default", &host);
+        assert!(desired.refused.is_empty());
+        assert!(
+            matches!(&merged.objects[&key].manifest, Manifest::Container { spec, .. } if spec.network_mode.is_some())
+        );
     }
 }

@@ -123,8 +123,9 @@ pub enum Command {
     /// Print the plan without changing anything. Exit 0: nothing to do; 1: changes pending;
     /// 2: bad input or engine unreachable (same convention as `kubectl diff`).
     Diff(DiffArgs),
-    /// Decode and validate the manifests (no engine needed). Exit 0 when valid, 1 otherwise.
-    Validate(DirArg),
+    /// Decode and validate the manifests (no engine needed), and check them against the
+    /// security policy. Exit 0 when valid, 1 otherwise.
+    Validate(ValidateArgs),
     /// Print the berth manifests equivalent to a Compose project (a Compose file, or a
     /// directory holding one), for moving over for good. Exit 0 when converted, 1 when the
     /// project has findings (printed on stderr, nothing on stdout).
@@ -224,6 +225,11 @@ pub enum DiffOutput {
 pub struct DiffArgs {
     /// Manifest directory.
     pub dir: PathBuf,
+    /// Security policy file: the profile (privileged, baseline, restricted) of each source
+    /// and the host paths baseline may mount (README "Security"). Default: the manifest
+    /// directory privileged, the Kubernetes source baseline.
+    #[arg(long, env = "BERTH_POLICY")]
+    pub policy: Option<PathBuf>,
     /// Output format (default: text).
     #[arg(short, long, value_enum)]
     pub output: Option<DiffOutput>,
@@ -255,11 +261,45 @@ pub struct DirArg {
     pub dir: PathBuf,
 }
 
+/// Which source's profile `validate` checks against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicySource {
+    /// The manifest directory's profile (default).
+    Directory,
+    /// The Kubernetes source's profile (per namespace): a pre-merge check for a GitOps
+    /// repository of custom resources.
+    Kubernetes,
+}
+
+/// `berth validate`.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Manifest directory, or a single manifest or Compose file.
+    pub dir: PathBuf,
+    /// Security policy file: the profile (privileged, baseline, restricted) of each source
+    /// and the host paths baseline may mount (README "Security"). Default: the manifest
+    /// directory privileged, the Kubernetes source baseline.
+    #[arg(long, env = "BERTH_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Check against the profile of this source.
+    #[arg(long, value_enum, default_value_t = PolicySource::Directory)]
+    pub source: PolicySource,
+    /// The namespace of objects that name none (as `kubectl apply -n`), for the profile of
+    /// the Kubernetes source.
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+}
+
 /// `berth apply`.
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
     /// Manifest directory, or a single manifest or Compose file.
     pub dir: PathBuf,
+    /// Security policy file: the profile (privileged, baseline, restricted) of each source
+    /// and the host paths baseline may mount (README "Security"). Default: the manifest
+    /// directory privileged, the Kubernetes source baseline.
+    #[arg(long, env = "BERTH_POLICY")]
+    pub policy: Option<PathBuf>,
     /// Engine actions run at once.
     #[arg(long, default_value_t = 8)]
     pub parallelism: usize,
@@ -329,6 +369,12 @@ pub struct AgentArgs {
     /// or `off`. Loopback by default; a port in use is logged and the agent runs without them.
     #[arg(long, env = "BERTH_METRICS_ADDRESS", default_value = "127.0.0.1:9469")]
     pub metrics_address: String,
+    /// Security policy file: the profile (privileged, baseline, restricted) of each source
+    /// and the host paths baseline may mount (README "Security"). Watched: a change re-evaluates every object
+    /// without a restart. Default: the manifest
+    /// directory privileged, the Kubernetes source baseline.
+    #[arg(long, env = "BERTH_POLICY")]
+    pub policy: Option<PathBuf>,
     /// The local API socket (the global `--socket`; filled in by `run`).
     #[arg(skip)]
     pub socket: Option<PathBuf>,

@@ -202,10 +202,11 @@ fn print_text(d: &Diff) {
 
 /// `berth diff DIR [-o json]`: exit 0 no changes, 1 changes pending, 2 bad input or no engine.
 pub async fn diff(instance: &str, host: &HostIdentity, args: DiffArgs) -> anyhow::Result<ExitCode> {
-    let desired = match crate::report::read_strict(instance, host, &args.dir)? {
-        Ok((_, desired)) => desired,
-        Err(code) => return Ok(code),
-    };
+    let desired =
+        match crate::report::read_strict(instance, host, &args.dir, args.policy.as_deref())? {
+            Ok((_, desired)) => desired,
+            Err(code) => return Ok(code),
+        };
     let engine = DockerEngine::connect().await?;
     let d = compute(&engine, &desired).await?;
     match args.output {

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
+pub mod policy;
 pub mod progress;
 pub mod report;
 pub mod schema;
@@ -146,7 +147,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Events(args) => inspect::events(&cli.instance, cli.socket.as_deref(), args).await,
         Command::Apply(args) => report::apply(&cli.instance, &host, args).await,
         Command::Diff(args) => diff::diff(&cli.instance, &host, args).await,
-        Command::Validate(args) => Ok(report::validate(&args.dir)),
+        Command::Validate(args) => report::validate(&args),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut out = Vec::new();

@@ -12,12 +12,13 @@ use berth_engine::{DockerEngine, ImageRefresh, Prober};
 use berth_sources::directory::{DirectorySource, Snapshot};
 
 use berth_core::merge::targeted;
+use berth_core::policy::{Source, admit};
 
 use std::io::IsTerminal;
 
 use crate::agent::{PassReport, Reconciler};
 use crate::builds::{self, BuildOutput};
-use crate::cli::{ApplyArgs, EXIT_ERROR};
+use crate::cli::{ApplyArgs, EXIT_ERROR, PolicySource, ValidateArgs};
 use crate::host::HostIdentity;
 use crate::images;
 use crate::progress::{self, ApplyProgress};
@@ -28,7 +29,9 @@ pub fn read_strict(
     instance: &str,
     host: &HostIdentity,
     dir: &Path,
+    policy: Option<&Path>,
 ) -> anyhow::Result<Result<(Snapshot, DesiredState), ExitCode>> {
+    let policy = crate::policy::load(policy)?;
     let snap = DirectorySource::new(dir).scan()?;
     if !snap.errors.is_empty() || !snap.conflicts.is_empty() {
         print_input_problems(&snap);
@@ -37,7 +40,19 @@ pub fn read_strict(
     }
     // Objects whose hostSelector targets other hosts are not this host's business.
     let mine = targeted(snap.objects.values().cloned(), &host.labels);
-    let desired = resolve_for(instance, mine.iter().map(|d| &d.manifest));
+    // The security policy: a refused object is not applied (its running containers stay).
+    let facts = crate::policy::host_facts(mine.iter().map(|d| &d.manifest), &policy);
+    let (admitted, refused) = admit(
+        &std::collections::BTreeMap::new(),
+        mine.into_iter().map(|d| (Source::Directory, d)),
+        &policy,
+        &facts,
+    );
+    let mut desired = resolve_for(instance, admitted.iter().map(|d| &d.manifest));
+    desired.refused = refused
+        .iter()
+        .map(|r| (r.key.clone(), r.to_string()))
+        .collect();
     Ok(Ok((snap, desired)))
 }
 
@@ -127,7 +142,7 @@ pub async fn apply(
     host: &HostIdentity,
     args: ApplyArgs,
 ) -> anyhow::Result<ExitCode> {
-    let (snap, desired) = match read_strict(instance, host, &args.dir)? {
+    let (snap, desired) = match read_strict(instance, host, &args.dir, args.policy.as_deref())? {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
@@ -300,14 +315,19 @@ async fn refresh_always_images(
     unverified
 }
 
-/// `berth validate DIR`: decode, validate and resolve references; no engine needed.
-pub fn validate(dir: &Path) -> ExitCode {
-    let mut source = DirectorySource::new(dir);
+/// `berth validate DIR`: decode, validate and resolve references, and check every object
+/// against the security policy of `--source` (and `--namespace`); no engine needed.
+///
+/// # Errors
+/// The policy file cannot be read.
+pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let policy = crate::policy::load(args.policy.as_deref())?;
+    let mut source = DirectorySource::new(&args.dir);
     let snap = match source.scan() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(EXIT_ERROR);
+            return Ok(ExitCode::from(EXIT_ERROR));
         }
     };
     print_input_problems(&snap);
@@ -328,10 +348,50 @@ pub fn validate(dir: &Path) -> ExitCode {
             None => eprintln!("error: {key}: {why}"),
         }
     }
-    if snap.errors.is_empty() && snap.conflicts.is_empty() && desired.blocked.is_empty() {
+    let refused = policy_check(args, &policy, first.values().copied());
+    for (origin, r) in &refused {
+        eprintln!("error: {origin}: {}: PolicyViolation: {r}", r.key);
+    }
+    let clean = snap.errors.is_empty() && snap.conflicts.is_empty() && desired.blocked.is_empty();
+    Ok(if clean && refused.is_empty() {
         println!("{} object(s) valid", snap.objects.len());
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
+    })
+}
+
+/// The objects `args.source`'s profile refuses, with their origins (objects without a
+/// namespace get `--namespace`).
+fn policy_check<'a>(
+    args: &ValidateArgs,
+    policy: &berth_core::policy::Policy,
+    declared: impl Iterator<Item = &'a berth_sources::decode::Located>,
+) -> Vec<(String, berth_core::policy::Refusal)> {
+    let source = match args.source {
+        PolicySource::Directory => Source::Directory,
+        PolicySource::Kubernetes => Source::Kubernetes,
+    };
+    let decls: Vec<(Source, berth_core::merge::Declaration)> = declared
+        .map(|l| {
+            let mut manifest = l.manifest.clone();
+            if let Some(ns) = &args.namespace
+                && manifest.metadata().namespace.is_none()
+            {
+                manifest.metadata_mut().namespace = Some(ns.clone());
+            }
+            let origin = l.origin.clone();
+            (source, berth_core::merge::Declaration { manifest, origin })
+        })
+        .collect();
+    let origins: std::collections::BTreeMap<berth_api::ObjectKey, String> = decls
+        .iter()
+        .map(|(_, d)| (d.manifest.key(), d.origin.clone()))
+        .collect();
+    let facts = crate::policy::host_facts(decls.iter().map(|(_, d)| &d.manifest), policy);
+    admit(&std::collections::BTreeMap::new(), decls, policy, &facts)
+        .1
+        .into_iter()
+        .map(|r| (origins.get(&r.key).cloned().unwrap_or_default(), r))
+        .collect()
 }

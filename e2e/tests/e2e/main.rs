@@ -12,6 +12,7 @@ mod hostile;
 mod kube;
 mod observe;
 mod outage;
+mod policy;
 mod probes;
 mod registry;
 mod rollout;
