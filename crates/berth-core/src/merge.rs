@@ -13,8 +13,62 @@ use berth_api::{Manifest, ObjectKey};
 pub struct Declaration {
     /// The object.
     pub manifest: Manifest,
-    /// Where it came from, e.g. `blog/db.yaml:12:1` or `kube:Container/blog/db`.
-    pub origin: String,
+    /// Where it came from, shown as `blog/db.yaml:12:1` or `kube:Container/blog/db`.
+    pub origin: Origin,
+}
+
+/// Where a declaration comes from: parsed once by its source, matched on downstream (status
+/// written back to the cluster only for cluster objects, positions of files).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    /// A document in a manifest file (or a Compose file), starting at `line:column` (1-based).
+    File {
+        /// The file, as the source names it.
+        path: String,
+        /// Line of the document's (or the Compose entry's) first line.
+        line: u64,
+        /// Column (1 for documents).
+        column: u64,
+    },
+    /// An object of the Kubernetes cluster.
+    Cluster {
+        /// Its kind as the API server names it (`Container`, `Network`, `Volume`).
+        kind: String,
+        /// `metadata.namespace`.
+        namespace: String,
+        /// `metadata.name`.
+        name: String,
+    },
+}
+
+impl Origin {
+    /// A document of `path` starting at `line`, column 1.
+    pub fn file(path: impl Into<String>, line: u64) -> Origin {
+        Origin::File {
+            path: path.into(),
+            line,
+            column: 1,
+        }
+    }
+
+    /// True for objects of the Kubernetes cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Origin::Cluster { .. })
+    }
+}
+
+impl std::fmt::Display for Origin {
+    /// `path:line:column`, or `kube:Kind/namespace/name`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File { path, line, column } => write!(f, "{path}:{line}:{column}"),
+            Origin::Cluster {
+                kind,
+                namespace,
+                name,
+            } => write!(f, "kube:{kind}/{namespace}/{name}"),
+        }
+    }
 }
 
 /// Two or more origins declaring one object.
@@ -64,7 +118,7 @@ pub fn merge(
             }
             continue;
         }
-        let mut origins: Vec<String> = decls.into_iter().map(|d| d.origin).collect();
+        let mut origins: Vec<String> = decls.into_iter().map(|d| d.origin.to_string()).collect();
         origins.sort();
         if let Some(prev) = previous.get(&key) {
             merged.objects.insert(key.clone(), prev.clone());
@@ -97,7 +151,15 @@ mod tests {
     fn only_targeted_declarations_count() {
         let host: BTreeMap<String, String> = [("zone".to_string(), "eu".to_string())].into();
         let with = |name: &str, zone: Option<&str>| {
-            let mut d = vol(name, "local", &format!("kube:Volume/default/{name}"));
+            let mut d = vol(
+                name,
+                "local",
+                Origin::Cluster {
+                    kind: "Volume".into(),
+                    namespace: "default".into(),
+                    name: name.to_string(),
+                },
+            );
             if let Manifest::Volume { spec, .. } = &mut d.manifest {
                 spec.host_selector = zone.map(|z| LabelSelector {
                     match_labels: [("zone".to_string(), z.to_string())].into(),
@@ -127,7 +189,7 @@ mod tests {
         assert_eq!(m.objects.len(), 1);
     }
 
-    fn vol(name: &str, driver: &str, origin: &str) -> Declaration {
+    fn vol(name: &str, driver: &str, origin: impl Into<OriginArg>) -> Declaration {
         Declaration {
             manifest: Manifest::Volume {
                 metadata: ManifestMetadata {
@@ -139,7 +201,22 @@ mod tests {
                     ..Default::default()
                 },
             },
-            origin: origin.into(),
+            origin: origin.into().0,
+        }
+    }
+
+    /// A file name (line 1) or an origin.
+    struct OriginArg(Origin);
+
+    impl From<&str> for OriginArg {
+        fn from(path: &str) -> Self {
+            OriginArg(Origin::file(path, 1))
+        }
+    }
+
+    impl From<Origin> for OriginArg {
+        fn from(o: Origin) -> Self {
+            OriginArg(o)
         }
     }
 
@@ -161,7 +238,10 @@ mod tests {
             vec![vol("a", "other", "a.yaml"), vol("a", "third", "b.yaml")],
         );
         assert_eq!(second.conflicts.len(), 1);
-        assert_eq!(second.conflicts[0].origins, vec!["a.yaml", "b.yaml"]);
+        assert_eq!(
+            second.conflicts[0].origins,
+            vec!["a.yaml:1:1", "b.yaml:1:1"]
+        );
         assert_eq!(
             second.objects.values().next(),
             first.objects.values().next()

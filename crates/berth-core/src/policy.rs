@@ -1178,7 +1178,11 @@ mod tests {
                     value_from: None,
                 }];
             }),
-            origin: "kube:Container/ns/c".into(),
+            origin: crate::merge::Origin::Cluster {
+                kind: "Container".into(),
+                namespace: "ns".into(),
+                name: "c".into(),
+            },
         };
         let p = Policy::default();
         let (ok, refused) = admit(

@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+use berth_core::merge::Origin;
+
 use crate::read::{MAX_MESSAGE_CHARS, ReadLimits, bounded};
 use crate::strict::{self, reader_options};
 
@@ -56,8 +58,8 @@ impl std::error::Error for DecodeError {}
 pub struct Located {
     /// The object.
     pub manifest: Manifest,
-    /// `file:line:column` of the document's first line.
-    pub origin: String,
+    /// Where the document starts (`file:line:column` of its first line).
+    pub origin: Origin,
 }
 
 /// Decodes and validates every document of one file.
@@ -349,7 +351,7 @@ fn decode_document(
     }
     Ok(Some(Located {
         manifest,
-        origin: format!("{file}:{}:1", first + chunk.line_offset),
+        origin: Origin::file(file, first + chunk.line_offset),
     }))
 }
 
@@ -810,8 +812,8 @@ spec:
     fn multi_document_file_decodes() {
         let objs = decode("f.yaml", GOOD).expect("valid");
         assert_eq!(objs.len(), 2);
-        assert_eq!(objs[0].origin, "f.yaml:2:1");
-        assert_eq!(objs[1].origin, "f.yaml:7:1");
+        assert_eq!(objs[0].origin.to_string(), "f.yaml:2:1");
+        assert_eq!(objs[1].origin.to_string(), "f.yaml:7:1");
         assert_eq!(objs[1].manifest.key().to_string(), "Container/app/web");
     }
 
@@ -831,7 +833,8 @@ spec:
         let objs = decode("f.yaml", &format!("%YAML 1.2\n---\n{GOOD}")).expect("valid");
         assert_eq!(objs.len(), 2);
         assert_eq!(
-            objs[0].origin, "f.yaml:4:1",
+            objs[0].origin.to_string(),
+            "f.yaml:4:1",
             "positions count the directive line"
         );
     }

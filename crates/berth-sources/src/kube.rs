@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_api::{Kind, Manifest, ObjectKey, ValueFrom};
-use berth_core::merge::{Declaration, merge};
+use berth_core::merge::{Declaration, Origin, merge};
 use futures_util::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
@@ -33,9 +33,6 @@ use tokio::sync::watch;
 
 use crate::decode::{DecodeError, decode_object};
 use crate::directory::{ClusterMeta, Snapshot};
-
-/// Prefix of the origin of every object this source declares: `kube:Container/ns/name`.
-pub const ORIGIN_PREFIX: &str = "kube:";
 
 /// The `ApiResource` of a berth kind (`berth.dev/v1alpha1`, plural `containers` etc.).
 pub fn api_resource(kind: Kind) -> ApiResource {
@@ -161,7 +158,11 @@ impl KubeSet {
             };
             let ns = get("namespace");
             let name = get("name");
-            let origin = format!("{ORIGIN_PREFIX}{kind}/{ns}/{name}");
+            let origin = Origin::Cluster {
+                kind: kind.to_string(),
+                namespace: ns.clone(),
+                name: name.clone(),
+            };
             let cluster = ClusterMeta {
                 generation: meta
                     .and_then(|m| m.get("generation"))
@@ -169,12 +170,13 @@ impl KubeSet {
                     .unwrap_or(0),
                 uid: get("uid"),
             };
-            let decoded = decode_object(&origin, value).and_then(|mut m| {
+            let origin_text = origin.to_string();
+            let decoded = decode_object(&origin_text, value).and_then(|mut m| {
                 resolve_value_from(&mut m, data)
                     .map(|()| m)
                     .map_err(|(field, message)| {
                         vec![DecodeError {
-                            file: origin.clone(),
+                            file: origin_text.clone(),
                             line: 0,
                             column: 0,
                             field: Some(field),
@@ -215,7 +217,7 @@ impl KubeSet {
                             }
                         }
                         // Unknown since the agent started: what it declared may be running.
-                        None => unknown.push(origin.clone()),
+                        None => unknown.push(origin_text),
                     }
                     errors.append(&mut errs);
                 }

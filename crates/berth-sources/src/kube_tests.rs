@@ -94,8 +94,8 @@ async fn initial_list_then_watch_events_publish_full_sets() {
     let s = wait_for(&mut rx, "initial list", |s| s.objects.len() == 2).await;
     assert_eq!(keys(&s), vec!["Network/shop/front", "Container/shop/web"]);
     assert_eq!(
-        s.objects.values().next().map(|d| d.origin.as_str()),
-        Some("kube:Network/shop/front")
+        s.objects.values().next().map(|d| d.origin.to_string()),
+        Some("kube:Network/shop/front".to_string())
     );
     assert_eq!(s.cluster.len(), 2);
 
@@ -372,7 +372,9 @@ async fn examples_apply_unchanged_as_custom_resources() {
     );
     let (api, client) = FakeApi::new();
     for d in dir.objects.values() {
-        let file = d.origin.split(':').next().expect("file");
+        let berth_core::merge::Origin::File { path: file, .. } = &d.origin else {
+            panic!("a directory object comes from a file");
+        };
         let text = std::fs::read_to_string(root.join(file)).expect("read");
         for doc in text.split("\n---") {
             let v: Value = serde_saphyr::from_str(doc).expect("yaml as json");

@@ -17,7 +17,7 @@ use anyhow::Context;
 use berth_api::ObjectKey;
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::conditions::host_states;
-use berth_core::merge::{Conflict, Declaration, Merged, merge};
+use berth_core::merge::{Conflict, Declaration, Merged, Origin, merge};
 use berth_core::pass::Pass;
 use berth_core::policy::{Policy, Refusal, Source, admit};
 use berth_core::resolve::resolve_for;
@@ -336,7 +336,7 @@ fn jittered(attempts: u32) -> Duration {
 }
 
 /// Objects in force and where they come from.
-fn in_force(merged: &Merged) -> BTreeMap<ObjectKey, String> {
+fn in_force(merged: &Merged) -> BTreeMap<ObjectKey, Origin> {
     merged
         .objects
         .iter()
@@ -1312,7 +1312,7 @@ mod source_tests {
     use super::*;
     use berth_api::{Manifest, ManifestMetadata, VolumeSpec};
 
-    fn snap(origin: &str, driver: &str) -> Arc<Snapshot> {
+    fn snap(origin: Origin, driver: &str) -> Arc<Snapshot> {
         let manifest = Manifest::Volume {
             metadata: ManifestMetadata {
                 name: "data".into(),
@@ -1324,14 +1324,7 @@ mod source_tests {
             },
         };
         Arc::new(Snapshot {
-            objects: [(
-                manifest.key(),
-                Declaration {
-                    manifest,
-                    origin: origin.into(),
-                },
-            )]
-            .into(),
+            objects: [(manifest.key(), Declaration { manifest, origin })].into(),
             ..Default::default()
         })
     }
@@ -1341,7 +1334,7 @@ mod source_tests {
     #[test]
     fn conflict_between_sources_keeps_the_previous_version() {
         let host = HostIdentity::from_cli(Some("h"), &[]);
-        let (dir_tx, dir_rx) = watch::channel(Some(snap("data.yaml:1:1", "local")));
+        let (dir_tx, dir_rx) = watch::channel(Some(snap(Origin::file("data.yaml", 1), "local")));
         let (kube_tx, kube_rx) = watch::channel(None);
         let mut sources = Sources {
             dir: Some(dir_rx),
@@ -1363,8 +1356,15 @@ mod source_tests {
         assert_eq!(first.objects.len(), 1);
         assert!(first.conflicts.is_empty());
 
-        kube_tx.send_replace(Some(snap("kube:Volume/default/data", "nfs")));
-        dir_tx.send_replace(Some(snap("data.yaml:1:1", "other")));
+        kube_tx.send_replace(Some(snap(
+            Origin::Cluster {
+                kind: "Volume".into(),
+                namespace: "default".into(),
+                name: "data".into(),
+            },
+            "nfs",
+        )));
+        dir_tx.send_replace(Some(snap(Origin::file("data.yaml", 1), "other")));
         let second = sources.merged(&host);
         assert_eq!(second.conflicts.len(), 1);
         assert_eq!(

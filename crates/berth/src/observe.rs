@@ -390,7 +390,7 @@ impl Observer {
                 .unwrap_or(Value::Null);
             let mut annotations = BTreeMap::new();
             if let Some(d) = manifest {
-                annotations.insert("berth.dev/origin".to_string(), d.origin.clone());
+                annotations.insert("berth.dev/origin".to_string(), d.origin.to_string());
             }
             let spec_hash = match key.kind {
                 Kind::Container => desired.containers.get(key).map(|c| c.hash.clone()),

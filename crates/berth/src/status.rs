@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use berth_api::{HostCapacity, HostObjectState, HostStatus, ObjectKey, ObjectStatus, targets};
 use berth_core::conditions::{HostState, counts, entry, status_update};
+use berth_core::merge::Origin;
 use berth_sources::directory::{ClusterMeta, Snapshot};
-use berth_sources::kube::{KubeView, ORIGIN_PREFIX, api_resource};
+use berth_sources::kube::{KubeView, api_resource};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -37,7 +38,7 @@ pub struct StatusInput {
     /// The Kubernetes source's current set (objects, generations, errors, conflicts).
     pub kube: Option<Arc<Snapshot>>,
     /// Objects in force after merging all sources, with their origin.
-    pub in_force: BTreeMap<ObjectKey, String>,
+    pub in_force: BTreeMap<ObjectKey, Origin>,
     /// Objects declared by more than one source: key → message.
     pub conflicts: BTreeMap<ObjectKey, String>,
     /// This host's state of each desired object.
@@ -234,11 +235,7 @@ impl StatusWriter {
                     restart_count: None,
                     last_exit_code: None,
                 }
-            } else if input
-                .in_force
-                .get(key)
-                .is_some_and(|o| !o.starts_with(ORIGIN_PREFIX))
-            {
+            } else if input.in_force.get(key).is_some_and(|o| !o.is_cluster()) {
                 HostState {
                     state: HostObjectState::Degraded,
                     reason: "Conflict".into(),
@@ -251,7 +248,11 @@ impl StatusWriter {
                     restart_count: None,
                     last_exit_code: None,
                 }
-            } else if let Some(err) = kube.errors.iter().find(|e| e.file == decl.origin) {
+            } else if let Some(err) = kube
+                .errors
+                .iter()
+                .find(|e| e.file == decl.origin.to_string())
+            {
                 HostState {
                     state: HostObjectState::Degraded,
                     reason: "InvalidSpec".into(),
@@ -438,13 +439,9 @@ fn version_and_status(o: &DynamicObject) -> (u64, ObjectStatus) {
 pub fn happenings(
     plan: &berth_core::Plan,
     outcomes: &[berth_engine::Outcome],
-    in_force: &BTreeMap<ObjectKey, String>,
+    in_force: &BTreeMap<ObjectKey, Origin>,
 ) -> Vec<Happening> {
-    let from_kube = |k: &ObjectKey| {
-        in_force
-            .get(k)
-            .is_some_and(|o| o.starts_with(ORIGIN_PREFIX))
-    };
+    let from_kube = |k: &ObjectKey| in_force.get(k).is_some_and(Origin::is_cluster);
     all_happenings(plan, outcomes)
         .into_iter()
         .filter(|h| from_kube(&h.key))

@@ -80,7 +80,15 @@ async fn a_status_patch_is_sent_once_per_change_with_the_hosts_field_manager() {
     assert_eq!(writer.field_manager(), "berth-edge-1");
     let key = ObjectKey::new(Kind::Container, "shop", "web");
     let mut input = StatusInput {
-        in_force: [(key.clone(), "kube:Container/shop/web".to_string())].into(),
+        in_force: [(
+            key.clone(),
+            berth_core::merge::Origin::Cluster {
+                kind: "Container".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+            },
+        )]
+        .into(),
         states: [(key.clone(), ready())].into(),
         kube: Some(snap.clone()),
         conflicts: BTreeMap::new(),

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use berth_core::merge::Origin;
+
 use berth_api::{
     ContainerPort, ContainerSpec, Dependency, DependencyCondition, EnvVar, File, HealthCheck,
     HostPathMount, HostPathType, IntOrString, Ipam, IpamConfig, Manifest, ManifestMetadata, Mount,
@@ -190,13 +192,10 @@ pub(super) fn project(
     // berth's own checks on the result, reported at the service, network or volume.
     for l in &out {
         for p in l.manifest.validate() {
-            let (file, line) = l
-                .origin
-                .rsplit_once(':')
-                .and_then(|(rest, _)| rest.rsplit_once(':'))
-                .map_or((l.origin.clone(), 0), |(f, n)| {
-                    (f.to_string(), n.parse().unwrap_or(0))
-                });
+            let (file, line) = match &l.origin {
+                Origin::File { path, line, .. } => (path.clone(), *line),
+                o => (o.to_string(), 0),
+            };
             let section = match &l.manifest {
                 Manifest::Container { .. } => "services",
                 Manifest::Network { .. } => "networks",
@@ -239,10 +238,9 @@ fn meta(name: &str, ns: &str) -> ManifestMetadata {
 fn located(manifest: Manifest, at: &Node, key_line: u64) -> Located {
     Located {
         manifest,
-        origin: format!(
-            "{}:{}:1",
-            at.file,
-            if key_line > 0 { key_line } else { at.line }
+        origin: Origin::file(
+            at.file.to_string(),
+            if key_line > 0 { key_line } else { at.line },
         ),
     }
 }
@@ -1618,7 +1616,7 @@ fn networks(ctx: &mut Ctx<'_>, root: &Node, ns: &str, uses_default: bool, out: &
                 metadata: meta("default", ns),
                 spec: NetworkSpec::default(),
             },
-            origin: format!("{}:1:1", root.file),
+            origin: Origin::file(root.file.to_string(), 1),
         });
     }
 }

@@ -270,8 +270,8 @@ fn a_compose_project_in_the_manifest_directory_keeps_last_known_good() {
         "project name from the directory, normalised"
     );
     assert_eq!(
-        snap.objects.values().last().map(|d| d.origin.as_str()),
-        Some("My_Shop/compose.yaml:2:1")
+        snap.objects.values().last().map(|d| d.origin.to_string()),
+        Some("My_Shop/compose.yaml:2:1".to_string())
     );
     write(
         &proj,
