@@ -1409,7 +1409,11 @@ mod source_tests {
                     manifest.key(),
                     Declaration {
                         manifest,
-                        origin: "kube:Container/team/web".into(),
+                        origin: Origin::Cluster {
+                            kind: "Container".into(),
+                            namespace: "team".into(),
+                            name: "web".into(),
+                        },
                     },
                 )]
                 .into(),

@@ -386,7 +386,7 @@ fn policy_check<'a>(
         .collect();
     let origins: std::collections::BTreeMap<berth_api::ObjectKey, String> = decls
         .iter()
-        .map(|(_, d)| (d.manifest.key(), d.origin.clone()))
+        .map(|(_, d)| (d.manifest.key(), d.origin.to_string()))
         .collect();
     let facts = crate::policy::host_facts(decls.iter().map(|(_, d)| &d.manifest), policy);
     admit(&std::collections::BTreeMap::new(), decls, policy, &facts)
