@@ -61,7 +61,7 @@ services:
     volumes:
       - ./pgdata:/var/lib/postgresql/data
   app:
-    image: {SERVICES}
+    build: ./backend
     container_name: {ns}-app
     restart: always
     init: true
@@ -93,8 +93,10 @@ fn psql(env: &berth_e2e::Env, sql: &str) -> Option<String> {
     ])
 }
 
-/// Done-when 1 (without `build:`): the classic stack written as a Compose user writes it
-/// converges; the app reaches PostgreSQL by service name with the declared password; removing
+/// Done-when 1: the classic stack written as a Compose user writes it, the app's image built
+/// from `./backend` (a Dockerfile on the services image adding the page it serves), converges;
+/// the app serves its built page and reaches PostgreSQL by service name with the declared
+/// password; removing
 /// the file removes the containers and keeps the bind-mounted data directory; putting the
 /// file back finds the data.
 #[tokio::test(flavor = "multi_thread")]
@@ -103,9 +105,28 @@ async fn classic_stack_converges_and_keeps_its_data() {
     berth_e2e::ensure_images("services");
     let dir = project_dir(&env);
     let file = classic(&env);
+    std::fs::create_dir_all(dir.join("backend")).expect("mkdir backend");
+    write(
+        &dir.join("backend"),
+        "Dockerfile",
+        &format!("FROM {SERVICES}\nCOPY index.html /srv/index.html\n"),
+    );
+    write(&dir.join("backend"), "index.html", "built from ./backend\n");
     write(&dir, "docker-compose.yml", &file);
     let out = apply(&env);
     assert!(out.status.success(), "{}", text(&out));
+    let page = env.try_docker_cli(&[
+        "exec",
+        &format!("{}-app", env.ns),
+        "curl",
+        "-sf",
+        "http://127.0.0.1:8080/index.html",
+    ]);
+    assert_eq!(
+        page.as_deref().map(str::trim),
+        Some("built from ./backend"),
+        "the app runs the image built from ./backend"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("version"),
         "the obsolete version is reported as a warning: {}",
