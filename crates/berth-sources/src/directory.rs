@@ -358,7 +358,17 @@ impl DirectorySource {
         };
         let parent = root.parent().map(Path::to_path_buf);
         let (root_ev, parent_ev) = (root.clone(), parent.clone());
+        // Set when an event names the directory itself (created, removed, renamed: seen by the
+        // parent's watch): the loop then watches it again even if the new directory reuses the
+        // old one's inode number (a deleted directory's watch is gone for good).
+        let root_touched = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let touched = root_touched.clone();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = &res
+                && ev.paths.iter().any(|p| p == &root_ev)
+            {
+                touched.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             // Reads (our own scans open every file) are not changes; errors (e.g. a queue
             // overflow) just trigger a full rescan.
             let change = match res {
@@ -447,7 +457,8 @@ impl DirectorySource {
                 // A directory deleted and recreated, or replaced by a rename, is a new inode:
                 // watch it again.
                 let now = identity(&root);
-                if now != watched {
+                let touched = root_touched.swap(false, std::sync::atomic::Ordering::SeqCst);
+                if now != watched || (touched && now.is_some()) {
                     let _ = watcher.unwatch(&root);
                     match watcher.watch(&root, RecursiveMode::Recursive) {
                         Ok(()) => {
@@ -455,6 +466,8 @@ impl DirectorySource {
                             watched = now;
                         }
                         Err(e) => {
+                            // Missing: whatever appears under the name next is new.
+                            watched = None;
                             tracing::debug!(error = %e, "manifest directory not watchable yet")
                         }
                     }
