@@ -679,7 +679,13 @@ pub fn admit(
             continue;
         }
         let key = d.manifest.key();
-        let kept = previous.get(&key).cloned();
+        // The version applied before stays only while the policy still admits it (a policy
+        // change, or a host path whose symlink now points elsewhere, re-judges it too): what
+        // runs keeps running, but nothing the policy forbids is created again.
+        let kept = previous
+            .get(&key)
+            .filter(|p| policy.check(source, &p.manifest, host).is_empty())
+            .cloned();
         refused.push(Refusal {
             profile: policy.profile(source, &key.namespace),
             key,
@@ -1226,6 +1232,25 @@ mod tests {
             &HostFacts::default(),
         );
         assert!(ok.is_empty());
+        assert!(!refused[0].kept_previous);
+
+        // A previous version that the policy refuses too (admitted under a laxer policy) is
+        // not kept: nothing the policy forbids is created again.
+        let previous: BTreeMap<ObjectKey, Declaration> = [with(Some("host"))]
+            .into_iter()
+            .map(|d| (d.manifest.key(), d))
+            .collect();
+        let mut changed = with(Some("host"));
+        if let Manifest::Container { spec, .. } = &mut changed.manifest {
+            spec.args = Some(vec!["edited".into()]);
+        }
+        let (ok, refused) = admit(
+            &previous,
+            [(Source::Kubernetes, changed)],
+            &p,
+            &HostFacts::default(),
+        );
+        assert!(ok.is_empty(), "{ok:?}");
         assert!(!refused[0].kept_previous);
     }
 }

@@ -559,8 +559,15 @@ impl Sources {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-        let facts =
-            crate::policy::host_facts(tagged.iter().map(|(_, d)| &d.manifest), &self.policy);
+        // Host facts (where host paths lead) of the new and the previous versions: both are
+        // judged, and a symlink may have changed since the last look.
+        let facts = crate::policy::host_facts(
+            tagged
+                .iter()
+                .map(|(_, d)| &d.manifest)
+                .chain(self.previous.values().map(|d| &d.manifest)),
+            &self.policy,
+        );
         let (admitted, refused) = admit(&self.previous, tagged, &self.policy, &facts);
         if refused != self.refused {
             self.fresh.extend(
@@ -1030,7 +1037,12 @@ impl Agent {
                 while self.probes.try_recv().is_ok() {}
                 Trigger::ProbeResult
             }
-            Wake::Resync => Trigger::Resync,
+            Wake::Resync => {
+                // The periodic relist judges the sources' sets again: the policy's host facts
+                // (symlinks under host paths) can change without any manifest changing.
+                (self.merged, self.desired) = self.sources.desired(&self.instance, &self.host);
+                Trigger::Resync
+            }
             Wake::RefreshTimer => {
                 self.refresh_images();
                 Trigger::ImageRefreshTimer

@@ -79,6 +79,17 @@ services:
     )
 }
 
+/// The classic stack's `./backend` build context: the services image plus the page it serves.
+fn write_backend(dir: &Path) {
+    std::fs::create_dir_all(dir.join("backend")).expect("mkdir backend");
+    write(
+        &dir.join("backend"),
+        "Dockerfile",
+        &format!("FROM {SERVICES}\nCOPY index.html /srv/index.html\n"),
+    );
+    write(&dir.join("backend"), "index.html", "built from ./backend\n");
+}
+
 fn psql(env: &berth_e2e::Env, sql: &str) -> Option<String> {
     env.try_docker_cli(&[
         "exec",
@@ -105,13 +116,7 @@ async fn classic_stack_converges_and_keeps_its_data() {
     berth_e2e::ensure_images("services");
     let dir = project_dir(&env);
     let file = classic(&env);
-    std::fs::create_dir_all(dir.join("backend")).expect("mkdir backend");
-    write(
-        &dir.join("backend"),
-        "Dockerfile",
-        &format!("FROM {SERVICES}\nCOPY index.html /srv/index.html\n"),
-    );
-    write(&dir.join("backend"), "index.html", "built from ./backend\n");
+    write_backend(&dir);
     write(&dir, "docker-compose.yml", &file);
     let out = apply(&env);
     assert!(out.status.success(), "{}", text(&out));
@@ -507,6 +512,7 @@ async fn convert_output_converges_to_the_same_containers() {
     let env = test_env!("compose-convert").await;
     berth_e2e::ensure_images("services");
     let dir = project_dir(&env);
+    write_backend(&dir);
     write(
         &dir,
         "compose.yaml",
