@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 pub struct ContainerSpec {
     /// Image reference, e.g. `nginx:1.27` or `registry.local:5000/app@sha256:…`. Required
     /// unless `build` is given; with `build` it is the tag the built image gets (default
-    /// `berth.local/<namespace>/<name>:latest`).
+    /// `berth.local/<namespace>/<name>:latest`, `berth.local/<instance>/<namespace>/<name>:latest`
+    /// for an agent with another `--instance` than `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Build the image from a Dockerfile context on this host instead of pulling it (Compose's
@@ -492,26 +493,10 @@ pub enum DependencyCondition {
 }
 
 impl ContainerSpec {
-    /// The image reference after defaulting: `image`, else (with `build`) the default tag
-    /// [`default_build_tag`] of the object `namespace`/`name`.
-    pub fn image_or_default(&self, namespace: &str, name: &str) -> String {
-        match &self.image {
-            Some(image) => image.clone(),
-            None => default_build_tag(namespace, name),
-        }
-    }
-
     /// `replicas` after defaulting (1).
     pub fn replica_count(&self) -> u32 {
         self.replicas.unwrap_or(1)
     }
-}
-
-/// The tag a built image gets when `image` is absent: `berth.local/<namespace>/<name>:latest`.
-/// The `.local` registry host means it can never be pulled from Docker Hub by mistake; the
-/// build hash is not part of it (it is a label on the image), so a rebuild is not a spec change.
-pub fn default_build_tag(namespace: &str, name: &str) -> String {
-    format!("berth.local/{namespace}/{name}:latest")
 }
 
 /// One environment variable: a literal `value`, or `valueFrom` a Secret or ConfigMap key.

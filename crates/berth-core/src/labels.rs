@@ -52,6 +52,22 @@ pub fn volume_name(namespace: &str, name: &str) -> String {
     format!("{namespace}_{name}")
 }
 
+/// The tag of the image built for a Container without `image` (`spec.build`):
+/// `berth.local/<namespace>/<name>:latest` for the [`DEFAULT_INSTANCE`], and
+/// `berth.local/<instance>/<namespace>/<name>:latest` for any other, so that two instances on one
+/// host that build an object of the same name never overwrite each other's image. The `.local`
+/// registry host means it can never be pulled from Docker Hub by mistake; the build hash is not
+/// part of it (it is a label on the image), so a rebuild is not a spec change. An instance name
+/// is a DNS-1123 label, a valid repository path component, and namespaces and names hold no `/`,
+/// so the two shapes never name the same image.
+pub fn build_tag(instance: &str, namespace: &str, name: &str) -> String {
+    if instance == DEFAULT_INSTANCE {
+        format!("berth.local/{namespace}/{name}:latest")
+    } else {
+        format!("berth.local/{instance}/{namespace}/{name}:latest")
+    }
+}
+
 /// Engine name of a container replica: `containerName` if given, else `<namespace>_<name>_<replica>`.
 pub fn container_name(key: &ObjectKey, replica: u32, fixed: Option<&str>) -> String {
     match fixed {

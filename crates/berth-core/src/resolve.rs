@@ -287,7 +287,14 @@ fn container(
     let (networks, attachments) = attachments(key, spec, desired)?;
     let (volumes, mounts) = mounts(key, spec, desired)?;
     reject_value_from(spec)?;
-    let config = container_config(key, spec, mounts, attachments, network_mode)?;
+    let config = container_config(
+        &desired.instance,
+        key,
+        spec,
+        mounts,
+        attachments,
+        network_mode,
+    )?;
     Ok(DesiredContainer {
         replicas: spec.replica_count().min(berth_api::MAX_REPLICAS),
         container_name: spec.container_name.clone(),
@@ -468,6 +475,7 @@ fn reject_value_from(spec: &ContainerSpec) -> Result<(), String> {
 
 /// The hashed, engine-facing configuration (the allowlist of [`ContainerConfig`]).
 fn container_config(
+    instance: &str,
     key: &ObjectKey,
     spec: &ContainerSpec,
     mounts: Vec<MountConfig>,
@@ -476,7 +484,10 @@ fn container_config(
 ) -> Result<ContainerConfig, String> {
     let limits = spec.resources.as_ref().map(|r| &r.limits);
     Ok(ContainerConfig {
-        image: spec.image_or_default(&key.namespace, &key.name),
+        image: spec
+            .image
+            .clone()
+            .unwrap_or_else(|| labels::build_tag(instance, &key.namespace, &key.name)),
         entrypoint: spec.command.clone(),
         cmd: spec.args.clone(),
         env: spec

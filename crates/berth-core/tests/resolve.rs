@@ -115,3 +115,50 @@ fn duplicate_host_ports_block_both_and_unspecified_addresses_overlap() {
         "{why}"
     );
 }
+
+/// A Container built without `image` gets the default build tag: unchanged for the default
+/// instance (existing images are not rebuilt), and naming the instance for any other, so that
+/// two agents on one host building an object of the same name never share a tag.
+#[test]
+fn the_default_build_tag_names_a_non_default_instance() {
+    let built = Manifest::Container {
+        metadata: meta("site"),
+        spec: Box::new(ContainerSpec {
+            build: Some(Build {
+                context: "/srv/site".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let image = |instance: &str| {
+        let d = berth_core::resolve::resolve_for(instance, [&built]);
+        d.containers
+            .values()
+            .next()
+            .expect("site")
+            .config
+            .image
+            .clone()
+    };
+    assert_eq!(image("default"), "berth.local/app/site:latest");
+    assert_eq!(image("blue"), "berth.local/blue/app/site:latest");
+    assert_ne!(image("blue"), image("green"));
+    // An explicit image is the tag, whatever the instance.
+    let tagged = Manifest::Container {
+        metadata: meta("site"),
+        spec: Box::new(ContainerSpec {
+            image: Some("registry.example/site:2".into()),
+            build: Some(Build {
+                context: "/srv/site".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let d = berth_core::resolve::resolve_for("blue", [&tagged]);
+    assert_eq!(
+        d.containers.values().next().expect("site").config.image,
+        "registry.example/site:2"
+    );
+}

@@ -910,10 +910,6 @@ spec:
         assert_eq!(build.args.get("VERSION").map(String::as_str), Some("1.2"));
         assert_eq!(build.target.as_deref(), Some("runtime"));
         assert_eq!(spec.image, None);
-        assert_eq!(
-            spec.image_or_default("blog", "backend"),
-            "berth.local/blog/backend:latest"
-        );
         let mut up =
             decode("a.yaml", &BUILD.replace("./backend", "../shared/./ctx")).expect("valid");
         resolve_build_context(&mut up[0].manifest, std::path::Path::new("/srv/m/blog"));

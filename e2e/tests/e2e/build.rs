@@ -76,7 +76,7 @@ async fn a_built_image_serves_its_context_and_rebuilds_exactly_when_it_changes()
     // `.dockerignore`d: not in the image.
     let secret = env.try_docker_cli(&["exec", &env.cname("app"), "cat", "/srv/secret.txt"]);
     assert_eq!(secret, None, "the ignored file is in the image");
-    let tag = format!("berth.local/{}/app:latest", env.ns);
+    let tag = format!("berth.local/{0}/{0}/app:latest", env.ns);
     let label = env.docker_cli(&[
         "image",
         "inspect",
@@ -187,7 +187,7 @@ async fn two_manifests_sharing_one_context_build_once() {
             "inspect",
             "-f",
             "{{.Id}}",
-            &format!("berth.local/{}/{o}:latest", env.ns),
+            &format!("berth.local/{0}/{0}/{o}:latest", env.ns),
         ])
     };
     assert_eq!(id("a"), id("b"));
