@@ -282,6 +282,16 @@ impl Env {
         )
     }
 
+    /// A Container manifest in this namespace built from the context `ctx` (`spec.build`),
+    /// without `image` (the default tag).
+    pub fn built(&self, name: &str, ctx: &Path) -> String {
+        format!(
+            "apiVersion: berth.dev/v1alpha1\nkind: Container\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  build:\n    context: {ctx}\n  stopGracePeriodSeconds: 1\n",
+            ns = self.ns,
+            ctx = ctx.display()
+        )
+    }
+
     /// A Network manifest in this namespace.
     pub fn network(&self, name: &str, extra: &str) -> String {
         format!(

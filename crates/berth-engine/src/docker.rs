@@ -45,9 +45,15 @@ pub mod build;
 pub enum EngineError {
     /// The engine could not be reached or its API version negotiated.
     #[error(
-        "cannot connect to the Docker Engine: {0} (is dockerd running, and is DOCKER_HOST right?)"
+        "cannot connect to the Docker Engine at {address}: {source} (is dockerd running, and is DOCKER_HOST right?)"
     )]
-    Connect(#[source] BollardError),
+    Connect {
+        /// Where it was looked for (`DOCKER_HOST=…`, or the default socket).
+        address: String,
+        /// Why it did not answer.
+        #[source]
+        source: BollardError,
+    },
     /// An API call failed.
     #[error("{what}: {source}")]
     Api {
@@ -104,10 +110,26 @@ impl EngineError {
             EngineError::Pull { .. } => FailureKind::ImagePull,
             EngineError::ImageNeverPull(_) => FailureKind::ImageNeverPull,
             EngineError::Build { .. } | EngineError::Context { .. } => FailureKind::Build,
-            EngineError::Connect(_) | EngineError::Api { .. } | EngineError::HostPath { .. } => {
-                FailureKind::Engine
-            }
+            EngineError::Connect { .. }
+            | EngineError::Api { .. }
+            | EngineError::HostPath { .. } => FailureKind::Engine,
         }
+    }
+}
+
+/// Where the engine is looked for, as an error names it: `DOCKER_HOST`, else the default
+/// socket (what `Docker::connect_with_defaults` reads; bollard does not export its constant).
+fn engine_address() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(host) => format!("DOCKER_HOST={host}"),
+        Err(_) => "unix:///var/run/docker.sock (the default; DOCKER_HOST is not set)".into(),
+    }
+}
+
+fn connect_error(source: BollardError) -> EngineError {
+    EngineError::Connect {
+        address: engine_address(),
+        source,
     }
 }
 
@@ -184,7 +206,7 @@ impl DockerEngine {
                 |e, d| tracing::warn!(error = %e, retry_in = ?d, "Docker Engine not reachable yet"),
             )
             .await
-            .map_err(EngineError::Connect)?;
+            .map_err(connect_error)?;
         Ok(Self::from_client(docker))
     }
 
@@ -195,10 +217,10 @@ impl DockerEngine {
     /// [`EngineError::Connect`] when the engine does not answer.
     pub async fn connect_once() -> Result<Self, EngineError> {
         let docker = Docker::connect_with_defaults()
-            .map_err(EngineError::Connect)?
+            .map_err(connect_error)?
             .negotiate_version()
             .await
-            .map_err(EngineError::Connect)?;
+            .map_err(connect_error)?;
         Ok(Self::from_client(docker))
     }
 

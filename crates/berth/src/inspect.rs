@@ -83,6 +83,15 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The image a Container runs: the agent's defaulted image (`spec.image`, or the tag berth
+/// builds for `spec.build`), else the declared `spec.image`.
+fn image_of(o: &ObjectView) -> Option<&str> {
+    o.status
+        .image
+        .as_deref()
+        .or_else(|| o.spec.get("image").and_then(Value::as_str))
+}
+
 /// The `get` table: NAMESPACE, NAME (`kind/name` with `all`), READY, STATUS, RESTARTS, AGE,
 /// IMAGE, and with `wide` SPEC-HASH, ORIGIN and MESSAGE.
 pub fn render_table(objects: &[&ObjectView], what: GetWhat, wide: bool) -> String {
@@ -115,11 +124,7 @@ pub fn render_table(objects: &[&ObjectView], what: GetWhat, wide: bool) -> Strin
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "0".into()),
             age(o.metadata.creation_timestamp.as_deref()),
-            o.spec
-                .get("image")
-                .and_then(Value::as_str)
-                .unwrap_or("-")
-                .to_string(),
+            image_of(o).unwrap_or("-").to_string(),
         ];
         if wide {
             row.push(o.status.spec_hash.clone());
@@ -142,17 +147,45 @@ fn list(objects: &[&ObjectView]) -> Value {
     json!({"apiVersion": "v1", "kind": "List", "items": objects})
 }
 
-/// `berth get`. Exit 0; 1 when no agent answers (what the engine's labels tell is printed).
+/// What `get` and `describe` print first (on stderr) when the agent cannot reach the Docker
+/// Engine: since when and its latest error, and that the states shown are not current.
+fn engine_outage_line(view: &AgentView) -> Option<String> {
+    let o = view.engine_unreachable.as_ref()?;
+    let shown =
+        if view.last_pass.as_ref().is_some_and(|p| p.error.is_none()) || !view.objects.is_empty() {
+            "the states below are the agent's last view before, not current"
+        } else {
+            "the agent has not observed the engine yet"
+        };
+    Some(format!(
+        "warning: the agent cannot reach the Docker Engine: unreachable since {}: {}; {shown}",
+        o.since, o.error
+    ))
+}
+
+/// `berth get`. Exit 0; 1 when what is shown is not current: no agent answers (what the
+/// engine's labels tell is printed), or the agent cannot reach the engine (its last view is).
 pub async fn get(instance: &str, socket: Option<&Path>, args: GetArgs) -> anyhow::Result<ExitCode> {
     let path = socket_path(socket, instance);
     let (view, live) = match fetch_view(&path).await {
-        Ok(v) => (v, true),
-        Err(e) => {
-            eprintln!(
-                "no agent is running for instance {instance:?} ({e:#}); showing what the engine's labels tell (no spec, no reasons)"
-            );
-            (from_engine(instance).await?, false)
+        Ok(v) => {
+            let outage = engine_outage_line(&v);
+            if let Some(line) = &outage {
+                eprintln!("{line}");
+            }
+            (v, outage.is_none())
         }
+        Err(e) => match from_engine(instance).await {
+            Ok(v) => {
+                eprintln!(
+                    "no agent is running for instance {instance:?} ({e:#}); showing what the engine's labels tell (no spec, no reasons)"
+                );
+                (v, false)
+            }
+            Err(engine) => anyhow::bail!(
+                "no agent is running for instance {instance:?} ({e:#}), and the engine's labels cannot be read: {engine:#}"
+            ),
+        },
     };
     let objects: Vec<&ObjectView> = view
         .objects
@@ -285,8 +318,11 @@ fn describe_text(o: &ObjectView, events: &[EventView]) -> String {
         line("Declared in:", origin.clone());
     }
     line("Spec hash:", o.status.spec_hash.clone());
-    if let Some(image) = o.spec.get("image").and_then(Value::as_str) {
+    if let Some(image) = image_of(o) {
         line("Image:", image.to_string());
+    }
+    if let Some(context) = o.spec.pointer("/build/context").and_then(Value::as_str) {
+        line("Built from:", context.to_string());
     }
     for field in ["command", "args"] {
         if let Some(v) = o.spec.get(field).filter(|v| !v.is_null()) {
@@ -386,7 +422,8 @@ fn capitalise(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `berth describe KIND NS/NAME`. Exit 0; 1 when the object is unknown or no agent runs.
+/// `berth describe KIND NS/NAME`. Exit 0; 1 when the object is unknown, no agent runs, or the
+/// agent cannot reach the engine (the object is shown as it last saw it).
 pub async fn describe(
     instance: &str,
     socket: Option<&Path>,
@@ -407,10 +444,18 @@ pub async fn describe(
     let found = view.objects.iter().find(|o| {
         kind_matches(args.kind, &o.kind) && o.metadata.namespace == ns && o.metadata.name == name
     });
+    let outage = engine_outage_line(&view);
+    if let Some(line) = &outage {
+        eprintln!("{line}");
+    }
     match found {
         Some(o) => {
             print!("{}", describe_text(o, &view.events));
-            Ok(ExitCode::SUCCESS)
+            Ok(if outage.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         None => {
             eprintln!("error: {ns}/{name} not found");
@@ -442,6 +487,9 @@ pub async fn events(
             return Ok(ExitCode::from(1));
         }
     };
+    if let Some(line) = engine_outage_line(&view) {
+        eprintln!("{line}");
+    }
     println!(
         "{:<20}  {:<7}  {:<18}  {:<40}  MESSAGE",
         "TIME", "TYPE", "REASON", "OBJECT"
@@ -466,5 +514,62 @@ pub async fn events(
         if let Some(e) = new.last() {
             last = Some(e.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::{EngineOutage, PassSummary};
+
+    fn built(image: Option<&str>) -> ObjectView {
+        let mut o = ObjectView {
+            kind: "Container".into(),
+            spec: json!({"build": {"context": "/srv/site"}}),
+            ..Default::default()
+        };
+        o.metadata.name = "site".into();
+        o.metadata.namespace = "web".into();
+        o.status.image = image.map(str::to_string);
+        o
+    }
+
+    #[test]
+    fn a_built_container_shows_the_tag_berth_builds() {
+        let o = built(Some("berth.local/web/site:latest"));
+        let table = render_table(&[&o], GetWhat::Containers, false);
+        let row = table.lines().nth(1).unwrap_or_default();
+        assert!(row.ends_with("berth.local/web/site:latest"), "{table}");
+        let text = describe_text(&o, &[]);
+        assert!(
+            text.contains("Image:          berth.local/web/site:latest\n")
+                && text.contains("Built from:     /srv/site\n"),
+            "{text}"
+        );
+        // Without the agent's image (an older agent), the declared image, else `-`.
+        let table = render_table(&[&built(None)], GetWhat::Containers, false);
+        assert!(
+            table.lines().nth(1).unwrap_or_default().ends_with(" -"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_engine_is_said_with_since_when_and_the_error() {
+        let mut v = AgentView::default();
+        assert_eq!(engine_outage_line(&v), None);
+        v.engine_unreachable = Some(EngineOutage {
+            since: "2026-01-01T00:00:00Z".into(),
+            error: "connection refused".into(),
+        });
+        let line = engine_outage_line(&v).unwrap_or_default();
+        assert!(
+            line.contains("unreachable since 2026-01-01T00:00:00Z: connection refused")
+                && line.contains("has not observed the engine yet"),
+            "{line}"
+        );
+        v.last_pass = Some(PassSummary::default());
+        let line = engine_outage_line(&v).unwrap_or_default();
+        assert!(line.contains("last view before, not current"), "{line}");
     }
 }

@@ -127,6 +127,10 @@ pub struct StatusView {
     /// The desired spec hash (`berth.dev/spec-hash`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub spec_hash: String,
+    /// Containers only: the image the replicas run, after defaulting — `spec.image`, or the
+    /// tag berth builds for `spec.build` without `image` (`berth.local/…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Containers only: the engine containers of the object (replicas, surge and previous).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<ReplicaView>,
@@ -392,6 +396,7 @@ impl Observer {
             if let Some(d) = manifest {
                 annotations.insert("berth.dev/origin".to_string(), d.origin.to_string());
             }
+            let image = desired.containers.get(key).map(|c| c.config.image.clone());
             let spec_hash = match key.kind {
                 Kind::Container => desired.containers.get(key).map(|c| c.hash.clone()),
                 Kind::Network => desired.networks.get(key).map(|n| n.hash.clone()),
@@ -452,6 +457,7 @@ impl Observer {
                     conditions: conds.clone(),
                     hosts: vec![e.clone()],
                     spec_hash,
+                    image,
                     containers,
                     waiting,
                 },

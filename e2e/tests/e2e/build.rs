@@ -30,15 +30,6 @@ fn context(content: &str) -> tempfile::TempDir {
     ctx
 }
 
-/// A Container built from `ctx` (no `image`: the default tag).
-fn built(env: &Env, name: &str, ctx: &Path) -> String {
-    format!(
-        "apiVersion: berth.dev/v1alpha1\nkind: Container\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  build:\n    context: {ctx}\n  stopGracePeriodSeconds: 1\n",
-        ns = env.ns,
-        ctx = ctx.display()
-    )
-}
-
 /// What the container serves at `/index.html` (fetched from inside it).
 fn served(env: &Env, name: &str) -> Option<String> {
     env.try_docker_cli(&[
@@ -68,7 +59,7 @@ fn builds_in(out: &std::process::Output) -> usize {
 async fn a_built_image_serves_its_context_and_rebuilds_exactly_when_it_changes() {
     let env = test_env!("build-serve").await;
     let ctx = context("v1");
-    env.write("app.yaml", &built(&env, "app", ctx.path()));
+    env.write("app.yaml", &env.built("app", ctx.path()));
     let out = env.apply();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(builds_in(&out), 1, "{}", text(&out));
@@ -174,8 +165,8 @@ async fn a_built_image_serves_its_context_and_rebuilds_exactly_when_it_changes()
 async fn two_manifests_sharing_one_context_build_once() {
     let env = test_env!("build-shared").await;
     let ctx = context("shared");
-    env.write("a.yaml", &built(&env, "a", ctx.path()));
-    env.write("b.yaml", &built(&env, "b", ctx.path()));
+    env.write("a.yaml", &env.built("a", ctx.path()));
+    env.write("b.yaml", &env.built("b", ctx.path()));
     let out = env.apply();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(builds_in(&out), 1, "one build for both: {}", text(&out));
@@ -201,7 +192,7 @@ async fn an_unreadable_context_names_the_file_and_field_and_affects_nothing_else
     let env = test_env!("build-missing").await;
     env.write(
         "app.yaml",
-        &built(&env, "app", Path::new("/nonexistent/berth-context")),
+        &env.built("app", Path::new("/nonexistent/berth-context")),
     );
     env.write("other.yaml", &env.container("other", BUSYBOX, ""));
     let out = env.apply();
@@ -254,7 +245,7 @@ async fn a_compose_project_with_build_is_built_and_served() {
 async fn the_agent_builds_in_the_background_and_follows_a_changed_context() {
     let env = test_env!("build-agent").await;
     let ctx = context("agent v1");
-    env.write("app.yaml", &built(&env, "app", ctx.path()));
+    env.write("app.yaml", &env.built("app", ctx.path()));
     env.write("other.yaml", &env.container("other", BUSYBOX, ""));
     let mut agent = env.agent();
     serves(&env, "app", "agent v1").await;

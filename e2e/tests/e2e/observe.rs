@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_e2e::proxy::{self, EngineProxy, Fault};
 use berth_e2e::{BUSYBOX, Env, test_env};
 use serde_json::Value;
 
@@ -471,4 +472,142 @@ async fn apply_shows_progress_on_a_terminal_and_plain_lines_otherwise() {
         "no progress line through a pipe: {piped:?}"
     );
     env.cleanup().await;
+}
+
+/// A build context whose image sleeps (FROM the local busybox: nothing is pulled).
+fn sleeping_context() -> tempfile::TempDir {
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM berth-test/busybox:latest\nRUN echo built > /built\nCMD [\"sleep\", \"3600\"]\n",
+    )
+    .expect("Dockerfile");
+    ctx
+}
+
+/// A Container declared with `spec.build` and no `image`: `get` shows, and `describe` names,
+/// the tag berth builds (the instance's default tag), not `-`.
+#[tokio::test(flavor = "multi_thread")]
+async fn get_and_describe_show_the_image_berth_builds() {
+    let env = test_env!("getbuilt").await;
+    let sockdir = tempfile::tempdir().expect("tempdir");
+    let socket = sockdir.path().join("agent.sock");
+    let ctx = sleeping_context();
+    env.write("site.yaml", &env.built("site", ctx.path()));
+    let mut agent = env.agent_with_env(&[], &[("BERTH_SOCKET", socket.as_os_str())]);
+    let tag = format!("berth.local/{0}/{0}/site:latest", env.ns);
+    let mut table = String::new();
+    env.until("get shows the built container running", T, || {
+        let (code, out, _) = berth(&env, &socket, &["get", "containers", "-n", &env.ns]);
+        table = out;
+        let ok = code == 0
+            && table
+                .lines()
+                .any(|l| l.contains("site ") && l.contains("Running"));
+        async move { ok }
+    })
+    .await;
+    println!("{table}");
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.contains("site "))
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.last().copied(), Some(tag.as_str()), "IMAGE: {table}");
+    let (code, text, err) = berth(
+        &env,
+        &socket,
+        &["describe", "container", &format!("{}/site", env.ns)],
+    );
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(text.contains(&format!("Image:          {tag}\n")), "{text}");
+    assert!(
+        text.contains(&format!("Built from:     {}", ctx.path().display())),
+        "{text}"
+    );
+    let (_, json, _) = berth(&env, &socket, &["get", "containers", "-o", "json"]);
+    let list: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+    assert_eq!(
+        item(&list, "site")["status"]["image"],
+        tag.as_str(),
+        "{json}"
+    );
+    agent.stop();
+}
+
+/// The agent runs but its engine does not answer (a proxy on the engine socket, stopped):
+/// `get` and `describe` say since when and why, exit 1, and still show the last view; without
+/// an agent and with `DOCKER_HOST` naming a dead socket, `get` fails naming `DOCKER_HOST`.
+#[tokio::test(flavor = "multi_thread")]
+async fn get_and_describe_say_when_the_engine_is_unreachable() {
+    let env = test_env!("getoutage").await;
+    let sockdir = tempfile::tempdir().expect("tempdir");
+    let socket = sockdir.path().join("agent.sock");
+    let proxy = EngineProxy::start(
+        &sockdir.path().join("docker.sock"),
+        &proxy::engine_socket().expect("engine socket"),
+    )
+    .expect("proxy");
+    env.write("web.yaml", &env.container("web", BUSYBOX, ""));
+    let mut agent = env.agent_with_env(
+        &[],
+        &[
+            ("BERTH_SOCKET", socket.as_os_str()),
+            ("DOCKER_HOST", proxy.docker_host().as_ref()),
+        ],
+    );
+    env.until("get shows web running", T, || {
+        let (code, out, err) = berth(&env, &socket, &["get", "-n", &env.ns]);
+        let ok = code == 0 && out.contains("Running") && err.is_empty();
+        async move { ok }
+    })
+    .await;
+
+    proxy.set(Fault::Down);
+    let mut got = (0, String::new(), String::new());
+    env.until("get says the engine is unreachable", T, || {
+        got = berth(&env, &socket, &["get", "-n", &env.ns]);
+        let said = got.2.contains("cannot reach the Docker Engine");
+        async move { said }
+    })
+    .await;
+    let (code, out, err) = got;
+    println!("{err}{out}");
+    assert_eq!(code, 1, "not current: exit 1\n{err}{out}");
+    assert!(err.contains("unreachable since "), "{err}");
+    assert!(
+        err.contains("not current") && out.contains("container/web"),
+        "the last view is still shown, marked: {err}{out}"
+    );
+    let (code, text, err) = berth(
+        &env,
+        &socket,
+        &["describe", "container", &format!("{}/web", env.ns)],
+    );
+    assert_eq!(code, 1, "{err}{text}");
+    assert!(
+        err.contains("cannot reach the Docker Engine") && text.contains("Name:"),
+        "{err}{text}"
+    );
+    agent.stop();
+
+    // No agent, and the engine cannot be read: the error names where the engine was looked for.
+    let dead = format!("unix://{}", sockdir.path().join("dead.sock").display());
+    let out = env
+        .berth()
+        .arg("--socket")
+        .arg(&socket)
+        .arg("get")
+        .env("DOCKER_HOST", &dead)
+        .output()
+        .expect("get");
+    let text = berth_e2e::text(&out);
+    println!("{text}");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("no agent is running") && text.contains(&format!("DOCKER_HOST={dead}")),
+        "{text}"
+    );
+    drop(proxy);
 }
