@@ -128,10 +128,51 @@ impl Default for KubernetesPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AllowedHostPath {
     /// Absolute host path; everything below it is allowed too.
+    #[serde(deserialize_with = "absolute_path")]
     pub path: String,
-    /// Only read-only mounts; default false.
-    #[serde(default)]
+    /// Only read-only mounts; default false. `true` or `false` only: a quoted `"false"` is
+    /// an error, as in a manifest (a string that reads as a boolean is a mistake to point at,
+    /// not a value to guess).
+    #[serde(default, deserialize_with = "strict_bool")]
     pub read_only: bool,
+}
+
+/// A boolean written as `true` or `false`, not as a string.
+fn strict_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+            Err(E::custom(format!(
+                "expected true or false, got the string {v:?}; write true or false without quotes"
+            )))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<bool, E> {
+            Err(E::custom(format!("expected true or false, got {v}")))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<bool, E> {
+            Err(E::custom(format!("expected true or false, got {v}")))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// An absolute path (`/srv/site`).
+fn absolute_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let path = String::deserialize(d)?;
+    if path.starts_with('/') {
+        Ok(path)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "expected an absolute path like /srv/site, got {path:?}"
+        )))
+    }
 }
 
 /// What the host says about paths (collected by the caller, with I/O).

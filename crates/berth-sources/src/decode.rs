@@ -235,29 +235,7 @@ fn decode_document(
         message,
     };
     let from_saphyr_at = |e: serde_saphyr::Error, path: Option<String>| {
-        let (line, col) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
-        let message = first_line(&saphyr_message(&e));
-        // The position is reported separately.
-        let message = match message.rfind(" at line ") {
-            Some(i) if message[i..].contains(", column ") => message[..i].to_string(),
-            _ => message,
-        };
-        let message = match message.as_str() {
-            "invalid u8" => "expected a whole number from 0 to 255".to_string(),
-            "invalid u16" => "expected a whole number from 0 to 65535".to_string(),
-            "invalid u32" => "expected a whole number from 0 to 4294967295".to_string(),
-            "invalid u64" => "expected a whole number of 0 or more".to_string(),
-            "invalid i32" | "invalid i64" => "expected a whole number".to_string(),
-            // Rust type names mean nothing to a manifest's author.
-            _ => message.replace(
-                "expected IntOrString",
-                "expected a number or a percentage like \"25%\"",
-            ),
-        };
-        vec![err(line, col, path.as_deref(), message)]
+        vec![reader_error(file, chunk.line_offset, &e, path)]
     };
     let from_saphyr = |e: serde_saphyr::Error| from_saphyr_at(e, None);
     let from_saphyr_path = |b: Box<(serde_saphyr::Error, Option<String>)>| {
@@ -353,6 +331,64 @@ fn decode_document(
         manifest,
         origin: Origin::file(file, first + chunk.line_offset),
     }))
+}
+
+/// The YAML reader's error `e` (for the field at `path`, when known) located in `file`, in the
+/// manifest's words: one line, no Rust type names, the position given once.
+fn reader_error(
+    file: &str,
+    line_offset: u64,
+    e: &serde_saphyr::Error,
+    path: Option<String>,
+) -> DecodeError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1));
+    let message = first_line(&saphyr_message(e));
+    // The position is reported separately.
+    let message = match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(", column ") => message[..i].to_string(),
+        _ => message,
+    };
+    let message = match message.as_str() {
+        "invalid u8" => "expected a whole number from 0 to 255".to_string(),
+        "invalid u16" => "expected a whole number from 0 to 65535".to_string(),
+        "invalid u32" => "expected a whole number from 0 to 4294967295".to_string(),
+        "invalid u64" => "expected a whole number of 0 or more".to_string(),
+        "invalid i32" | "invalid i64" => "expected a whole number".to_string(),
+        // Rust type names mean nothing to a manifest's author.
+        _ => message.replace(
+            "expected IntOrString",
+            "expected a number or a percentage like \"25%\"",
+        ),
+    };
+    DecodeError {
+        file: file.to_string(),
+        line: line + line_offset,
+        column,
+        field: path,
+        message,
+    }
+}
+
+/// Reads a configuration file of one YAML document (berth's security policy) into `T` with
+/// the manifest reader's strictness (YAML 1.2 booleans, no duplicate keys, a budget against
+/// YAML bombs; `T`'s own `deny_unknown_fields`) and reports a mistake as a manifest's:
+/// `file:line:column: field: message`, one line, in the file's words.
+///
+/// # Errors
+/// The first mistake, located.
+pub fn decode_config<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, DecodeError> {
+    with_path(text).map_err(|b| {
+        let (e, path) = *b;
+        let mut e = reader_error(file, 0, &e, path);
+        e.message = bounded(&e.message, MAX_MESSAGE_CHARS);
+        e
+    })
 }
 
 /// Fields a manifest directory cannot honour: `valueFrom` needs Secrets and ConfigMaps, which
