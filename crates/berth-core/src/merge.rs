@@ -5,6 +5,7 @@
 //! (if any) stays in force until the conflict is gone.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use berth_api::{Manifest, ObjectKey};
 
@@ -15,6 +16,58 @@ pub struct Declaration {
     pub manifest: Manifest,
     /// Where it came from, shown as `blog/db.yaml:12:1` or `kube:Container/blog/db`.
     pub origin: Origin,
+    /// Where each of its fields is written (manifest files only; empty otherwise).
+    pub fields: FieldPositions,
+}
+
+impl Declaration {
+    /// A declaration without field positions (custom resources, Compose entries, tests).
+    pub fn new(manifest: Manifest, origin: Origin) -> Declaration {
+        Declaration {
+            manifest,
+            origin,
+            fields: FieldPositions::default(),
+        }
+    }
+
+    /// Where `field` (`spec.capAdd[0]`) is written: its `file:line:column` when the source
+    /// recorded it (an absent field: its nearest written parent), else the declaration's origin.
+    pub fn origin_of(&self, field: &str) -> Origin {
+        match (&self.origin, self.fields.of(field)) {
+            (Origin::File { path, .. }, Some((line, column))) => Origin::File {
+                path: path.clone(),
+                line,
+                column,
+            },
+            _ => self.origin.clone(),
+        }
+    }
+}
+
+/// Where each field of a document is written in its file: the field path as in errors
+/// (`spec.mounts[0].hostPath.path`) → 1-based (line, column) of its value. Recorded by the
+/// source that read the file, so that later stages (the security policy) can point at the
+/// field they judge without reading the file again. Shared, cheap to clone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldPositions(Arc<BTreeMap<String, (u64, u64)>>);
+
+impl FieldPositions {
+    /// Positions by field path.
+    pub fn new(positions: BTreeMap<String, (u64, u64)>) -> FieldPositions {
+        FieldPositions(Arc::new(positions))
+    }
+
+    /// Where `field` is written; for a field that is not written (`spec.user` that a profile
+    /// requires), where its nearest written parent is (`spec`). `None` when nothing is known.
+    pub fn of(&self, field: &str) -> Option<(u64, u64)> {
+        let mut f = field;
+        loop {
+            if let Some(p) = self.0.get(f) {
+                return Some(*p);
+            }
+            f = &f[..f.rfind(['.', '['])?];
+        }
+    }
 }
 
 /// Where a declaration comes from: parsed once by its source, matched on downstream (status
@@ -202,6 +255,7 @@ mod tests {
                 },
             },
             origin: origin.into().0,
+            fields: FieldPositions::default(),
         }
     }
 

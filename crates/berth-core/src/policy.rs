@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use berth_api::{ContainerSpec, Manifest, ObjectKey, ProfileType, VolumeSpec};
 use serde::Deserialize;
 
-use crate::merge::Declaration;
+use crate::merge::{Declaration, Origin};
 
 /// A profile, after Kubernetes' Pod Security Standards.
 #[derive(
@@ -291,6 +291,10 @@ impl Rule {
 /// One field a profile refuses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
+    /// Where the field is written (`file:line:column`), for objects of files; set by [`admit`]
+    /// from the declaration's field positions (`None` from [`Policy::check`], and for custom
+    /// resources, which have no file).
+    pub at: Option<Origin>,
     /// The field, as written in YAML (`spec.mounts[0].hostPath.path`).
     pub field: String,
     /// The rule.
@@ -299,16 +303,26 @@ pub struct Violation {
     pub message: String,
 }
 
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} (rule {}, Pod Security Standards {})",
-            self.field,
+impl Violation {
+    /// What is refused and why, without the position and field: `capability SYS_ADMIN is not
+    /// allowed (…) (rule Capabilities, Pod Security Standards baseline: Capabilities)`.
+    pub fn explain(&self) -> String {
+        format!(
+            "{} (rule {}, Pod Security Standards {})",
             self.message,
             self.rule.as_str(),
             self.rule.pss()
         )
+    }
+}
+
+impl std::fmt::Display for Violation {
+    /// `file:line:column: field: explanation` (the position only for objects of files).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(at) = &self.at {
+            write!(f, "{at}: ")?;
+        }
+        write!(f, "{}: {}", self.field, self.explain())
     }
 }
 
@@ -472,6 +486,7 @@ impl Policy {
                 self.host_path(device, read_only, host)
                     .into_iter()
                     .map(|(rule, message)| Violation {
+                        at: None,
                         field: "spec.driverOpts.device".into(),
                         rule,
                         message,
@@ -525,6 +540,7 @@ impl Policy {
 
 fn push(v: &mut Vec<Violation>, field: impl Into<String>, rule: Rule, message: impl Into<String>) {
     v.push(Violation {
+        at: None,
         field: field.into(),
         rule,
         message: message.into(),
@@ -714,10 +730,15 @@ pub fn admit(
     let mut admitted = Vec::new();
     let mut refused = Vec::new();
     for (source, d) in declarations {
-        let violations = policy.check(source, &d.manifest, host);
+        let mut violations = policy.check(source, &d.manifest, host);
         if violations.is_empty() {
             admitted.push(d);
             continue;
+        }
+        if let Origin::File { .. } = d.origin {
+            for v in &mut violations {
+                v.at = Some(d.origin_of(&v.field));
+            }
         }
         let key = d.manifest.key();
         // The version applied before stays only while the policy still admits it (a policy
@@ -1230,6 +1251,7 @@ mod tests {
                 namespace: "ns".into(),
                 name: "c".into(),
             },
+            fields: Default::default(),
         };
         let p = Policy::default();
         let (ok, refused) = admit(

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use berth_core::merge::Origin;
+use berth_core::merge::{FieldPositions, Origin};
 
 use crate::read::{MAX_MESSAGE_CHARS, ReadLimits, bounded};
 use crate::strict::{self, reader_options};
@@ -60,6 +60,8 @@ pub struct Located {
     pub manifest: Manifest,
     /// Where the document starts (`file:line:column` of its first line).
     pub origin: Origin,
+    /// Where each field is written (empty for Compose entries).
+    pub fields: FieldPositions,
 }
 
 /// Decodes and validates every document of one file.
@@ -311,11 +313,13 @@ fn decode_document(
             }
         }
     };
+    // The document's tree, for the positions of its fields (errors here, and later stages such
+    // as the security policy).
+    let tree: Option<Spanned<Node>> =
+        serde_saphyr::from_str_with_options(&chunk.text, reader_options()).ok();
     let mut problems = manifest.validate();
     problems.extend(directory_only(&manifest));
     if !problems.is_empty() {
-        let tree: Option<Spanned<Node>> =
-            serde_saphyr::from_str_with_options(&chunk.text, reader_options()).ok();
         return Err(problems
             .into_iter()
             .map(|p| {
@@ -327,10 +331,50 @@ fn decode_document(
             })
             .collect());
     }
+    let mut fields = BTreeMap::new();
+    if let Some(t) = &tree {
+        positions(t, "", chunk.line_offset, &mut fields);
+    }
     Ok(Some(Located {
         manifest,
         origin: Origin::file(file, first + chunk.line_offset),
+        fields: FieldPositions::new(fields),
     }))
+}
+
+/// Records where every value under `node` is written (`spec.capAdd[0]` → line, column), its
+/// lines shifted by `line_offset`.
+fn positions(
+    node: &Spanned<Node>,
+    path: &str,
+    line_offset: u64,
+    out: &mut BTreeMap<String, (u64, u64)>,
+) {
+    if !path.is_empty() {
+        let at = (
+            node.referenced.line() + line_offset,
+            node.referenced.column(),
+        );
+        out.insert(path.to_string(), at);
+    }
+    match &node.value {
+        Node::Map(entries) => {
+            for (k, v) in entries {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                positions(v, &sub, line_offset, out);
+            }
+        }
+        Node::Seq(items) => {
+            for (i, v) in items.iter().enumerate() {
+                positions(v, &format!("{path}[{i}]"), line_offset, out);
+            }
+        }
+        Node::Leaf => {}
+    }
 }
 
 /// The YAML reader's error `e` (for the field at `path`, when known) located in `file`, in the
@@ -1013,6 +1057,51 @@ spec:
         let ok = text.replace("operator: In}", "operator: In, values: [edge]}");
         let objs = decode("f.yaml", &ok).expect("valid");
         assert!(objs[0].manifest.host_selector().is_some());
+    }
+
+    /// A policy violation points at the offending field (`file:line:column` of its value), not
+    /// at the document's start: the decoder records where every field is written, also in a
+    /// later document of the file; a field that is absent points at its nearest parent.
+    #[test]
+    fn policy_violations_point_at_the_offending_field() {
+        use berth_core::merge::Declaration;
+        use berth_core::policy::{HostFacts, Policy, Profile, Source, admit};
+        let text = format!(
+            "{GOOD}---\napiVersion: berth.dev/v1alpha1\nkind: Container\nmetadata: {{name: bad, namespace: app}}\nspec:\n  image: busybox:latest\n  networkMode: host\n  capAdd: [CHOWN, SYS_ADMIN]\n"
+        );
+        let objs = decode("f.yaml", &text).expect("valid");
+        let bad = &objs[2];
+        assert_eq!(bad.origin.to_string(), "f.yaml:18:1");
+        let mut policy = Policy::default();
+        policy.sources.directory.profile = Profile::Restricted;
+        let d = Declaration {
+            manifest: bad.manifest.clone(),
+            origin: bad.origin.clone(),
+            fields: bad.fields.clone(),
+        };
+        let (_, refused) = admit(
+            &BTreeMap::new(),
+            [(Source::Directory, d)],
+            &policy,
+            &HostFacts::default(),
+        );
+        let at: Vec<String> = refused[0]
+            .violations
+            .iter()
+            .map(|v| format!("{} {}", v.at.as_ref().expect("a file position"), v.field))
+            .collect();
+        for want in [
+            "f.yaml:23:16 spec.networkMode",
+            "f.yaml:24:19 spec.capAdd[1]",
+            "f.yaml:22:3 spec.user",
+        ] {
+            assert!(at.iter().any(|a| a == want), "{want}: {at:?}");
+        }
+        let shown = refused[0].to_string();
+        assert!(
+            shown.contains("f.yaml:23:16: spec.networkMode: "),
+            "{shown}"
+        );
     }
 
     #[test]

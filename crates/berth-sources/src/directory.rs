@@ -296,6 +296,7 @@ impl DirectorySource {
             .map(|l| Declaration {
                 manifest: l.manifest.clone(),
                 origin: l.origin.clone(),
+                fields: l.fields.clone(),
             })
             .collect();
         let merged = merge(&self.previous, declarations);

@@ -187,16 +187,7 @@ impl KubeSet {
             match decoded {
                 Ok(manifest) => {
                     let key = manifest.key();
-                    good.insert(
-                        key,
-                        (
-                            Declaration {
-                                manifest,
-                                origin: origin.clone(),
-                            },
-                            cluster,
-                        ),
-                    );
+                    good.insert(key, (Declaration::new(manifest, origin.clone()), cluster));
                 }
                 Err(mut errs) => {
                     // Keep the last-known-good version of this very object (same uid).

@@ -1336,7 +1336,7 @@ mod source_tests {
             },
         };
         Arc::new(Snapshot {
-            objects: [(manifest.key(), Declaration { manifest, origin })].into(),
+            objects: [(manifest.key(), Declaration::new(manifest, origin))].into(),
             ..Default::default()
         })
     }
@@ -1419,14 +1419,14 @@ mod source_tests {
             Arc::new(Snapshot {
                 objects: [(
                     manifest.key(),
-                    Declaration {
+                    Declaration::new(
                         manifest,
-                        origin: Origin::Cluster {
+                        Origin::Cluster {
                             kind: "Container".into(),
                             namespace: "team".into(),
                             name: "web".into(),
                         },
-                    },
+                    ),
                 )]
                 .into(),
                 ..Default::default()

@@ -349,8 +349,21 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let refused = policy_check(args, &policy, first.values().copied());
+    // One line per violation, as a decoding error: `file:line:column: field: …`.
     for (origin, r) in &refused {
-        eprintln!("error: {origin}: {}: PolicyViolation: {r}", r.key);
+        for v in &r.violations {
+            let at =
+                v.at.as_ref()
+                    .map_or_else(|| origin.clone(), ToString::to_string);
+            eprintln!(
+                "error: {at}: {}: PolicyViolation: {} is refused by the {} profile of the {} source: {}",
+                v.field,
+                r.key,
+                r.profile.as_str(),
+                r.source.as_str(),
+                v.explain()
+            );
+        }
     }
     let clean = snap.errors.is_empty() && snap.conflicts.is_empty() && desired.blocked.is_empty();
     Ok(if clean && refused.is_empty() {
@@ -380,8 +393,12 @@ fn policy_check<'a>(
             {
                 manifest.metadata_mut().namespace = Some(ns.clone());
             }
-            let origin = l.origin.clone();
-            (source, berth_core::merge::Declaration { manifest, origin })
+            let d = berth_core::merge::Declaration {
+                manifest,
+                origin: l.origin.clone(),
+                fields: l.fields.clone(),
+            };
+            (source, d)
         })
         .collect();
     let origins: std::collections::BTreeMap<berth_api::ObjectKey, String> = decls

@@ -63,12 +63,12 @@ async fn baseline_directory_refuses_host_access_and_runs_the_rest() {
         .expect("validate");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
+    // Each violation points at its field (`file:line:column: field:`), as a decoding error.
     for needle in [
-        "root.yaml:1:1: Container/",
-        "PolicyViolation",
-        "spec.mounts[0].hostPath.path",
-        "spec.networkMode",
-        "spec.capAdd[0]",
+        "error: root.yaml:11:",
+        ": spec.mounts[0].hostPath.path: PolicyViolation: Container/",
+        "error: hostnet.yaml:11:16: spec.networkMode: PolicyViolation: ",
+        "error: sysadmin.yaml:11:12: spec.capAdd[0]: PolicyViolation: ",
     ] {
         assert!(err.contains(needle), "{needle}: {}", text(&out));
     }

@@ -242,6 +242,7 @@ fn located(manifest: Manifest, at: &Node, key_line: u64) -> Located {
             at.file.to_string(),
             if key_line > 0 { key_line } else { at.line },
         ),
+        fields: Default::default(),
     }
 }
 
@@ -1617,6 +1618,7 @@ fn networks(ctx: &mut Ctx<'_>, root: &Node, ns: &str, uses_default: bool, out: &
                 spec: NetworkSpec::default(),
             },
             origin: Origin::file(root.file.to_string(), 1),
+            fields: Default::default(),
         });
     }
 }
