@@ -401,8 +401,7 @@ fn refusal_events(sources: &mut Sources, status: Option<&crate::status::StatusTa
     for r in fresh.into_iter().filter(|r| r.source == Source::Kubernetes) {
         let _ = task.events.send(crate::status::Happening {
             key: r.key.clone(),
-            warning: true,
-            reason: "PolicyViolation",
+            reason: crate::status::EventReason::Waiting(WaitReason::PolicyViolation),
             note: r.to_string(),
         });
     }

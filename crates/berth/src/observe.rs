@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::status::now_rfc3339;
+use crate::status::{EventReason, now_rfc3339};
 
 /// How many recent events a view keeps.
 pub const EVENTS_KEPT: usize = 200;
@@ -248,7 +248,7 @@ impl Observer {
         &self.metrics
     }
 
-    fn push_event(&mut self, warning: bool, reason: &str, key: &ObjectKey, message: String) {
+    fn push_event(&mut self, reason: EventReason, key: &ObjectKey, message: String) {
         if self.events.len() >= EVENTS_KEPT {
             self.events.pop_front();
         }
@@ -256,8 +256,13 @@ impl Observer {
         self.events.push_back(EventView {
             seq: self.seq,
             time: now_rfc3339(),
-            type_: if warning { "Warning" } else { "Normal" }.into(),
-            reason: reason.into(),
+            type_: if reason.warning() {
+                "Warning"
+            } else {
+                "Normal"
+            }
+            .into(),
+            reason: reason.as_str().into(),
             object: format!("{}/{}/{}", key.kind.as_str(), key.namespace, key.name),
             message,
         });
@@ -314,8 +319,8 @@ impl Observer {
             }
             let k = (w.owner.to_string(), w.reason);
             if !self.last_waiting.contains(&k) {
-                let warning = w.reason.degraded();
-                self.push_event(warning, w.reason.as_str(), &w.owner.key, w.message.clone());
+                let reason = EventReason::Waiting(w.reason);
+                self.push_event(reason, &w.owner.key, w.message.clone());
             }
             now_waiting.insert(k);
         }
@@ -361,7 +366,7 @@ impl Observer {
             }
         }
         for h in crate::status::all_happenings(plan, outcomes) {
-            self.push_event(h.warning, h.reason, &h.key, h.note);
+            self.push_event(h.reason, &h.key, h.note);
         }
         self.publish(self.base.objects.clone());
     }
@@ -536,6 +541,56 @@ fn rfc3339_in(d: Duration) -> String {
 mod tests {
     use super::*;
     use berth_api::{ContainerSpec, EnvVar, File, ManifestMetadata};
+
+    /// An object the security policy refuses (here one of the manifest directory, which has no
+    /// custom resource to carry an Event) is in the local API: a Warning Event
+    /// `PolicyViolation` with the refusal, once, and its Degraded state with the same message.
+    #[test]
+    fn a_policy_refusal_is_a_warning_event_and_a_degraded_state() {
+        let key = ObjectKey::new(Kind::Container, "app", "bad");
+        let why = "refused by the baseline profile of the directory source: m.yaml:9:12: spec.capAdd[0]: …";
+        let mut desired = DesiredState::default();
+        desired.refused.insert(key.clone(), why.into());
+        let observed = ObservedState::default();
+        let retries = berth_core::backoff::RetryBook::default();
+        let plan = berth_core::plan(&desired, &observed, &retries, Instant::now());
+        let states = berth_core::conditions::host_states(&desired, &observed, &plan, &retries);
+        let (mut observer, rx) = Observer::new("i", "host", Arc::new(Metrics::new()));
+        for _ in 0..2 {
+            let merged = Merged::default();
+            observer.pass(
+                "test",
+                Instant::now(),
+                &merged,
+                &desired,
+                &observed,
+                &plan,
+                &states,
+            );
+        }
+        let view = rx.borrow().clone();
+        let events: Vec<_> = view
+            .events
+            .iter()
+            .filter(|e| e.object == "Container/app/bad")
+            .collect();
+        assert_eq!(events.len(), 1, "once, not once per pass: {events:?}");
+        assert_eq!(
+            (events[0].type_.as_str(), events[0].reason.as_str()),
+            ("Warning", "PolicyViolation")
+        );
+        assert_eq!(events[0].message, why);
+        let object = view
+            .objects
+            .iter()
+            .find(|o| o.metadata.name == "bad")
+            .expect("listed");
+        let host = &object.status.hosts[0];
+        assert_eq!(
+            (host.reason.as_str(), host.message.as_str()),
+            ("PolicyViolation", why)
+        );
+    }
 
     #[test]
     fn spec_elides_env_values_and_file_contents() {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_api::{HostCapacity, HostObjectState, HostStatus, ObjectKey, ObjectStatus, targets};
+use berth_core::WaitReason;
 use berth_core::conditions::{HostState, counts, entry, status_update};
 use berth_core::merge::Origin;
 use berth_sources::directory::{ClusterMeta, Snapshot};
@@ -45,15 +46,54 @@ pub struct StatusInput {
     pub states: BTreeMap<ObjectKey, HostState>,
 }
 
-/// Something worth an Event on a custom resource.
+/// Why an Event is recorded (on the custom resource, and in the local API's `events`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventReason {
+    /// An engine object was created.
+    Created,
+    /// A container was replaced (changed spec, rolling update).
+    Recreated,
+    /// A container was started again after it exited.
+    Restarted,
+    /// A rolling update made no progress and the previous container was restored.
+    RolledBack,
+    /// An action failed.
+    Failed,
+    /// The object starts waiting (`CrashLoopBackOff`, `PolicyViolation`, …).
+    Waiting(WaitReason),
+}
+
+impl EventReason {
+    /// The Event's `reason` (CamelCase).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::Created => "Created",
+            EventReason::Recreated => "Recreated",
+            EventReason::Restarted => "Restarted",
+            EventReason::RolledBack => "RolledBack",
+            EventReason::Failed => "Failed",
+            EventReason::Waiting(w) => w.as_str(),
+        }
+    }
+
+    /// `Warning` (else `Normal`): failures, rollbacks, and waiting reasons that leave the object
+    /// `Degraded`.
+    pub fn warning(self) -> bool {
+        match self {
+            EventReason::Failed | EventReason::RolledBack => true,
+            EventReason::Created | EventReason::Recreated | EventReason::Restarted => false,
+            EventReason::Waiting(w) => w.degraded(),
+        }
+    }
+}
+
+/// Something worth an Event.
 #[derive(Clone, Debug)]
 pub struct Happening {
     /// The object.
     pub key: ObjectKey,
-    /// `Normal` or `Warning`.
-    pub warning: bool,
-    /// `Created`, `Recreated`, `Restarted`, `RolledBack`, `Failed`.
-    pub reason: &'static str,
+    /// Why (its type, `Normal` or `Warning`, follows from it).
+    pub reason: EventReason,
     /// Human-readable note (never a Secret value: actions print names and images only).
     pub note: String,
 }
@@ -401,14 +441,14 @@ impl StatusWriter {
             ..Default::default()
         };
         let event = Event {
-            type_: if ev.warning {
+            type_: if ev.reason.warning() {
                 EventType::Warning
             } else {
                 EventType::Normal
             },
-            reason: ev.reason.into(),
+            reason: ev.reason.as_str().into(),
             note: Some(format!("{}: {}", self.host.name, ev.note)),
-            action: ev.reason.into(),
+            action: ev.reason.as_str().into(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &reference).await {
@@ -461,8 +501,7 @@ pub fn all_happenings(
             if !o.skipped {
                 out.push(Happening {
                     key: key.clone(),
-                    warning: true,
-                    reason: "Failed",
+                    reason: EventReason::Failed,
                     note: format!("{}: {e}", a.action),
                 });
             }
@@ -477,23 +516,22 @@ pub fn all_happenings(
         });
         let reason = match (&a.action, &a.intent) {
             (Action::CreateContainer { .. }, Intent::Surge) => continue,
-            (Action::CreateContainer { .. }, _) if recreate => "Recreated",
+            (Action::CreateContainer { .. }, _) if recreate => EventReason::Recreated,
             // A start-first rolling update replaces the replica when the new container takes its
             // name; a rollback when the previous one takes it back.
-            (Action::RenameContainer { .. }, Intent::Promote) => "Recreated",
-            (Action::RenameContainer { .. }, Intent::RollBackRestore) => "RolledBack",
+            (Action::RenameContainer { .. }, Intent::Promote) => EventReason::Recreated,
+            (Action::RenameContainer { .. }, Intent::RollBackRestore) => EventReason::RolledBack,
             (
                 Action::CreateContainer { .. }
                 | Action::CreateNetwork { .. }
                 | Action::CreateVolume { .. },
                 _,
-            ) => "Created",
-            (Action::StartContainer { .. }, Intent::Restart { .. }) => "Restarted",
+            ) => EventReason::Created,
+            (Action::StartContainer { .. }, Intent::Restart { .. }) => EventReason::Restarted,
             _ => continue,
         };
         out.push(Happening {
             key: key.clone(),
-            warning: reason == "RolledBack",
             reason,
             note: a.action.to_string(),
         });
