@@ -8,6 +8,7 @@
 //!
 //! Images come from `e2e/images/build.sh` (no registry is reachable here).
 
+pub mod inproc;
 pub mod proxy;
 pub mod registry;
 
@@ -208,6 +209,23 @@ impl Env {
         c.arg("--instance").arg(&self.ns);
         c.env("RUST_LOG", "info");
         c
+    }
+
+    /// `berth --socket SOCKET ARGS…` (the local API of an agent serving on `SOCKET`): exit code,
+    /// stdout and stderr.
+    pub fn local(&self, socket: &Path, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .berth()
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .output()
+            .expect("run berth");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// The `berth` binary under test.
@@ -549,6 +567,19 @@ async fn cleanup_objects(docker: &Docker, ns: &str) {
             }
         }
     }
+}
+
+/// `GET path` on a TCP address (HTTP/1.0): (status code, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
 }
 
 /// Text of a process output, for assertion messages.

@@ -5,66 +5,13 @@
 
 use std::time::Duration;
 
-use berth::cli::{Cli, Command};
 use berth::host::HostIdentity;
+use berth_e2e::inproc::{CONTAINERS, InProcessAgent, NETWORKS, SECRETS, secret};
 use berth_e2e::{BUSYBOX, test_env};
 use berth_sources::fake_api::FakeApi;
-use clap::Parser;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(30);
-
-/// A log sink shared with the agent thread.
-#[derive(Clone, Default)]
-struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-    }
-}
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-const CONTAINERS: &str = "/apis/berth.dev/v1alpha1/containers";
-const NETWORKS: &str = "/apis/berth.dev/v1alpha1/networks";
-const SECRETS: &str = "/api/v1/secrets";
-
-fn secret(ns: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app", "namespace": ns},
-           "data": {"token": b64(value)}})
-}
-
-fn b64(s: &str) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in s.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                A[((n >> (18 - 6 * i)) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
 
 fn container(ns: &str, zone: &str) -> Value {
     json!({"apiVersion": "berth.dev/v1alpha1", "kind": "Container",
@@ -102,53 +49,20 @@ async fn custom_resources_converge_on_the_real_engine() {
     );
     api.put(CONTAINERS, container(&ns, "eu"));
 
-    let cli = Cli::parse_from([
-        "berth",
-        "--instance",
-        &ns,
-        "agent",
-        "--kube",
-        "--namespace",
-        &ns,
-        "--resync-seconds",
-        "1",
-    ]);
-    let Command::Agent(args) = cli.command else {
-        unreachable!()
-    };
     let host = HostIdentity::from_cli(Some("e2e-host"), &[("zone".into(), "eu".into())]);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // The agent loop runs on a runtime of its own (as `berth agent` does: `block_on`, no
-    // `Send` bound on the loop's future), talking to the fake API server of this test. Its
-    // logs, at debug level, are captured to check that no Secret value ever reaches them.
-    let logs = Capture::default();
-    let agent = std::thread::spawn({
-        let ns = ns.clone();
-        let logs = logs.clone();
-        move || {
-            use tracing_subscriber::util::SubscriberInitExt;
-            let _guard = tracing_subscriber::fmt()
-                .with_env_filter(berth::log_filter("debug"))
-                .with_ansi(false)
-                .with_writer(move || logs.clone())
-                .finish()
-                .set_default();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("agent runtime");
-            rt.block_on(berth::agent::run_with(
-                &ns,
-                &host,
-                args,
-                Some(client),
-                Box::pin(async move {
-                    let _ = stopped.await;
-                }),
-            ))
-            .map_err(|e| format!("{e:#}"))
-        }
-    });
+    let mut agent = InProcessAgent::start(
+        &ns,
+        host,
+        &[
+            "agent",
+            "--kube",
+            "--namespace",
+            &ns,
+            "--resync-seconds",
+            "1",
+        ],
+        Some(client),
+    );
 
     let web = env.cname("web");
     let took = env
@@ -259,9 +173,8 @@ async fn custom_resources_converge_on_the_real_engine() {
         );
     }
 
-    let _ = stop.send(());
-    agent.join().expect("join").expect("agent ran cleanly");
-    let log = logs.text();
+    agent.stop().expect("agent ran cleanly");
+    let log = agent.logs();
     assert!(log.contains("pass executed"), "logs captured:\n{log}");
     assert!(
         log.contains("TOKEN") || log.contains("Secret"),

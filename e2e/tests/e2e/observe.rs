@@ -2,44 +2,20 @@
 //! `describe` and `events`, the "no agent running" fallback, Prometheus metrics and health
 //! endpoints, and systemd notifications with the watchdog.
 
-use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_e2e::proxy::{self, EngineProxy, Fault};
-use berth_e2e::{BUSYBOX, Env, test_env};
+use berth_e2e::{BUSYBOX, Env, http_get, test_env};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 
-/// `GET path` on a TCP address (HTTP/1.0): (status code, body).
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let code = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
-}
-
 /// `berth --socket SOCKET ARGS…`: (exit code, stdout, stderr).
 fn berth(env: &Env, socket: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = env
-        .berth()
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("run berth");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    env.local(socket, args)
 }
 
 fn item<'a>(list: &'a Value, name: &str) -> &'a Value {
