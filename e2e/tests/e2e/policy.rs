@@ -1,17 +1,33 @@
 //! Security policy per source, end to end: the directory under `baseline` (through `berth
-//! apply --policy`), and custom resources from the fake API server under the default policy and
-//! a namespace override picked up by the running agent without a restart.
+//! apply --policy`, and through the running agent with the policy changed under it), and custom
+//! resources from the fake API server under the default policy and a namespace override picked
+//! up by the running agent without a restart. Secret values never reach any output of a refused
+//! object: logs, status, the local API (`get -o json`, `describe`, `events`), `/metrics`.
 
+use std::path::Path;
 use std::time::Duration;
 
-use berth::cli::{Cli, Command};
 use berth::host::HostIdentity;
-use berth_e2e::{BUSYBOX, test_env, text};
+use berth_e2e::inproc::{CONTAINERS, InProcessAgent, SECRETS, secret};
+use berth_e2e::{BUSYBOX, Env, http_get, test_env, text};
 use berth_sources::fake_api::FakeApi;
-use clap::Parser;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(60);
+
+/// `sysadmin.yaml`: a container adding `SYS_ADMIN` (`spec.capAdd[0]` at line 11, column 12)
+/// with a password in its environment; `ok.yaml`: a compliant one.
+fn write_sysadmin_and_ok(env: &Env) {
+    env.write(
+        "sysadmin.yaml",
+        &env.container(
+            "sysadmin",
+            BUSYBOX,
+            "  capAdd: [SYS_ADMIN]\n  env: [{name: PASSWORD, value: s3cret-value}]\n",
+        ),
+    );
+    env.write("ok.yaml", &env.container("ok", BUSYBOX, ""));
+}
 
 /// Done-when 1: under a policy that puts the directory at `baseline`, a `hostPath` of `/`,
 /// the engine socket (also through a symlink), `networkMode: host` and `capAdd: [SYS_ADMIN]`
@@ -40,15 +56,7 @@ async fn baseline_directory_refuses_host_access_and_runs_the_rest() {
         "hostnet.yaml",
         &env.container("hostnet", BUSYBOX, "  networkMode: host\n"),
     );
-    env.write(
-        "sysadmin.yaml",
-        &env.container(
-            "sysadmin",
-            BUSYBOX,
-            "  capAdd: [SYS_ADMIN]\n  env: [{name: PASSWORD, value: s3cret-value}]\n",
-        ),
-    );
-    env.write("ok.yaml", &env.container("ok", BUSYBOX, ""));
+    write_sysadmin_and_ok(&env);
     let policy = link_dir.path().join("policy.yaml");
     std::fs::write(&policy, "sources:\n  directory: {profile: baseline}\n").expect("policy");
 
@@ -157,13 +165,9 @@ async fn custom_resource_host_network_refused_then_accepted_by_namespace_overrid
     let env = test_env!("policy-kube").await;
     let ns = env.ns.clone();
     let (api, client) = FakeApi::new();
+    api.put(SECRETS, secret(&ns, "s3cret-token"));
     api.put(
-        "/api/v1/secrets",
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app", "namespace": ns},
-               "data": {"token": "czNjcmV0LXRva2Vu"}}),
-    );
-    api.put(
-        "/apis/berth.dev/v1alpha1/containers",
+        CONTAINERS,
         json!({"apiVersion": "berth.dev/v1alpha1", "kind": "Container",
                "metadata": {"name": "hostnet", "namespace": ns},
                "spec": {"image": BUSYBOX, "command": ["sleep", "3600"], "stopGracePeriodSeconds": 1,
@@ -173,42 +177,27 @@ async fn custom_resource_host_network_refused_then_accepted_by_namespace_overrid
     let dir = tempfile::tempdir().expect("tmp");
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, "").expect("empty policy = the defaults");
-    let cli = Cli::parse_from([
-        "berth",
-        "--instance",
+    let socket = dir.path().join("agent.sock");
+    let addr = "127.0.0.1:19472";
+    let mut agent = InProcessAgent::start(
         &ns,
-        "agent",
-        "--kube",
-        "--namespace",
-        &ns,
-        "--resync-seconds",
-        "1",
-        "--metrics-address",
-        "off",
-        "--policy",
-        &policy.display().to_string(),
-    ]);
-    let Command::Agent(args) = cli.command else {
-        unreachable!()
-    };
-    let host = HostIdentity::from_cli(Some("e2e-host"), &[]);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("agent runtime");
-        rt.block_on(berth::agent::run_with(
+        HostIdentity::from_cli(Some("e2e-host"), &[]),
+        &[
+            "--socket",
+            &socket.display().to_string(),
+            "agent",
+            "--kube",
+            "--namespace",
             &ns,
-            &host,
-            args,
-            Some(client),
-            Box::pin(async move {
-                let _ = stopped.await;
-            }),
-        ))
-        .map_err(|e| format!("{e:#}"))
-    });
+            "--resync-seconds",
+            "1",
+            "--metrics-address",
+            addr,
+            "--policy",
+            &policy.display().to_string(),
+        ],
+        Some(client),
+    );
     let refused_in_status = || {
         api.requests_to("PATCH", "/containers/hostnet/status")
             .iter()
@@ -234,6 +223,8 @@ async fn custom_resource_host_network_refused_then_accepted_by_namespace_overrid
         env.container_id(&env.cname("hostnet")).await.is_none(),
         "nothing of it is created"
     );
+    // The local API and the metrics show the refusal, and no Secret value.
+    refusal_in_local_api(&env, &socket, addr, "hostnet", "spec.networkMode", "s3cret").await;
     // The namespace override, written while the agent runs.
     std::fs::write(
         &policy,
@@ -264,6 +255,160 @@ async fn custom_resource_host_network_refused_then_accepted_by_namespace_overrid
             r.path
         );
     }
-    let _ = stop.send(());
-    agent.join().expect("join").expect("agent ran cleanly");
+    agent.stop().expect("agent ran cleanly");
+    let log = agent.logs();
+    assert!(log.contains("PolicyViolation"), "logs captured:\n{log}");
+    assert!(
+        !log.contains("s3cret"),
+        "a Secret value reached the logs:\n{log}"
+    );
+}
+
+/// `berth get -o json` lists `name`: `item["status"]["hosts"][0]` says PolicyViolation.
+fn refused_in(list: &Value, name: &str) -> bool {
+    list["items"].as_array().is_some_and(|items| {
+        items.iter().any(|o| {
+            o["metadata"]["name"] == name && o["status"]["hosts"][0]["reason"] == "PolicyViolation"
+        })
+    })
+}
+
+/// The refusal of `name` (naming `field`) is seen through the local API on `socket` — `get -o
+/// json` (its host entry and Degraded condition), `describe` and `events` (a Warning) — and
+/// neither those nor `/metrics` on `addr` hold `secret`.
+async fn refusal_in_local_api(
+    env: &Env,
+    socket: &Path,
+    addr: &str,
+    name: &str,
+    field: &str,
+    secret: &str,
+) {
+    let mut list = Value::Null;
+    env.until("the refusal in get -o json", T, || {
+        let (_, out, _) = env.local(socket, &["get", "containers", "-o", "json"]);
+        list = serde_json::from_str(&out).unwrap_or(Value::Null);
+        let found = refused_in(&list, name);
+        async move { found }
+    })
+    .await;
+    let object = list["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|o| o["metadata"]["name"] == name))
+        .cloned()
+        .unwrap_or_default();
+    let message = object["status"]["hosts"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains(field), "{object}");
+    let degraded = object["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Degraded"))
+        .map(|c| c["status"].clone());
+    assert_eq!(degraded, Some(json!("True")), "{object}");
+    let (code, describe, err) = env.local(
+        socket,
+        &["describe", "container", &format!("{}/{name}", env.ns)],
+    );
+    assert_eq!(code, 0, "{describe}{err}");
+    assert!(
+        describe.contains("PolicyViolation") && describe.contains(field),
+        "{describe}"
+    );
+    let (code, events, err) = env.local(socket, &["events"]);
+    assert_eq!(code, 0, "{events}{err}");
+    let object_key = format!("Container/{}/{name}", env.ns);
+    assert!(
+        events.lines().any(|l| l.contains("Warning")
+            && l.contains("PolicyViolation")
+            && l.contains(&object_key)
+            && l.contains(field)),
+        "{events}"
+    );
+    let (code, metrics) = http_get(addr, "/metrics").expect("/metrics answers");
+    assert_eq!(code, 200);
+    for (what, out) in [
+        ("get -o json", list.to_string()),
+        ("describe", describe),
+        ("events", events),
+        ("/metrics", metrics),
+    ] {
+        assert!(!out.contains(secret), "{what} leaks a secret value:\n{out}");
+    }
+}
+
+/// Done-when 1 through the agent: with `--policy` putting the directory at `baseline`, an
+/// object asking for `SYS_ADMIN` (and holding a password in its environment) is not created and
+/// its refusal — pointing at `file:line:column` of `spec.capAdd[0]` — is in the local API and
+/// the metrics without the password, while a compliant object beside it converges; the policy
+/// file changed to `privileged` is picked up by the same agent, which then creates the object.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_refuses_under_baseline_and_creates_once_the_policy_is_privileged() {
+    let env = test_env!("policy-agent").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "sources:\n  directory: {profile: baseline}\n").expect("policy");
+    let socket = dir.path().join("agent.sock");
+    let addr = "127.0.0.1:19473";
+    write_sysadmin_and_ok(&env);
+    let mut agent = env.agent_with_env(
+        &[
+            "--metrics-address",
+            addr,
+            "--policy",
+            &policy.display().to_string(),
+        ],
+        &[("BERTH_SOCKET", socket.as_os_str())],
+    );
+    env.until("the compliant object runs", T, || async {
+        env.running(&env.cname("ok")).await
+    })
+    .await;
+    refusal_in_local_api(
+        &env,
+        &socket,
+        addr,
+        "sysadmin",
+        "sysadmin.yaml:11:12: spec.capAdd[0]",
+        "s3cret",
+    )
+    .await;
+    assert!(
+        env.container_id(&env.cname("sysadmin")).await.is_none(),
+        "nothing of the refused object is created"
+    );
+
+    // The policy changes under the running agent.
+    std::fs::write(&policy, "sources:\n  directory: {profile: privileged}\n").expect("policy");
+    env.until("created once the directory is privileged", T, || async {
+        env.running(&env.cname("sysadmin")).await
+    })
+    .await;
+    assert!(agent.running(), "the same agent, not restarted");
+    let created = format!("Container/{}/sysadmin", env.ns);
+    env.until("a Created event for it", T, || {
+        let (_, events, _) = env.local(&socket, &["events"]);
+        let seen = events
+            .lines()
+            .any(|l| l.contains("Created") && l.contains(&created));
+        async move { seen }
+    })
+    .await;
+    env.until("no longer refused in get -o json", T, || {
+        let (_, out, _) = env.local(&socket, &["get", "containers", "-o", "json"]);
+        let list: Value = serde_json::from_str(&out).unwrap_or_default();
+        let admitted = list["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+            && !refused_in(&list, "sysadmin");
+        async move { admitted }
+    })
+    .await;
+    agent.stop();
+    let log = agent.log();
+    assert!(log.contains("refused by the security policy"), "{log}");
+    assert!(
+        !log.contains("s3cret"),
+        "a password reached the log:\n{log}"
+    );
 }
