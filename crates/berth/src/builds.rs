@@ -14,6 +14,8 @@ use berth_engine::context::Context;
 use berth_engine::{BuildEvent, BuildProgress};
 use tokio::sync::mpsc;
 
+use crate::progress::StderrLines;
+
 /// Reads every build context of `desired`: its digest, or why it cannot be read.
 pub async fn read_contexts(desired: &DesiredState) -> ContextDigests {
     let keys = context_keys(desired);
@@ -66,17 +68,21 @@ pub struct BuildOutput {
 }
 
 impl BuildOutput {
-    /// Follows the progress of builds: prints each step ("step N/M") on stderr when
-    /// `terminal`, and keeps the last lines of output per tag.
-    pub fn follow(mut rx: mpsc::UnboundedReceiver<BuildProgress>, terminal: bool) -> BuildOutput {
+    /// Follows the progress of builds: prints each step ("step N/M") through `terminal` (on
+    /// standard error, above `apply`'s progress line) when it is given, and keeps the last
+    /// lines of output per tag.
+    pub fn follow(
+        mut rx: mpsc::UnboundedReceiver<BuildProgress>,
+        terminal: Option<StderrLines>,
+    ) -> BuildOutput {
         let out = BuildOutput::default();
         let lines = out.lines.clone();
         tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
                 let line = match &p.event {
                     BuildEvent::Step(s) => {
-                        if terminal {
-                            eprintln!("building {}: {s}", p.tag);
+                        if let Some(lines) = &terminal {
+                            lines.println(&format!("building {}: {s}", p.tag));
                         }
                         format!("{s}")
                     }

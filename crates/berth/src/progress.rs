@@ -2,23 +2,102 @@
 //! on, and the slowest action in flight with how long it has been running. Drawn with
 //! `indicatif` on standard error, and only when standard error is a terminal; otherwise it is
 //! hidden and `apply` prints its plain per-pass lines alone.
+//!
+//! The line is cut to the terminal's width (a line that wraps cannot be redrawn in place): the
+//! width is the terminal's column count even when its row count is unknown (a pseudo-terminal
+//! whose size was set with `stty cols N` alone), where `console` would assume 80 columns. Other
+//! lines written to standard error while the line is drawn (a build's steps) go through
+//! [`StderrLines`], which prints them above it.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use berth_api::ObjectKey;
 use berth_core::Plan;
 use berth_engine::Progress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
 /// How often the slowest action's running time is redrawn.
 pub const TICK: Duration = Duration::from_millis(200);
+
+/// Redraws per second at most.
+const REFRESH_HZ: u8 = 20;
+
+/// Lines for standard error while a progress line may be drawn: printed above the line when one
+/// is (so that neither garbles the other), else plainly.
+#[derive(Clone, Default)]
+pub struct StderrLines {
+    current: Arc<Mutex<Option<ProgressBar>>>,
+}
+
+impl StderrLines {
+    /// Prints `line` on standard error, above the progress line when one is drawn.
+    pub fn println(&self, line: &str) {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        match current.as_ref() {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn set(&self, bar: Option<ProgressBar>) {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = bar;
+    }
+}
+
+/// Standard error as `indicatif` draws on it, with the width [`columns`] reads.
+#[derive(Debug)]
+struct Stderr(console::Term);
+
+/// The terminal's column count on standard error; 80 when it is not known.
+fn columns() -> u16 {
+    match rustix::termios::tcgetwinsize(std::io::stderr()) {
+        Ok(size) if size.ws_col > 0 => size.ws_col,
+        _ => 80,
+    }
+}
+
+impl TermLike for Stderr {
+    fn width(&self) -> u16 {
+        columns()
+    }
+    fn height(&self) -> u16 {
+        self.0.size_checked().map_or(24, |(rows, _)| rows)
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
 
 /// The progress line of one pass.
 pub struct ApplyProgress {
     bar: ProgressBar,
     state: Mutex<State>,
+    /// Where other lines go while this one is drawn.
+    lines: StderrLines,
 }
 
 #[derive(Default)]
@@ -30,24 +109,38 @@ struct State {
 }
 
 impl ApplyProgress {
-    /// A line on standard error, hidden when standard error is not a terminal.
-    pub fn on_stderr() -> Self {
-        Self::with_target(ProgressDrawTarget::stderr())
+    /// A line on standard error, hidden when standard error is not a terminal; while it is
+    /// drawn, `lines` prints above it.
+    pub fn on_stderr(lines: &StderrLines) -> Self {
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::term_like_with_hz(
+                Box::new(Stderr(console::Term::buffered_stderr())),
+                REFRESH_HZ,
+            )
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Self::with_target(target, lines)
     }
 
     /// A line that is never drawn (tests read its position and message).
     pub fn hidden() -> Self {
-        Self::with_target(ProgressDrawTarget::hidden())
+        Self::with_target(ProgressDrawTarget::hidden(), &StderrLines::default())
     }
 
-    fn with_target(target: ProgressDrawTarget) -> Self {
+    fn with_target(target: ProgressDrawTarget, lines: &StderrLines) -> Self {
         let bar = ProgressBar::with_draw_target(None, target);
+        // `wide_msg` fills what the terminal's width leaves and is cut to it.
         let style = ProgressStyle::with_template("{spinner} {pos}/{len} objects  {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
+        if !bar.is_hidden() {
+            lines.set(Some(bar.clone()));
+        }
         ApplyProgress {
             bar,
             state: Mutex::new(State::default()),
+            lines: lines.clone(),
         }
     }
 
@@ -120,8 +213,11 @@ impl ApplyProgress {
         self.bar.message().to_string()
     }
 
-    /// Clears the line (the pass's plain lines follow).
+    /// Clears the line (the pass's plain lines follow); other lines print plainly again.
     pub fn finish(&self) {
+        if !self.bar.is_hidden() {
+            self.lines.set(None);
+        }
         self.bar.finish_and_clear();
     }
 }

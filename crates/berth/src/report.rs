@@ -21,7 +21,7 @@ use crate::builds::{self, BuildOutput};
 use crate::cli::{ApplyArgs, EXIT_ERROR, PolicySource, ValidateArgs};
 use crate::host::HostIdentity;
 use crate::images;
-use crate::progress::{self, ApplyProgress};
+use crate::progress::{self, ApplyProgress, StderrLines};
 
 /// Reads `dir` strictly: any file error or conflict is fatal (there is no last-known-good state
 /// for a one-shot command, and applying a partial set would remove the broken file's objects).
@@ -125,11 +125,14 @@ fn print_waiting(w: &[Waiting]) {
     }
 }
 
-/// The engine, with the progress of its builds followed: each step printed on a terminal,
-/// the output kept for a failure report.
-async fn connect_following_builds() -> anyhow::Result<(DockerEngine, BuildOutput)> {
+/// The engine, with the progress of its builds followed: each step printed on a terminal
+/// (through `lines`, above the progress line), the output kept for a failure report.
+async fn connect_following_builds(
+    lines: &StderrLines,
+) -> anyhow::Result<(DockerEngine, BuildOutput)> {
     let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel();
-    let output = BuildOutput::follow(progress_rx, std::io::stderr().is_terminal());
+    let terminal = std::io::stderr().is_terminal().then(|| lines.clone());
+    let output = BuildOutput::follow(progress_rx, terminal);
     let engine = DockerEngine::connect()
         .await?
         .with_build_progress(progress_tx);
@@ -146,7 +149,8 @@ pub async fn apply(
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let (engine, output) = connect_following_builds().await?;
+    let lines = StderrLines::default();
+    let (engine, output) = connect_following_builds(&lines).await?;
     print_unreadable_contexts(&snap, &*builds::with_contexts(&desired).await);
     // One converge includes re-resolving `pullPolicy: Always` tags (a failure is reported and
     // leaves the running containers alone, as in the agent).
@@ -165,7 +169,8 @@ pub async fn apply(
     let deadline = started + Duration::from_secs(args.timeout);
     // Build contexts are read again before every pass (a build takes the context as it is
     // then).
-    let mut report = pass_with_progress(&mut rec, &*builds::with_contexts(&desired).await).await?;
+    let mut report =
+        pass_with_progress(&mut rec, &*builds::with_contexts(&desired).await, &lines).await?;
     let mut total = report.plan.actions.len();
     let mut failed = report.failed();
     let mut timed_out = false;
@@ -202,7 +207,8 @@ pub async fn apply(
             settling += 1;
         }
         let t = Instant::now();
-        report = pass_with_progress(&mut rec, &*builds::with_contexts(&desired).await).await?;
+        report =
+            pass_with_progress(&mut rec, &*builds::with_contexts(&desired).await, &lines).await?;
         total += report.plan.actions.len();
         failed |= report.failed();
         print_pass(&report, t, &output);
@@ -258,8 +264,9 @@ pub async fn apply(
 async fn pass_with_progress(
     rec: &mut Reconciler,
     desired: &DesiredState,
+    lines: &StderrLines,
 ) -> anyhow::Result<PassReport> {
-    let line = ApplyProgress::on_stderr();
+    let line = ApplyProgress::on_stderr(lines);
     if !line.is_drawn() {
         return rec.pass(desired).await;
     }

@@ -587,3 +587,96 @@ async fn get_and_describe_say_when_the_engine_is_unreachable() {
     );
     drop(proxy);
 }
+
+/// `berth apply DIR` on a pseudo-terminal of `stty SIZE` (util-linux `script`): the raw bytes
+/// it wrote (standard output and error).
+fn apply_on_a_terminal(env: &Env, stty: &str) -> Vec<u8> {
+    let cmd = format!(
+        "stty {stty}; RUST_LOG=warn {} --instance {} apply --parallelism 1 {} 2>&1",
+        env.bin().display(),
+        env.ns,
+        env.dir.path().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("run script(1)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out.stdout
+}
+
+/// What a terminal of `cols` columns shows after `bytes` (tall enough never to scroll).
+fn screen(bytes: &[u8], cols: u16) -> Vec<String> {
+    let mut term = vt100::Parser::new(2000, cols, 0);
+    term.process(bytes);
+    let rows: Vec<String> = term.screen().rows(0, cols).collect();
+    let used = rows
+        .iter()
+        .rposition(|r| !r.trim().is_empty())
+        .map_or(0, |i| i + 1);
+    rows[..used].to_vec()
+}
+
+/// While `apply` builds an image on a terminal, the build's step lines are printed above the
+/// progress line instead of into it, and on a narrow terminal (`stty cols 40`, its row count
+/// unknown) the line is cut to the width instead of wrapping: either way, once `apply` is done
+/// the terminal shows its plain lines and the build steps, and nothing of the progress line.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_progress_leaves_build_steps_whole_and_fits_a_narrow_terminal() {
+    let env = test_env!("progress-build").await;
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let dockerfile = |n: u32| {
+        let runs: String = (0..n)
+            .map(|i| format!("RUN echo step-{i} > /step-{i}\n"))
+            .collect();
+        format!("FROM berth-test/busybox:latest\n{runs}CMD [\"sleep\", \"3600\"]\n")
+    };
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile(4)).expect("Dockerfile");
+    env.write("site.yaml", &env.built("site-with-a-long-name", ctx.path()));
+    for i in 0..3 {
+        let name = format!("a-container-with-a-rather-long-name-{i}");
+        env.write(&format!("c{i}.yaml"), &env.container(&name, BUSYBOX, ""));
+    }
+    let check = |raw: &[u8], cols: u16| {
+        let text = String::from_utf8_lossy(raw);
+        assert!(
+            text.contains(" objects"),
+            "no progress line drawn: {text:?}"
+        );
+        let rows = screen(raw, cols);
+        let shown = rows.join("\n");
+        println!("{cols} columns:\n{shown}");
+        let steps: Vec<&String> = rows.iter().filter(|r| r.contains("building ")).collect();
+        assert!(!steps.is_empty(), "the build's steps are shown:\n{shown}");
+        for r in &steps {
+            assert!(
+                r.starts_with("building berth.local/") || !r.contains("objects"),
+                "a step line runs into the progress line: {r:?}\n{shown}"
+            );
+        }
+        assert!(
+            !rows.iter().any(|r| r.contains(" objects")),
+            "the progress line left junk on the terminal:\n{shown}"
+        );
+        assert!(shown.contains("applied "), "{shown}");
+    };
+    // A wide terminal: only the build's lines could garble the progress line.
+    check(&apply_on_a_terminal(&env, "rows 50 cols 200"), 200);
+    // A narrow one whose row count is unknown, after a change that rebuilds and replaces
+    // everything.
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile(5)).expect("Dockerfile");
+    for i in 0..3 {
+        let name = format!("a-container-with-a-rather-long-name-{i}");
+        env.write(
+            &format!("c{i}.yaml"),
+            &env.container(&name, BUSYBOX, "  env: [{name: V, value: \"2\"}]\n"),
+        );
+    }
+    check(&apply_on_a_terminal(&env, "cols 40"), 40);
+    env.cleanup().await;
+}
