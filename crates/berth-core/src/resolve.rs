@@ -276,6 +276,10 @@ fn engine_name(key: &ObjectKey, external: bool, external_name: Option<&String>) 
 /// Resolves one Container: its references (dependencies, shared network namespace, networks,
 /// volumes) against what is declared, then the engine-facing [`ContainerConfig`] whose hash
 /// decides recreation. An `Err` names the first reference or value that cannot be resolved.
+///
+/// `valueFrom` never reaches this point: the Kubernetes source replaces it by the Secret's or
+/// ConfigMap's value (`berth_sources::kube::resolve_value_from`), and the directory decoder
+/// refuses it with the field's position (it is checked there, and only there).
 fn container(
     key: &ObjectKey,
     spec: &ContainerSpec,
@@ -286,7 +290,11 @@ fn container(
     let (network_mode, network_target) = network_mode(key, spec, declared, &mut depends_on)?;
     let (networks, attachments) = attachments(key, spec, desired)?;
     let (volumes, mounts) = mounts(key, spec, desired)?;
-    reject_value_from(spec)?;
+    debug_assert!(
+        spec.env.iter().all(|e| e.value_from.is_none())
+            && spec.files.iter().all(|f| f.value_from.is_none()),
+        "{key}: a source hands over values, never valueFrom"
+    );
     let config = container_config(
         &desired.instance,
         key,
@@ -453,24 +461,6 @@ fn mounts(
         });
     }
     Ok((volumes, mounts))
-}
-
-/// `valueFrom` (Secrets, ConfigMaps) is resolved by the Kubernetes source into plain values
-/// before this point; one left here came from a manifest directory.
-fn reject_value_from(spec: &ContainerSpec) -> Result<(), String> {
-    if let Some(i) = spec.env.iter().position(|e| e.value_from.is_some()) {
-        return Err(format!(
-            "env[{i}] ({}): valueFrom needs the Kubernetes source (berth agent --kube); a manifest directory has no Secrets or ConfigMaps",
-            spec.env[i].name
-        ));
-    }
-    if let Some(f) = spec.files.iter().find(|f| f.value_from.is_some()) {
-        return Err(format!(
-            "file {:?}: valueFrom needs the Kubernetes source (berth agent --kube); a manifest directory has no Secrets or ConfigMaps",
-            f.path
-        ));
-    }
-    Ok(())
 }
 
 /// The hashed, engine-facing configuration (the allowlist of [`ContainerConfig`]).

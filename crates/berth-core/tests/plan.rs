@@ -2252,3 +2252,43 @@ fn refused_object_waits_and_keeps_its_containers() {
         berth_core::conditions::host_states(&desired, &sim.state, &p, &RetryBook::default());
     assert_eq!(states[&web].reason, "PolicyViolation");
 }
+
+/// Found by the property test: replicas 2 → 1 with a new spec used to start `app_web_0_next`
+/// beside `app_web_1`, three containers against `replicas + maxSurge` = 2. The replica being
+/// scaled down counts toward the ceiling: it goes first, the surge follows in the next pass.
+#[test]
+fn a_scale_down_goes_before_a_surge_of_the_same_update() {
+    let mut sim = Sim::default();
+    converge(&mut sim, &web_stack(2, "1", |_| {}));
+    let mut book = RetryBook::default();
+    let now = Instant::now();
+    let v2 = web_stack(1, "2", |_| {});
+    let running = |sim: &Sim| {
+        sim.state
+            .containers
+            .iter()
+            .filter(|c| c.state == RunState::Running)
+            .count()
+    };
+    let first = names(&pass(&mut sim, &mut book, &v2, now));
+    assert!(
+        first.iter().any(|a| a == "remove container app_web_1"),
+        "{first:#?}"
+    );
+    assert!(
+        !first.iter().any(|a| a.contains("app_web_0_next")),
+        "{first:#?}"
+    );
+    let second = names(&pass(&mut sim, &mut book, &v2, now));
+    assert!(
+        second
+            .iter()
+            .any(|a| a.starts_with("create container app_web_0_next")),
+        "{second:#?}"
+    );
+    assert_eq!(
+        running(&sim),
+        2,
+        "the old replica 0 and its surge container"
+    );
+}

@@ -6,7 +6,7 @@
 //! - no replica name is taken twice (checked by the simulator);
 //! - an updated object keeps at least `replicas - maxUnavailable` replicas available (or as many
 //!   as it had, when it had fewer) and runs at most `replicas + maxSurge` containers (or as many
-//!   as it ran);
+//!   as it ran), replicas being scaled down and surge containers together at most `maxSurge`;
 //! - nothing berth did not create is touched;
 //! - while a source is incomplete, no object that is not declared is removed.
 
@@ -270,35 +270,50 @@ fn perturb(sim: &mut Sim, perturbations: &[Perturbation]) {
     }
 }
 
-/// Replicas of `key` (below `replicas`) with a ready container under the replica's name or its
-/// surge name; running containers of `key` under those names (a `_prev` runs only once a
-/// rollback restored it under the replica's name).
-fn counts(state: &ObservedState, key: &ObjectKey, dc: &berth_core::DesiredContainer) -> (u32, u32) {
+/// Per object: replicas (below `replicas`) with a ready container under the replica's name or
+/// its surge name; running containers under those names (a `_prev` runs only once a rollback
+/// restored it under the replica's name); and the running containers beyond `replicas`: surge
+/// containers and replicas being scaled down, which together stay within `maxSurge` (found by
+/// this test: replicas 2 → 1 with a stale replica 0 ran `<name>_0_next` next to `<name>_1`).
+#[derive(Clone, Copy)]
+struct Counts {
+    available: u32,
+    running: u32,
+    beyond: u32,
+}
+
+fn counts(state: &ObservedState, key: &ObjectKey, dc: &berth_core::DesiredContainer) -> Counts {
     let mut available = BTreeSet::new();
-    let mut running = 0;
+    let (mut running, mut beyond) = (0, 0);
     for c in state
         .containers
         .iter()
         .filter(|c| c.key.as_ref() == Some(key))
     {
-        // Replicas being scaled down are left out: their removal may run in the same plan as
-        // a surge (found by this test: replicas 2 → 1 with a stale replica 0 runs
-        // `<name>_0_next` next to `<name>_1` for a moment).
-        let Some(r) = c.replica.filter(|r| *r < dc.replicas) else {
+        let Some(r) = c.replica else {
             continue;
         };
         let name = labels::container_name(key, r, dc.container_name.as_deref());
-        if c.name != name && c.name != labels::surge_name(&name) {
+        let surge = c.name == labels::surge_name(&name);
+        if c.name != name && !surge {
             continue;
         }
-        if c.state == RunState::Running {
-            running += 1;
+        let up = c.state == RunState::Running;
+        if r >= dc.replicas {
+            beyond += u32::from(up);
+            continue;
         }
+        running += u32::from(up);
+        beyond += u32::from(up && surge);
         if c.ready() {
             available.insert(r);
         }
     }
-    (available.len() as u32, running)
+    Counts {
+        available: available.len() as u32,
+        running,
+        beyond,
+    }
 }
 
 fn check_host(h: &Host) -> Result<(), TestCaseError> {
@@ -332,20 +347,23 @@ fn check_host(h: &Host) -> Result<(), TestCaseError> {
         desired.incomplete = Some("a file does not parse".into());
     }
     // Budgets: at least min(replicas - maxUnavailable, available now) available, at most
-    // max(replicas + maxSurge, running now) running, for every declared Container.
-    let budgets: BTreeMap<ObjectKey, (u32, u32)> = desired
+    // max(replicas + maxSurge, running now) running, and at most max(maxSurge, as many now)
+    // running beyond `replicas`, for every declared Container.
+    let budgets: BTreeMap<ObjectKey, (u32, u32, u32)> = desired
         .containers
         .iter()
         .map(|(k, dc)| {
-            let (available, running) = counts(&sim.state, k, dc);
+            let now = counts(&sim.state, k, dc);
             let floor = if dc.rollout.recreate {
                 0
             } else {
-                available.min(dc.replicas.saturating_sub(dc.rollout.max_unavailable))
+                now.available
+                    .min(dc.replicas.saturating_sub(dc.rollout.max_unavailable))
             };
+            let ceiling = now.running.max(dc.replicas + dc.rollout.max_surge);
             (
                 k.clone(),
-                (floor, running.max(dc.replicas + dc.rollout.max_surge)),
+                (floor, ceiling, now.beyond.max(dc.rollout.max_surge)),
             )
         })
         .collect();
@@ -354,6 +372,7 @@ fn check_host(h: &Host) -> Result<(), TestCaseError> {
     let mut violation: Option<String> = None;
     for pass in 0..MAX_PASSES {
         let p = one_pass(&desired, &sim, &mut book, now);
+        let start_state = sim.state.containers.clone();
         if p.is_empty() {
             return match violation {
                 Some(v) => Err(TestCaseError::fail(v)),
@@ -377,18 +396,30 @@ fn check_host(h: &Host) -> Result<(), TestCaseError> {
                 return;
             }
             for (k, dc) in &desired.containers {
-                let (floor, ceiling) = budgets[k];
-                let (available, running) = counts(state, k, dc);
-                if available < floor || running > ceiling {
+                let (floor, ceiling, surge) = budgets[k];
+                let Counts { available, running, beyond } = counts(state, k, dc);
+                if available < floor || running > ceiling || beyond > surge {
                     violation = Some(format!(
-                        "pass {pass}: after {action}, {k} has {available} available (at least {floor}) and {running} running (at most {ceiling})"
+                        "pass {pass}: after {action}, {k} has {available} available (at least {floor}), {running} running (at most {ceiling}), {beyond} beyond its replicas (at most {surge})"
                     ));
                     return;
                 }
             }
         });
         if let Some(v) = violation {
-            return Err(TestCaseError::fail(v));
+            let plan: Vec<String> = p
+                .actions
+                .iter()
+                .map(|a| format!("{} {a:?}", a.id))
+                .collect();
+            return Err(TestCaseError::fail(format!(
+                "{v}\nplan:\n{}\nobserved before the pass: {:?}",
+                plan.join("\n"),
+                start_state
+                    .iter()
+                    .map(|c| (&c.name, c.replica, c.state, &c.hash))
+                    .collect::<Vec<_>>()
+            )));
         }
     }
     Err(TestCaseError::fail(format!(

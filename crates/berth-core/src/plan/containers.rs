@@ -40,7 +40,8 @@ pub(super) struct ObjectPlan<'a> {
     replaced_nets: BTreeSet<String>,
     /// Engine name → ID of its networks that exist as wanted.
     net_ids: BTreeMap<String, String>,
-    /// Stops of old containers (a `Recreate` update's creates wait for all of them).
+    /// Stops of old containers, and removals of running stale surge containers (a `Recreate`
+    /// update's creates and every surge wait for all of them).
     pub(super) stops: Vec<usize>,
     /// Creates of replica containers.
     pub(super) creates: Vec<usize>,
@@ -67,7 +68,16 @@ impl<'a> Planner<'a> {
             .map(|r| Slot::of(key, r, dc, &self.by_replica))
             .collect();
         let steps: Vec<SlotPlan> = if o.replaced_nets.is_empty() {
-            rollout_steps(key, dc, &slots, self.retries, self.now)
+            // Replicas being scaled down still run until their removal (which waits while a
+            // source is incomplete): they count toward `replicas + maxSurge`.
+            let scaling_down = self
+                .by_replica
+                .range((key, dc.replicas)..=(key, u32::MAX))
+                .flat_map(|(_, cs)| cs)
+                .filter(|c| c.state == RunState::Running)
+                .count();
+            let scaling_down = u32::try_from(scaling_down).unwrap_or(u32::MAX);
+            rollout_steps(key, dc, &slots, scaling_down, self.retries, self.now)
         } else {
             // A network the container uses is replaced: every container on it goes (the old
             // network cannot be removed while one is attached, and a kept `_prev` could never
@@ -219,13 +229,19 @@ impl<'a> Planner<'a> {
     /// removals of the previous and of the surge container, if planned.
     fn remove_leftovers(
         &mut self,
-        o: &ObjectPlan<'a>,
+        o: &mut ObjectPlan<'a>,
         slot: &Slot<'a>,
         sp: &SlotPlan,
         owner: &Owner,
     ) -> (Option<usize>, Option<usize>) {
         let next = match (sp.drop_next, slot.next) {
-            (true, Some(c)) => Some(self.remove(owner, o.dc, Intent::DropSurge, c, vec![])),
+            (true, Some(c)) => {
+                let rm = self.remove(owner, o.dc, Intent::DropSurge, c, vec![]);
+                if c.state == RunState::Running {
+                    o.stops.push(rm);
+                }
+                Some(rm)
+            }
             _ => None,
         };
         let prev = match (sp.drop_prev, slot.prev) {

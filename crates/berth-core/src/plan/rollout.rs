@@ -293,13 +293,15 @@ pub(super) struct SlotPlan {
 }
 
 /// Decides each replica's rolling-update step, as Kubernetes' Deployment controller would: at
-/// most `replicas + maxSurge` containers exist and at least `replicas - maxUnavailable` are
-/// available; replicas are taken in index order; a replica whose old container is not ready is
-/// replaced at once (it serves nothing). `Recreate` replaces every replica stop-first.
+/// most `replicas + maxSurge` containers exist (the `scaling_down` containers of replicas beyond
+/// `replicas` that still run included) and at least `replicas - maxUnavailable` are available;
+/// replicas are taken in index order; a replica whose old container is not ready is replaced at
+/// once (it serves nothing). `Recreate` replaces every replica stop-first.
 pub(super) fn rollout_steps(
     key: &ObjectKey,
     dc: &DesiredContainer,
     slots: &[Slot],
+    scaling_down: u32,
     retries: &RetryBook,
     now: Instant,
 ) -> Vec<SlotPlan> {
@@ -311,8 +313,9 @@ pub(super) fn rollout_steps(
     let n = dc.replicas;
     // Every replica counts as one container — a missing one is about to be created (or is
     // between the stop and the create of a stop-first step) — plus each surge container beside
-    // a replica's container.
-    let (mut existing, mut available) = (n, 0u32);
+    // a replica's container and each running replica being scaled down (a stale surge
+    // container is removed before any surge container starts: `ObjectPlan::stops`).
+    let (mut existing, mut available) = (n.saturating_add(scaling_down), 0u32);
     for s in slots {
         let next = s.next.filter(|x| is_new(x));
         if s.canon.is_some() && next.is_some() {
