@@ -2292,3 +2292,54 @@ fn a_scale_down_goes_before_a_surge_of_the_same_update() {
         "the old replica 0 and its surge container"
     );
 }
+
+/// Found by the property test: a changed network was recreated while a container that the
+/// plan did not replace stayed attached (here: an undeclared one, kept while a source is
+/// incomplete), so its removal could only fail. The network keeps its old version, and the
+/// declared container on it is not touched, until every container on it can be replaced.
+#[test]
+fn a_changed_network_waits_while_a_container_that_stays_is_attached() {
+    let before = vec![
+        network("app", "net"),
+        ContainerBuilder::new("app", "web").network("net").build(),
+        ContainerBuilder::new("app", "job").network("net").build(),
+    ];
+    let mut sim = Sim::default();
+    converge(&mut sim, &before);
+    let after = vec![
+        common::internal_network("app", "net"),
+        ContainerBuilder::new("app", "web").network("net").build(),
+    ];
+    let mut desired = resolve(&after);
+    desired.incomplete = Some("job.yaml has not decoded".into());
+    let p = plan(&desired, &sim.state, &RetryBook::default(), Instant::now());
+    assert!(p.is_empty(), "{:#?}", names(&p));
+    let net = waiting_reason(&p, "net").unwrap_or_default();
+    assert!(net.starts_with("NetworkInUse: network app_net changed, but is not recreated while app_job_0 stays attached"), "{net}");
+    let web = waiting_reason(&p, "web").unwrap_or_default();
+    assert!(
+        web.starts_with("DependencyBlocked: waits for network app_net"),
+        "{web}"
+    );
+    assert_eq!(
+        p.waiting
+            .iter()
+            .filter(|w| w.owner.key.name == "net")
+            .count(),
+        1
+    );
+    // Once the source is complete, the network and the containers on it are replaced.
+    let p = plan(
+        &resolve(&after),
+        &sim.state,
+        &RetryBook::default(),
+        Instant::now(),
+    );
+    let n = names(&p);
+    assert!(n.iter().any(|a| a == "remove network app_net"), "{n:#?}");
+    assert!(
+        n.iter().any(|a| a == "remove container app_job_0"),
+        "{n:#?}"
+    );
+    sim.apply(&p);
+}

@@ -13,13 +13,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use berth_api::{Manifest, ObjectKey};
 use berth_core::backoff::{Backoff, RetryBook};
 use berth_core::resolve::resolve;
 use berth_core::{Action, DesiredState, ObservedState, RunState, labels};
-use common::{ContainerBuilder, Sim, network, volume};
+use common::{ContainerBuilder, Sim, internal_network, network, volume};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed};
 
@@ -36,6 +36,10 @@ struct GenContainer {
     networks: Vec<usize>,
     volume: Option<usize>,
     depends_on: Option<usize>,
+    /// The dependency's condition is `Healthy` (else `Started`).
+    healthy_dep: bool,
+    /// Declares a native health check.
+    health_check: bool,
     strategy: Update,
     host_port: bool,
 }
@@ -65,6 +69,10 @@ struct Host {
     volumes: usize,
     before: Vec<GenContainer>,
     after: Vec<GenContainer>,
+    /// Networks whose spec the edit changes (made internal: recreated).
+    net_edits: Vec<bool>,
+    /// Seconds the clock moves before each pass (back-offs and minReadySeconds expire).
+    ticks: Vec<u64>,
     perturbations: Vec<Perturbation>,
     incomplete: bool,
     foreign: bool,
@@ -90,9 +98,22 @@ fn container(index: usize, networks: usize, volumes: usize) -> impl Strategy<Val
         proptest::option::of(0..index.max(1)),
         update(),
         proptest::bool::weighted(0.2),
+        any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            move |(replicas, image, env, nets, vol, dep, strategy, host_port)| {
+            move |(
+                replicas,
+                image,
+                env,
+                nets,
+                vol,
+                dep,
+                strategy,
+                host_port,
+                healthy_dep,
+                health_check,
+            )| {
                 let mut nets: Vec<usize> = nets.into_iter().filter(|_| networks > 0).collect();
                 nets.sort();
                 nets.dedup();
@@ -103,6 +124,8 @@ fn container(index: usize, networks: usize, volumes: usize) -> impl Strategy<Val
                     networks: nets,
                     volume: vol.filter(|_| volumes > 0),
                     depends_on: dep.filter(|_| index > 0),
+                    healthy_dep,
+                    health_check,
                     strategy,
                     host_port: host_port && replicas <= 1,
                 }
@@ -154,17 +177,31 @@ fn host() -> impl Strategy<Value = Host> {
                 Just(volumes),
                 Just(before),
                 after,
+                proptest::collection::vec(proptest::bool::weighted(0.3), networks),
+                proptest::collection::vec(0..40u64, MAX_PASSES),
                 proptest::collection::vec(perturbation(), 16),
                 proptest::bool::weighted(0.2),
                 any::<bool>(),
             )
         })
         .prop_map(
-            |(networks, volumes, before, after, perturbations, incomplete, foreign)| Host {
+            |(
                 networks,
                 volumes,
                 before,
                 after,
+                net_edits,
+                ticks,
+                perturbations,
+                incomplete,
+                foreign,
+            )| Host {
+                networks,
+                volumes,
+                before,
+                after,
+                net_edits,
+                ticks,
                 perturbations,
                 incomplete,
                 foreign,
@@ -172,10 +209,19 @@ fn host() -> impl Strategy<Value = Host> {
         )
 }
 
-/// The manifests of a generated host (Container `c<i>`, Network `n<i>`, Volume `v<i>`).
-fn manifests(networks: usize, volumes: usize, containers: &[GenContainer]) -> Vec<Manifest> {
+/// The manifests of a generated host (Container `c<i>`, Network `n<i>`, Volume `v<i>`); the
+/// networks flagged in `internal` are internal.
+fn manifests(
+    networks: usize,
+    volumes: usize,
+    internal: &[bool],
+    containers: &[GenContainer],
+) -> Vec<Manifest> {
     let mut out: Vec<Manifest> = (0..networks)
-        .map(|i| network("app", &format!("n{i}")))
+        .map(|i| match internal.get(i) {
+            Some(true) => internal_network("app", &format!("n{i}")),
+            _ => network("app", &format!("n{i}")),
+        })
         .chain((0..volumes).map(|i| volume("app", &format!("v{i}"))))
         .collect();
     for (i, c) in containers.iter().enumerate() {
@@ -189,8 +235,13 @@ fn manifests(networks: usize, volumes: usize, containers: &[GenContainer]) -> Ve
         if let Some(v) = c.volume {
             b = b.volume(&format!("v{v}"));
         }
-        if let Some(d) = c.depends_on {
-            b = b.depends_on(&format!("c{d}"));
+        match c.depends_on {
+            Some(d) if c.healthy_dep => b = b.depends_on_healthy(&format!("c{d}")),
+            Some(d) => b = b.depends_on(&format!("c{d}")),
+            None => {}
+        }
+        if c.health_check {
+            b = b.health_check();
         }
         if c.host_port {
             b = b.host_port(8000 + i as u16);
@@ -320,7 +371,7 @@ fn check_host(h: &Host) -> Result<(), TestCaseError> {
     let mut sim = Sim::default();
     converge(
         &mut sim,
-        &resolve(&manifests(h.networks, h.volumes, &h.before)),
+        &resolve(&manifests(h.networks, h.volumes, &[], &h.before)),
     );
     perturb(&mut sim, &h.perturbations);
     if h.foreign {
@@ -342,11 +393,12 @@ fn check_host(h: &Host) -> Result<(), TestCaseError> {
             c.depends_on = None;
         }
     }
-    let mut desired = resolve(&manifests(h.networks, h.volumes, &after));
+    let mut desired = resolve(&manifests(h.networks, h.volumes, &h.net_edits, &after));
     if h.incomplete {
         desired.incomplete = Some("a file does not parse".into());
     }
-    // Budgets: at least min(replicas - maxUnavailable, available now) available, at most
+    // Budgets: at least min(replicas - maxUnavailable, available now) available (none for a
+    // `Recreate` update or a Container on a replaced network), at most
     // max(replicas + maxSurge, running now) running, and at most max(maxSurge, as many now)
     // running beyond `replicas`, for every declared Container.
     let budgets: BTreeMap<ObjectKey, (u32, u32, u32)> = desired
@@ -354,7 +406,15 @@ fn check_host(h: &Host) -> Result<(), TestCaseError> {
         .iter()
         .map(|(k, dc)| {
             let now = counts(&sim.state, k, dc);
-            let floor = if dc.rollout.recreate {
+            // A Container on a replaced network is recreated directly (nothing can stay
+            // attached to the old network), like a `Recreate` update.
+            let on_replaced = dc.networks.iter().any(|n| {
+                n.name
+                    .strip_prefix('n')
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .is_some_and(|i| h.net_edits[i])
+            });
+            let floor = if dc.rollout.recreate || on_replaced {
                 0
             } else {
                 now.available
@@ -368,9 +428,10 @@ fn check_host(h: &Host) -> Result<(), TestCaseError> {
         })
         .collect();
     let mut book = RetryBook::default();
-    let now = Instant::now();
+    let mut now = Instant::now();
     let mut violation: Option<String> = None;
     for pass in 0..MAX_PASSES {
+        now += Duration::from_secs(h.ticks[pass]);
         let p = one_pass(&desired, &sim, &mut book, now);
         let start_state = sim.state.containers.clone();
         if p.is_empty() {

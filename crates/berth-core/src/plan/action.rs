@@ -251,57 +251,86 @@ impl Plan {
                 }
             }
         }
-        let mut dropped = vec![false; n];
-        // `after` points backwards, so one forward sweep cascades.
-        for i in 0..n {
-            let a = &self.actions[i];
-            dropped[i] = busy.contains(&a.owner) || a.after.iter().any(|d| dropped[*d]);
-        }
-        // An image action whose every user was dropped goes too: kept alone, it would finish at
-        // once and trigger another pass with the same plan, over and over, while the busy
-        // owner's actions run.
-        for i in 0..n {
-            if !dropped[i] && self.actions[i].action.is_image() {
-                let mut users = self
-                    .actions
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, a)| a.after.contains(&i));
-                let mut any = false;
-                if users.all(|(j, _)| {
-                    any = true;
-                    dropped[j]
-                }) && any
-                {
+        let mut dropped: Vec<bool> = self
+            .actions
+            .iter()
+            .map(|a| busy.contains(&a.owner))
+            .collect();
+        self.cascade(&mut dropped);
+        self.drop_actions(&dropped, |_| {
+            (
+                WaitReason::InProgress,
+                "earlier actions for this object are still being carried out".into(),
+            )
+        });
+        self
+    }
+
+    /// Extends `dropped` to every action that depends on a dropped one (in any order of
+    /// `after`), and to image actions whose every user is dropped: kept alone, such an action
+    /// would finish at once and trigger another pass with the same plan, over and over.
+    pub(crate) fn cascade(&self, dropped: &mut [bool]) {
+        loop {
+            let mut changed = false;
+            for (i, a) in self.actions.iter().enumerate() {
+                if !dropped[i] && a.after.iter().any(|d| dropped[*d]) {
                     dropped[i] = true;
+                    changed = true;
                 }
             }
+            if !changed {
+                break;
+            }
         }
-        let mut new_id = vec![usize::MAX; n];
-        let mut out = Plan {
-            actions: Vec::new(),
-            waiting: self.waiting,
-        };
+        for (i, a) in self.actions.iter().enumerate() {
+            if dropped[i] || !a.action.is_image() {
+                continue;
+            }
+            let mut users = self
+                .actions
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.after.contains(&i))
+                .peekable();
+            if users.peek().is_some() && users.all(|(j, _)| dropped[j]) {
+                dropped[i] = true;
+            }
+        }
+    }
+
+    /// Removes the `dropped` actions (closed under [`Plan::cascade`]) and renumbers the rest;
+    /// each owner that lost an action is listed as waiting, with what `why` says (unless it
+    /// already waits for another reason).
+    pub(crate) fn drop_actions(
+        &mut self,
+        dropped: &[bool],
+        why: impl Fn(&PlannedAction) -> (WaitReason, String),
+    ) {
+        let mut new_id = vec![usize::MAX; dropped.len()];
+        let mut kept = Vec::with_capacity(self.actions.len());
         let mut waiting_owners = BTreeSet::new();
-        for (i, mut a) in self.actions.into_iter().enumerate() {
+        for (i, mut a) in std::mem::take(&mut self.actions).into_iter().enumerate() {
             if dropped[i] {
-                if waiting_owners.insert(a.owner.clone()) {
-                    out.waiting.push(Waiting {
+                let listed = self.waiting.iter().any(|w| w.owner == a.owner);
+                if !listed && waiting_owners.insert(a.owner.clone()) {
+                    let (reason, message) = why(&a);
+                    self.waiting.push(Waiting {
                         owner: a.owner,
-                        reason: WaitReason::InProgress,
-                        message: "earlier actions for this object are still being carried out"
-                            .into(),
+                        reason,
+                        message,
                         until: None,
                     });
                 }
                 continue;
             }
-            new_id[i] = out.actions.len();
+            new_id[i] = kept.len();
             a.id = new_id[i];
-            a.after = a.after.iter().map(|d| new_id[*d]).collect();
-            out.actions.push(a);
+            kept.push(a);
         }
-        out
+        for a in &mut kept {
+            a.after = a.after.iter().map(|d| new_id[*d]).collect();
+        }
+        self.actions = kept;
     }
 
     pub(crate) fn push(

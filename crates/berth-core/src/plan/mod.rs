@@ -126,6 +126,9 @@ pub(crate) struct Planner<'a> {
     /// Creates that publish host ports; they wait for orphan removals (a renamed object's old
     /// container may hold the same port).
     publishing: Vec<usize>,
+    /// Recreations of networks left out of this plan (create action, engine name): a container
+    /// that this plan does not replace stays attached to the old network.
+    held_networks: Vec<(usize, String)>,
 }
 
 impl<'a> Planner<'a> {
@@ -158,6 +161,7 @@ impl<'a> Planner<'a> {
             by_replica,
             changing: BTreeSet::new(),
             publishing: Vec::new(),
+            held_networks: Vec::new(),
         }
     }
 
@@ -184,6 +188,7 @@ impl<'a> Planner<'a> {
 
     /// The plan, in a valid execution order.
     fn finish(mut self) -> Plan {
+        removals::hold_networks(&mut self.p, &self.held_networks);
         removals::reorder(&mut self.p);
         self.p
     }

@@ -4,6 +4,9 @@ use super::dependencies::orphan_owner;
 use super::{Action, NetworkRemoval, Plan, PlannedAction, Planner};
 use crate::intent::Intent;
 use crate::observed::ObservedContainer;
+use std::collections::BTreeSet;
+
+use crate::desired::Owner;
 use crate::reason::WaitReason;
 
 impl<'a> Planner<'a> {
@@ -52,8 +55,8 @@ impl<'a> Planner<'a> {
 
     /// Phase 6: creates that publish host ports wait for orphan removals; network removals
     /// wait for the removal of every container attached to them (a network that a container
-    /// keeps using is not removed, if an orphan, or fails and backs off, if replaced); volume
-    /// removals wait for every container removal.
+    /// keeps using is not removed, and if it changed, it is not recreated: see
+    /// [`hold_networks`]); volume removals wait for every container removal.
     pub(super) fn removal_order(&mut self) {
         let orphan_removals: Vec<usize> = self
             .p
@@ -94,12 +97,26 @@ impl<'a> Planner<'a> {
             .filter(|c| !self.removing.contains_key(c.id.as_str()))
             .map(|c| c.name.as_str())
             .collect();
-        if r.create.is_none() && !staying.is_empty() {
-            let msg = format!(
-                "network {} is no longer declared but still used by {}",
-                r.name,
-                staying.join(", ")
-            );
+        if !staying.is_empty() {
+            let msg = match r.create {
+                None => format!(
+                    "network {} is no longer declared but still used by {}",
+                    r.name,
+                    staying.join(", ")
+                ),
+                // A changed network whose containers are not all replaced in this plan (an
+                // object that waits for a dependency, is blocked, or is undeclared while a
+                // source is incomplete): it keeps its old version, and so do the containers
+                // that would move to the new one.
+                Some(create) => {
+                    self.held_networks.push((create, r.name.clone()));
+                    format!(
+                        "network {} changed, but is not recreated while {} stays attached to it",
+                        r.name,
+                        staying.join(", ")
+                    )
+                }
+            };
             self.p.wait(&r.owner, WaitReason::NetworkInUse, msg, None);
             return;
         }
@@ -125,6 +142,45 @@ impl<'a> Planner<'a> {
             self.p.actions[a].after.push(rm);
         }
     }
+}
+
+/// Leaves out the recreation of each network in `held` (the create action, engine name) and
+/// everything of the owners whose actions need the new network: their containers keep the old
+/// network until every container attached to it can be replaced in one plan.
+pub(super) fn hold_networks(p: &mut Plan, held: &[(usize, String)]) {
+    if held.is_empty() {
+        return;
+    }
+    let mut dropped = vec![false; p.actions.len()];
+    for (create, _) in held {
+        dropped[*create] = true;
+    }
+    p.cascade(&mut dropped);
+    let owners: BTreeSet<Owner> = p
+        .actions
+        .iter()
+        .zip(&dropped)
+        .filter(|(_, d)| **d)
+        .map(|(a, _)| a.owner.clone())
+        .collect();
+    for (a, d) in p.actions.iter().zip(dropped.iter_mut()) {
+        *d |= owners.contains(&a.owner);
+    }
+    p.cascade(&mut dropped);
+    let networks: Vec<&str> = held.iter().map(|(_, n)| n.as_str()).collect();
+    let networks = networks.join(", ");
+    p.drop_actions(&dropped, |a| match a.action {
+        Action::CreateNetwork { .. } => (
+            WaitReason::NetworkInUse,
+            format!("network {networks} is not recreated while a container stays attached"),
+        ),
+        _ => (
+            WaitReason::DependencyBlocked,
+            format!(
+                "waits for network {networks} to be recreated (a container stays attached to it)"
+            ),
+        ),
+    });
 }
 
 /// Re-numbers actions into a topological order (dependencies first), keeping the original

@@ -134,7 +134,8 @@ impl Sim {
                         state: RunState::Created,
                         exit_code: None,
                         networks,
-                        health: None,
+                        // A declared health check passes at once (the simulator has no time).
+                        health: config.health_check.as_ref().map(|_| Health::Healthy),
                         probe: None,
                         network_mode: config.network_mode.as_ref().map(|m| match m {
                             NetworkMode::Container(target) => {
@@ -159,7 +160,7 @@ impl Sim {
                         .find(|c| &c.id == id)
                         .expect("exists");
                     c.state = RunState::Running;
-                    c.health = None;
+                    c.health = c.health.map(|_| Health::Healthy);
                 }
                 Action::StartContainer { name, .. } => {
                     let c = self
@@ -368,6 +369,17 @@ pub fn network(ns: &str, name: &str) -> Manifest {
     }
 }
 
+/// An internal Network in namespace `ns` (a spec edit of [`network`]: recreated).
+pub fn internal_network(ns: &str, name: &str) -> Manifest {
+    Manifest::Network {
+        metadata: meta(ns, name),
+        spec: NetworkSpec {
+            internal: true,
+            ..NetworkSpec::default()
+        },
+    }
+}
+
 /// A Volume in namespace `ns`.
 pub fn volume(ns: &str, name: &str) -> Manifest {
     Manifest::Volume {
@@ -439,6 +451,24 @@ impl ContainerBuilder {
         self.spec.depends_on.push(Dependency {
             name: name.into(),
             condition: DependencyCondition::Started,
+        });
+        self
+    }
+
+    /// Started only once every replica of Container `name` is healthy.
+    pub fn depends_on_healthy(mut self, name: &str) -> Self {
+        self.spec.depends_on.push(Dependency {
+            name: name.into(),
+            condition: DependencyCondition::Healthy,
+        });
+        self
+    }
+
+    /// A native health check (`HEALTHCHECK`), which the simulator reports healthy.
+    pub fn health_check(mut self) -> Self {
+        self.spec.health_check = Some(HealthCheck {
+            test: vec!["CMD".into(), "true".into()],
+            ..Default::default()
         });
         self
     }
