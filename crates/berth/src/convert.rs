@@ -28,7 +28,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             for w in &project.warnings {
                 eprintln!("{w}");
             }
-            print!("{}", to_yaml(project.objects.iter().map(|l| &l.manifest))?);
+            crate::out!("{}", to_yaml(project.objects.iter().map(|l| &l.manifest))?);
             Ok(ExitCode::SUCCESS)
         }
         Err(findings) => {

@@ -171,9 +171,9 @@ pub async fn compute(engine: &DockerEngine, desired: &DesiredState) -> anyhow::R
 
 fn print_text(d: &Diff) {
     if !d.waiting.is_empty() {
-        println!("not converging:");
+        crate::outln!("not converging:");
         for w in &d.waiting {
-            println!(
+            crate::outln!(
                 "  {} {}: {}",
                 w.get("object").map(String::as_str).unwrap_or(""),
                 w.get("reason").map(String::as_str).unwrap_or(""),
@@ -182,20 +182,22 @@ fn print_text(d: &Diff) {
         }
     }
     if d.changes.is_empty() {
-        println!("no changes");
+        crate::outln!("no changes");
         return;
     }
-    println!("{} object(s) with pending changes:", d.changes.len());
+    crate::outln!("{} object(s) with pending changes:", d.changes.len());
     for c in &d.changes {
-        println!("{} {}/{}", c.kind, c.namespace, c.name);
+        crate::outln!("{} {}/{}", c.kind, c.namespace, c.name);
         if !c.fields.is_empty() {
-            println!("  changed: {}", c.fields.join(", "));
+            crate::outln!("  changed: {}", c.fields.join(", "));
         }
         if c.fields_unknown {
-            println!("  changed: spec (fields unknown: a container created by an older berth)");
+            crate::outln!(
+                "  changed: spec (fields unknown: a container created by an older berth)"
+            );
         }
         for a in &c.actions {
-            println!("  {:<55} ({})", a.action, a.reason);
+            crate::outln!("  {:<55} ({})", a.action, a.reason);
         }
     }
 }
@@ -210,7 +212,7 @@ pub async fn diff(instance: &str, host: &HostIdentity, args: DiffArgs) -> anyhow
     let engine = DockerEngine::connect().await?;
     let d = compute(&engine, &desired).await?;
     match args.output {
-        Some(DiffOutput::Json) => println!("{}", serde_json::to_string_pretty(&d)?),
+        Some(DiffOutput::Json) => crate::outln!("{}", serde_json::to_string_pretty(&d)?),
         None => print_text(&d),
     }
     Ok(if d.changes.is_empty() {

@@ -198,13 +198,15 @@ pub async fn get(instance: &str, socket: Option<&Path>, args: GetArgs) -> anyhow
         })
         .collect();
     match args.output {
-        Some(GetOutput::Json) => println!("{}", serde_json::to_string_pretty(&list(&objects))?),
-        Some(GetOutput::Yaml) => print!("{}", serde_saphyr::to_string(&list(&objects))?),
+        Some(GetOutput::Json) => {
+            crate::outln!("{}", serde_json::to_string_pretty(&list(&objects))?)
+        }
+        Some(GetOutput::Yaml) => crate::out!("{}", serde_saphyr::to_string(&list(&objects))?),
         wide => {
             if objects.is_empty() {
-                println!("No resources found.");
+                crate::outln!("No resources found.");
             } else {
-                print!(
+                crate::out!(
                     "{}",
                     render_table(&objects, args.what, wide == Some(GetOutput::Wide))
                 );
@@ -450,7 +452,7 @@ pub async fn describe(
     }
     match found {
         Some(o) => {
-            print!("{}", describe_text(o, &view.events));
+            crate::out!("{}", describe_text(o, &view.events));
             Ok(if outage.is_none() {
                 ExitCode::SUCCESS
             } else {
@@ -466,9 +468,13 @@ pub async fn describe(
 
 fn print_events(events: &[EventView]) {
     for e in events {
-        println!(
+        crate::outln!(
             "{}  {:<7}  {:<18}  {:<40}  {}",
-            e.time, e.type_, e.reason, e.object, e.message
+            e.time,
+            e.type_,
+            e.reason,
+            e.object,
+            e.message
         );
     }
 }
@@ -490,9 +496,12 @@ pub async fn events(
     if let Some(line) = engine_outage_line(&view) {
         eprintln!("{line}");
     }
-    println!(
+    crate::outln!(
         "{:<20}  {:<7}  {:<18}  {:<40}  MESSAGE",
-        "TIME", "TYPE", "REASON", "OBJECT"
+        "TIME",
+        "TYPE",
+        "REASON",
+        "OBJECT"
     );
     print_events(&view.events);
     if !args.watch {

@@ -1,4 +1,6 @@
 #![forbid(unsafe_code)]
+// Standard output goes through `out` (a closed pipe is a quiet exit, not a panic).
+#![deny(clippy::print_stdout)]
 //! `berth`: keeps a Docker host exactly as declared.
 //!
 //! Subcommands: `agent` (long-running), `apply` (one converge), `diff` (the plan, no change),
@@ -20,6 +22,7 @@ pub mod lock;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
+pub mod out;
 pub mod policy;
 pub mod progress;
 pub mod report;
@@ -113,13 +116,10 @@ pub fn man_page() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// Writes generated text to stdout; a closed pipe (`| head`) is not an error.
+/// Writes generated text to stdout (a closed pipe ends the command quietly: [`out`]).
 fn print_bytes(bytes: &[u8]) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(bytes) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    crate::out!("{}", String::from_utf8_lossy(bytes));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a parsed command line.
@@ -160,7 +160,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Crd(args) => match args.write {
             Some(dir) => crd::write_dir(&dir).map(|()| ExitCode::SUCCESS),
             None => crd::all_yaml().map(|y| {
-                print!("{y}");
+                crate::out!("{y}");
                 ExitCode::SUCCESS
             }),
         },

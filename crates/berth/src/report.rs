@@ -83,7 +83,7 @@ fn print_pass(report: &PassReport, started: Instant, output: &BuildOutput) {
     if report.plan.is_empty() {
         return;
     }
-    println!(
+    crate::outln!(
         "applied {} action(s) in {:.2?}:",
         report.plan.actions.len(),
         started.elapsed()
@@ -93,15 +93,15 @@ fn print_pass(report: &PassReport, started: Instant, output: &BuildOutput) {
             Ok(()) => "ok".to_string(),
             Err(e) => format!("FAILED: {e}"),
         };
-        println!("  {:<55} {} {status}", a.action.to_string(), a.owner);
+        crate::outln!("  {:<55} {} {status}", a.action.to_string(), a.owner);
         // A failed build shows the builder's last lines.
         if let (Action::BuildImage { tags, .. }, Err(_)) = (&a.action, &o.result)
             && let Some(tag) = tags.first()
             && !o.skipped
         {
-            println!("  builder output of {tag} (last lines):");
+            crate::outln!("  builder output of {tag} (last lines):");
             for line in output.tail(tag) {
-                println!("    {line}");
+                crate::outln!("    {line}");
             }
         }
     }
@@ -121,7 +121,7 @@ fn print_unreadable_contexts(snap: &Snapshot, desired: &DesiredState) {
 
 fn print_waiting(w: &[Waiting]) {
     for w in w {
-        println!("  {} {}: {}", w.owner, w.reason, w.message);
+        crate::outln!("  {} {}: {}", w.owner, w.reason, w.message);
     }
 }
 
@@ -190,7 +190,7 @@ pub async fn apply(
             break;
         }
         if Instant::now() >= deadline {
-            println!(
+            crate::outln!(
                 "not finished after {} s (--timeout); the agent finishes what remains",
                 args.timeout
             );
@@ -215,7 +215,7 @@ pub async fn apply(
     }
     let still_acting = !report.plan.actions.is_empty() && !failed && !timed_out;
     if total == 0 && report.plan.waiting.is_empty() && unverified.is_empty() {
-        println!("nothing to do: the host is converged");
+        crate::outln!("nothing to do: the host is converged");
     }
     let blocking: Vec<Waiting> = report
         .plan
@@ -232,22 +232,22 @@ pub async fn apply(
         .cloned()
         .collect();
     if !warnings.is_empty() {
-        println!("warnings:");
+        crate::outln!("warnings:");
         print_waiting(&warnings);
     }
     // Anything declared that is not running as declared: the summary lists each with the
     // reason and the observed state, and apply exits 1.
     if !blocking.is_empty() {
-        println!("not converged:");
+        crate::outln!("not converged:");
         print_waiting(&blocking);
     }
     if still_acting {
-        println!("not converged: the host still changed in the last of several passes");
+        crate::outln!("not converged: the host still changed in the last of several passes");
     }
     if !unverified.is_empty() {
-        println!("could not be verified:");
+        crate::outln!("could not be verified:");
         for (image, why) in &unverified {
-            println!("  image {image} (pullPolicy Always): {why}");
+            crate::outln!("  image {image} (pullPolicy Always): {why}");
         }
     }
     let converged =
@@ -310,11 +310,11 @@ async fn refresh_always_images(
     for (image, r) in images::refresh_images(engine.clone(), always).await {
         match r {
             Ok(ImageRefresh::Moved { after, .. }) => {
-                println!("image {image} moved to {after} (pullPolicy Always)");
+                crate::outln!("image {image} moved to {after} (pullPolicy Always)");
             }
             Ok(ImageRefresh::Unchanged) => {}
             Err(e) => {
-                println!("warning: cannot re-resolve image {image}: {e}");
+                crate::outln!("warning: cannot re-resolve image {image}: {e}");
                 unverified.push((image, e));
             }
         }
@@ -374,7 +374,7 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     }
     let clean = snap.errors.is_empty() && snap.conflicts.is_empty() && desired.blocked.is_empty();
     Ok(if clean && refused.is_empty() {
-        println!("{} object(s) valid", snap.objects.len());
+        crate::outln!("{} object(s) valid", snap.objects.len());
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

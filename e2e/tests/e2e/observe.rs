@@ -219,6 +219,78 @@ async fn get_describe_events_and_metrics_show_what_the_agent_sees() {
     assert!(out.contains("container/crash"), "{out}");
 }
 
+/// `berth ARGS…` with its standard output a pipe whose reader is already gone (`berth get | head
+/// -1` once `head` exited): (exit code, standard error).
+fn with_stdout_closed(env: &Env, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = env
+        .berth()
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run berth");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every command that prints on standard output ends quietly when its reader went away, as a
+/// program killed by SIGPIPE does: exit status 141, no panic ("failed printing to stdout:
+/// Broken pipe"), no message — the one-shot commands, and `get` (each output), `describe` and
+/// `events` (also `--watch`) of a running agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_command_exits_quietly_when_stdout_is_closed() {
+    let env = test_env!("epipe").await;
+    let sockdir = tempfile::tempdir().expect("tempdir");
+    let socket = sockdir.path().join("agent.sock");
+    env.write("a.yaml", &env.container("web", BUSYBOX, ""));
+    let dir = env.dir.path().as_os_str();
+    let check = |args: &[&str], extra: Option<&std::ffi::OsStr>| {
+        let mut all: Vec<&std::ffi::OsStr> = vec!["--socket".as_ref(), socket.as_os_str()];
+        all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+        all.extend(extra);
+        let (code, err) = with_stdout_closed(&env, &all);
+        assert!(
+            code == Some(141) && !err.contains("panicked") && !err.contains("Broken pipe"),
+            "berth {args:?} with standard output closed: exit {code:?}, stderr:\n{err}"
+        );
+    };
+    for args in [&["validate"][..], &["diff"], &["apply"]] {
+        check(args, Some(dir));
+    }
+    for args in [
+        &["crd"][..],
+        &["schema"],
+        &["man"],
+        &["completions", "bash"],
+    ] {
+        check(args, None);
+    }
+    let _agent = env.agent_with_env(&[], &[("BERTH_SOCKET", socket.as_os_str())]);
+    env.until("the agent serves web", T, || {
+        let (code, out, _) = berth(&env, &socket, &["get", "containers", "-o", "json"]);
+        let ok = code == 0 && out.contains("\"web\"");
+        async move { ok }
+    })
+    .await;
+    let web = format!("{}/web", env.ns);
+    for args in [
+        &["get", "-o", "json"][..],
+        &["get", "-o", "yaml"],
+        &["get", "-o", "wide"],
+        &["get"],
+        &["describe", "container", &web],
+        &["events"],
+        &["events", "--watch"],
+    ] {
+        check(args, None);
+    }
+    env.cleanup().await;
+}
+
 /// Done when 3: under a fake `NOTIFY_SOCKET` with `WATCHDOG_USEC=1000000` the agent sends
 /// `READY=1`, then `WATCHDOG=1` at least every half second; while its loop is stalled (the
 /// `BERTH_TEST_STALL_FILE` hook) the pings stop, and they resume after.
