@@ -187,7 +187,8 @@ impl WaitReason {
     }
 
     /// True when the agent logs the reason as "not converging" (not for `InProgress`: the
-    /// object's own actions are running).
+    /// object's own actions are running; not for `PolicyViolation`: the agent logs the refusal
+    /// itself when it appears or changes, with each field, rule and source).
     pub fn logged(self) -> bool {
         match self {
             WaitReason::InProgress => false,
@@ -205,8 +206,8 @@ impl WaitReason {
             | WaitReason::VolumeSpecChanged
             | WaitReason::RollingUpdate
             | WaitReason::RolledBack
-            | WaitReason::RemovalPaused
-            | WaitReason::PolicyViolation => true,
+            | WaitReason::RemovalPaused => true,
+            WaitReason::PolicyViolation => false,
         }
     }
 
@@ -324,6 +325,7 @@ mod tests {
             HostEffect::Progressing
         );
         assert!(!WaitReason::InProgress.logged());
+        assert!(!WaitReason::PolicyViolation.logged(), "logged as a refusal");
     }
 
     #[test]

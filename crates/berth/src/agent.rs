@@ -569,15 +569,17 @@ impl Sources {
         );
         let (admitted, refused) = admit(&self.previous, tagged, &self.policy, &facts);
         if refused != self.refused {
-            self.fresh.extend(
-                refused
-                    .iter()
-                    .filter(|r| !self.refused.contains(r))
-                    .cloned(),
-            );
-            for r in &refused {
-                tracing::warn!(object = %r.key, reason = "PolicyViolation", source = r.source.as_str(), profile = r.profile.as_str(), message = %r, "refused by the security policy");
+            // Each refusal that appears or changes, once (the plan's PolicyViolation wait is
+            // not logged again as "not converging").
+            let fresh: Vec<Refusal> = refused
+                .iter()
+                .filter(|r| !self.refused.contains(r))
+                .cloned()
+                .collect();
+            for r in &fresh {
+                log_refusal(r);
             }
+            self.fresh.extend(fresh);
             self.refused = refused;
         }
         let merged = merge(&self.previous, admitted);
@@ -590,6 +592,24 @@ impl Sources {
         }
         merged
     }
+}
+
+/// Logs a refusal: the object, its source and profile, the fields and rules violated, and the
+/// whole message (each violation at its `file:line:column`).
+fn log_refusal(r: &Refusal) {
+    let join = |f: fn(&berth_core::policy::Violation) -> &str| {
+        r.violations.iter().map(f).collect::<Vec<_>>().join(", ")
+    };
+    tracing::warn!(
+        object = %r.key,
+        reason = "PolicyViolation",
+        source = r.source.as_str(),
+        profile = r.profile.as_str(),
+        fields = join(|v| v.field.as_str()),
+        rules = join(|v| v.rule.as_str()),
+        message = %r,
+        "refused by the security policy"
+    );
 }
 
 /// Why a pass runs. Logged (field `reason`), shown by the local API and counted in the metrics

@@ -406,7 +406,22 @@ async fn agent_refuses_under_baseline_and_creates_once_the_policy_is_privileged(
     .await;
     agent.stop();
     let log = agent.log();
-    assert!(log.contains("refused by the security policy"), "{log}");
+    // The refusal is logged once, with its field, rule and source (not again as "not
+    // converging").
+    let sysadmin = format!("Container/{}/sysadmin", env.ns);
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&sysadmin) && l.contains("PolicyViolation"))
+        .collect();
+    assert_eq!(lines.len(), 1, "logged once:\n{log}");
+    for what in [
+        "refused by the security policy",
+        "spec.capAdd[0]",
+        "rule Capabilities",
+        "source=\"directory\"",
+    ] {
+        assert!(lines[0].contains(what), "{what} in {}", lines[0]);
+    }
     assert!(
         !log.contains("s3cret"),
         "a password reached the log:\n{log}"
