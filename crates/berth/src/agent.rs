@@ -21,7 +21,7 @@ use berth_core::merge::{Conflict, Declaration, Merged, Origin, merge};
 use berth_core::pass::Pass;
 use berth_core::policy::{Policy, Refusal, Source, admit};
 use berth_core::resolve::resolve_for;
-use berth_core::{Action, DesiredState, Intent, Owner, Plan, WaitReason};
+use berth_core::{Action, DesiredState, Intent, Owner, Plan, WaitReason, Waiting};
 use berth_engine::{
     DockerEngine, Engine, ImageRefresh, Outcome, ProbeTarget, Prober, Progress, execute,
     execute_observed,
@@ -310,17 +310,6 @@ fn attach_probe_results(
         });
     }
     prober.sync(&targets);
-}
-
-/// What makes a "not converging" log line new: owner, reason and message — except for
-/// backoffs, whose messages count attempts and would repeat the line on every pass.
-fn log_key(w: &berth_core::plan::Waiting) -> (Owner, WaitReason, String) {
-    let message = if w.reason.is_backoff() {
-        String::new()
-    } else {
-        w.message.clone()
-    };
-    (w.owner.clone(), w.reason, message)
 }
 
 /// The current instant from tokio's clock, so that paused-time tests control it.
@@ -970,9 +959,9 @@ impl Agent {
             });
         }
         let waiting: BTreeSet<(Owner, WaitReason, String)> =
-            plan.waiting.iter().map(log_key).collect();
+            plan.waiting.iter().map(Waiting::identity).collect();
         for w in &plan.waiting {
-            if w.reason.logged() && !self.last_waiting.contains(&log_key(w)) {
+            if w.reason.logged() && !self.last_waiting.contains(&w.identity()) {
                 tracing::warn!(owner = %w.owner, reason = w.reason.as_str(), message = %w.message, "not converging");
             }
         }

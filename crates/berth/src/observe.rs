@@ -13,7 +13,7 @@ use berth_api::{Condition, HostObjectState, Kind, Manifest, ObjectKey, ObjectSta
 use berth_core::conditions::{HostState, aggregate, entry};
 use berth_core::merge::Merged;
 use berth_core::observed::Health;
-use berth_core::{Action, DesiredState, ObservedState, Plan, WaitReason};
+use berth_core::{Action, DesiredState, ObservedState, Owner, Plan, WaitReason};
 use berth_engine::Outcome;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -207,7 +207,9 @@ pub struct Observer {
     metrics: Arc<Metrics>,
     base: AgentView,
     events: VecDeque<EventView>,
-    last_waiting: BTreeSet<(String, WaitReason)>,
+    /// The waits of the last pass ([`berth_core::Waiting::identity`]): one that is not among them is an
+    /// event.
+    last_waiting: BTreeSet<(Owner, WaitReason, String)>,
     previous: BTreeMap<ObjectKey, berth_api::HostEntry>,
     conditions: BTreeMap<ObjectKey, Vec<Condition>>,
     first_seen: BTreeMap<ObjectKey, String>,
@@ -311,13 +313,14 @@ impl Observer {
                 self.metrics.restart(&a.owner.key);
             }
         }
-        // A waiting reason that appears is an event (once, not on every pass).
+        // A waiting reason that appears, or whose message changes, is an event (once, not on
+        // every pass; a back-off's counting message is not a change).
         let mut now_waiting = BTreeSet::new();
         for w in &plan.waiting {
             if w.reason == WaitReason::InProgress {
                 continue;
             }
-            let k = (w.owner.to_string(), w.reason);
+            let k = w.identity();
             if !self.last_waiting.contains(&k) {
                 let reason = EventReason::Waiting(w.reason);
                 self.push_event(reason, &w.owner.key, w.message.clone());
@@ -549,24 +552,9 @@ mod tests {
     fn a_policy_refusal_is_a_warning_event_and_a_degraded_state() {
         let key = ObjectKey::new(Kind::Container, "app", "bad");
         let why = "refused by the baseline profile of the directory source: m.yaml:9:12: spec.capAdd[0]: …";
-        let mut desired = DesiredState::default();
-        desired.refused.insert(key.clone(), why.into());
-        let observed = ObservedState::default();
-        let retries = berth_core::backoff::RetryBook::default();
-        let plan = berth_core::plan(&desired, &observed, &retries, Instant::now());
-        let states = berth_core::conditions::host_states(&desired, &observed, &plan, &retries);
         let (mut observer, rx) = Observer::new("i", "host", Arc::new(Metrics::new()));
         for _ in 0..2 {
-            let merged = Merged::default();
-            observer.pass(
-                "test",
-                Instant::now(),
-                &merged,
-                &desired,
-                &observed,
-                &plan,
-                &states,
-            );
+            refused_pass(&mut observer, &key, why);
         }
         let view = rx.borrow().clone();
         let events: Vec<_> = view
@@ -590,6 +578,47 @@ mod tests {
             (host.reason.as_str(), host.message.as_str()),
             ("PolicyViolation", why)
         );
+    }
+
+    /// One pass in which `key` is refused with `why`.
+    fn refused_pass(observer: &mut Observer, key: &ObjectKey, why: &str) {
+        let mut desired = DesiredState::default();
+        desired.refused.insert(key.clone(), why.into());
+        let observed = ObservedState::default();
+        let retries = berth_core::backoff::RetryBook::default();
+        let plan = berth_core::plan(&desired, &observed, &retries, Instant::now());
+        let states = berth_core::conditions::host_states(&desired, &observed, &plan, &retries);
+        let merged = Merged::default();
+        observer.pass(
+            "test",
+            Instant::now(),
+            &merged,
+            &desired,
+            &observed,
+            &plan,
+            &states,
+        );
+    }
+
+    /// A refusal whose violations change (one field fixed, another left) is a new event, as on
+    /// the Kubernetes side; the same refusal again is not.
+    #[test]
+    fn a_refusal_whose_message_changes_is_a_new_event() {
+        let key = ObjectKey::new(Kind::Container, "app", "bad");
+        let both = "refused by the baseline profile of the directory source: m.yaml:9:12: spec.capAdd[0]: …; m.yaml:10:3: spec.privileged: …";
+        let one = "refused by the baseline profile of the directory source: m.yaml:9:12: spec.capAdd[0]: …";
+        let (mut observer, rx) = Observer::new("i", "host", Arc::new(Metrics::new()));
+        for why in [both, both, one, one] {
+            refused_pass(&mut observer, &key, why);
+        }
+        let messages: Vec<String> = rx
+            .borrow()
+            .events
+            .iter()
+            .filter(|e| e.object == "Container/app/bad" && e.reason == "PolicyViolation")
+            .map(|e| e.message.clone())
+            .collect();
+        assert_eq!(messages, [both, one]);
     }
 
     #[test]

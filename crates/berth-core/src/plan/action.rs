@@ -216,6 +216,21 @@ pub struct Waiting {
     pub until: Option<Instant>,
 }
 
+impl Waiting {
+    /// What makes a wait news to whoever saw the previous pass's (the agent's log, an Event in
+    /// `berth events`): the owner, the reason and the message — so that a refusal whose
+    /// violations changed is news again, as Kubernetes' event aggregation keys on the message
+    /// too — except for back-offs, whose messages count attempts and change on every pass.
+    pub fn identity(&self) -> (Owner, WaitReason, String) {
+        let message = if self.reason.is_backoff() {
+            String::new()
+        } else {
+            self.message.clone()
+        };
+        (self.owner.clone(), self.reason, message)
+    }
+}
+
 /// The result of planning: actions to execute and objects that wait.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
