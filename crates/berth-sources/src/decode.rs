@@ -36,10 +36,10 @@ pub struct DecodeError {
 }
 
 impl fmt::Display for DecodeError {
-    /// `file:line:column: field: message`.
+    /// `file:line:column: field: message`; `file: message` for what concerns a whole file
+    /// (line 0: a FIFO, a file that is not UTF-8) or a custom resource (no file position).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 && self.file.starts_with("kube:") {
-            // A custom resource: no file position.
+        if self.line == 0 {
             write!(f, "{}: ", self.file)?;
         } else {
             write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;

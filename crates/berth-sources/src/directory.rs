@@ -831,8 +831,12 @@ mod tests {
         let errs: Vec<String> = snap.errors.iter().map(ToString::to_string).collect();
         assert_eq!(errs.len(), 3, "{errs:#?}");
         assert!(errs[0].contains("bad-\u{FFFD}.yaml") && errs[0].contains("not valid UTF-8"));
-        assert!(errs[1].starts_with("fifo.yaml:0:0: not a regular file but a FIFO"));
-        assert!(errs[2].starts_with("zero.yaml:0:0: not a regular file but a character device"));
+        // A whole-file problem has no line and column (positions are 1-based).
+        assert_eq!(errs[1], "fifo.yaml: not a regular file (a FIFO); skipped");
+        assert_eq!(
+            errs[2],
+            "zero.yaml: not a regular file (a character device); skipped"
+        );
         assert_eq!(snap.incomplete, None, "special files never hold objects");
         // Grown past the limit: reported, last-known-good kept.
         std::fs::write(

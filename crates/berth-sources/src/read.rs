@@ -69,7 +69,7 @@ impl ReadLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// Not a regular file (after following symlinks).
-    #[error("not a regular file but a {0}; skipped (only regular files are read)")]
+    #[error("not a regular file ({0}); skipped")]
     NotRegular(FileKind),
     /// Larger than the limit.
     #[error(
@@ -117,12 +117,12 @@ pub enum FileKind {
 impl fmt::Display for FileKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            FileKind::Fifo => "FIFO (named pipe)",
-            FileKind::Socket => "socket",
-            FileKind::CharDevice => "character device",
-            FileKind::BlockDevice => "block device",
-            FileKind::Directory => "directory",
-            FileKind::Other => "special file",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::CharDevice => "a character device",
+            FileKind::BlockDevice => "a block device",
+            FileKind::Directory => "a directory",
+            FileKind::Other => "a special file",
         })
     }
 }

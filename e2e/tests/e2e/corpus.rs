@@ -108,7 +108,8 @@ fn validate(input: &Path) -> (Option<i32>, String, Duration) {
 }
 
 /// Problems with one case's output besides a text mismatch: every line is an `error:` with a
-/// position; a position of 0:0 (the whole file) only for what concerns the whole file.
+/// 1-based position (`file:line:column:`), or only a file (`file: …`) for what concerns the
+/// whole file; never a position of 0.
 fn shape_problems(stderr: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if stderr.trim().is_empty() {
@@ -125,18 +126,19 @@ fn shape_problems(stderr: &str) -> Vec<String> {
             .zip(c)
             .and_then(|(l, c)| Some((l.parse::<u64>().ok()?, c.parse::<u64>().ok()?)));
         match (file, numbers) {
-            (Some(f), Some((0, 0))) if !f.is_empty() => {
+            (Some(f), Some((l, c))) if !f.is_empty() && l > 0 && c > 0 => {}
+            (Some(_), Some(_)) => problems.push(format!("a position of 0: {line}")),
+            (Some(f), None) if !f.is_empty() && !f.contains(' ') => {
                 let whole_file = [
                     "not UTF-8",
                     "holds no document",
                     "cannot read",
-                    "is declared more than once",
+                    "not a regular file",
                 ];
                 if !whole_file.iter().any(|w| rest.contains(w)) {
                     problems.push(format!("no line and column: {line}"));
                 }
             }
-            (Some(f), Some(_)) if !f.is_empty() => {}
             _ if rest.contains("is declared more than once") => {}
             _ => problems.push(format!("no file:line:column: {line}")),
         }

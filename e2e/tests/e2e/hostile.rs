@@ -52,6 +52,12 @@ async fn odd_files_neither_block_nor_bloat_the_agent() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     // A hang check, not a timing one: a blocking FIFO or an endless device read never ends.
     assert!(took < Duration::from_secs(60), "validate took {took:?}");
+    // A whole-file problem has no line and column (positions are 1-based).
+    assert!(
+        err.lines()
+            .any(|l| l.ends_with("fifo.yaml: not a regular file (a FIFO); skipped")),
+        "{err}"
+    );
     for (file, words) in [
         ("fifo.yaml", "FIFO"),
         ("zero.yaml", "character device"),

@@ -52,12 +52,15 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A finding about a whole file (line 0) has no position.
+        if self.line == 0 {
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        }
         write!(
             f,
-            "{}:{}:{}: {}: {}{}",
-            self.file,
-            self.line,
-            self.column,
+            "{}: {}{}",
             self.key,
             match self.kind {
                 FindingKind::Invalid => "not valid Compose: ",
