@@ -470,6 +470,11 @@ const REPLACED: [&str; 3] = ["command", "entrypoint", "test"];
 /// A list `["K=V", "K"]` as a mapping (`K: null` for a bare key), keeping positions.
 pub(super) fn normalize_keyed(node: &Node, sep: char) -> Node {
     match &node.value {
+        // An item that is not a string (`- [A, B]`) is invalid (compose-spec `list_or_dict`):
+        // the list is left as it is, for the mapper to report the item.
+        Value::Seq(items) if items.iter().any(|i| !matches!(i.value, Value::Str(_))) => {
+            node.clone()
+        }
         Value::Seq(items) => {
             let entries = items
                 .iter()

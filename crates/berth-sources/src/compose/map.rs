@@ -81,6 +81,58 @@ const UNSUPPORTED_SERVICE_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Service keys berth maps (besides [`super::runtime::KEYS`]).
+const SERVICE_KEYS: &[&str] = &[
+    "image",
+    "build",
+    "entrypoint",
+    "command",
+    "environment",
+    "env_file",
+    "ports",
+    "expose",
+    "volumes",
+    "tmpfs",
+    "networks",
+    "network_mode",
+    "container_name",
+    "hostname",
+    "user",
+    "working_dir",
+    "labels",
+    "restart",
+    "healthcheck",
+    "depends_on",
+    "deploy",
+    "scale",
+    "stop_signal",
+    "stop_grace_period",
+    "init",
+    "read_only",
+    "cap_add",
+    "cap_drop",
+    "extra_hosts",
+    "secrets",
+    "configs",
+    "pull_policy",
+    "cpus",
+    "mem_limit",
+    "profiles",
+    "extends",
+];
+
+/// The Compose service key closest to a misspelled `key` (at most two edits away).
+fn closest_service_key(key: &str) -> Option<&'static str> {
+    SERVICE_KEYS
+        .iter()
+        .chain(super::runtime::KEYS)
+        .chain(UNSUPPORTED_SERVICE_KEYS.iter().map(|(k, _)| k))
+        .map(|k| (strsim::levenshtein(key, k), *k))
+        .filter(|(d, k)| *d <= 2 && *d < k.len())
+        .min()
+        .map(|(_, k)| k)
+}
+
 /// Top-level keys.
 const TOP_KEYS: &[&str] = &[
     "version", "name", "services", "networks", "volumes", "secrets", "configs", "include",
@@ -141,7 +193,7 @@ pub(super) fn project(
         .map(|(n, s, _)| {
             let p: Vec<String> = s
                 .get("profiles")
-                .map(|p| strings(ctx, p, &format!("services.{n}.profiles")))
+                .map(|p| list_of_strings(ctx, p, &format!("services.{n}.profiles")))
                 .unwrap_or_default();
             (
                 n.clone(),
@@ -171,42 +223,73 @@ pub(super) fn project(
         configs: &configs,
         active: &active,
     };
+    let mut spots: BTreeMap<String, Spots> = BTreeMap::new();
     for (name, svc, line) in &services {
         if !active.get(name).copied().unwrap_or(false) {
             continue;
         }
-        if let Some((spec, default_net)) = service(ctx, name, svc, &refs) {
+        let mut at = Spots::default();
+        if let Some((spec, default_net)) = service(ctx, name, svc, &refs, &mut at) {
             uses_default |= default_net;
-            out.push(located(
+            let mut l = located(
                 Manifest::Container {
                     metadata: meta(name, ns),
                     spec: Box::new(spec),
                 },
                 svc,
                 *line,
-            ));
+            );
+            l.fields = at.positions(&svc.file);
+            out.push(l);
         }
+        spots.insert(name.clone(), at);
     }
     networks(ctx, root, ns, uses_default, &mut out);
     volumes(ctx, root, ns, &mut out);
-    // berth's own checks on the result, reported at the service, network or volume.
-    for l in &out {
+    berth_checks(ctx, &out, &spots);
+    out
+}
+
+/// berth's own checks on the result, reported at the Compose field that set the berth field
+/// when it is known (else at the service, network or volume) — and not at all where a finding
+/// already covers that field (a missing image is one problem, reported once, in Compose's words).
+fn berth_checks(ctx: &mut Ctx<'_>, out: &[Located], spots: &BTreeMap<String, Spots>) {
+    for l in out {
+        let name = &l.manifest.metadata().name;
         for p in l.manifest.validate() {
-            let (file, line) = match &l.origin {
-                Origin::File { path, line, .. } => (path.clone(), *line),
-                o => (o.to_string(), 0),
-            };
             let section = match &l.manifest {
                 Manifest::Container { .. } => "services",
                 Manifest::Network { .. } => "networks",
                 Manifest::Volume { .. } => "volumes",
             };
+            let spot = match &l.manifest {
+                Manifest::Container { .. } => spots.get(name).and_then(|s| s.of(&p.path)),
+                _ => None,
+            };
+            let (file, line, column, key) = match (spot, &l.origin) {
+                (Some((n, key)), _) => (n.file.to_string(), n.line, n.column, key.clone()),
+                (None, Origin::File { path, line, .. }) => {
+                    (path.clone(), *line, 3, format!("{section}.{name}"))
+                }
+                (None, o) => (o.to_string(), 0, 0, format!("{section}.{name}")),
+            };
+            // Compose's own words already cover it: a finding at that key or below it (a
+            // service with an invalid key is checked once that is fixed).
+            let covered = ctx.findings.iter().any(|f| {
+                f.kind == Invalid
+                    && f.key
+                        .strip_prefix(key.as_str())
+                        .is_some_and(|r| r.is_empty() || r.starts_with(['.', '[']))
+            });
+            if covered {
+                continue;
+            }
             ctx.findings.push(super::Finding {
                 kind: Unsupported,
                 file,
                 line,
-                column: 3,
-                key: format!("{section}.{}", l.manifest.metadata().name),
+                column,
+                key,
                 message: format!(
                     "as berth {} {}: {}",
                     l.manifest.kind().as_str(),
@@ -216,7 +299,6 @@ pub(super) fn project(
             });
         }
     }
-    out
 }
 
 struct Refs<'a> {
@@ -225,6 +307,94 @@ struct Refs<'a> {
     secrets: &'a BTreeMap<String, Option<String>>,
     configs: &'a BTreeMap<String, Option<String>>,
     active: &'a BTreeMap<String, bool>,
+}
+
+/// Where a service wrote what became each berth field: the berth path
+/// (`spec.build.dockerfile`) → the Compose node and its key path
+/// (`services.web.build.dockerfile`), so that berth's own checks of the result, and later
+/// stages (the build context, the security policy), point at the Compose field.
+#[derive(Default)]
+struct Spots(BTreeMap<String, (Node, String)>);
+
+/// Compose service keys → the berth field they set (others are recorded at their parent).
+const SPOT_FIELDS: &[(&str, &str)] = &[
+    ("image", "spec.image"),
+    ("build", "spec.build"),
+    ("entrypoint", "spec.command"),
+    ("command", "spec.args"),
+    ("environment", "spec.env"),
+    ("ports", "spec.ports"),
+    ("volumes", "spec.mounts"),
+    ("networks", "spec.networks"),
+    ("container_name", "spec.containerName"),
+    ("hostname", "spec.hostname"),
+    ("user", "spec.user"),
+    ("working_dir", "spec.workingDir"),
+    ("labels", "spec.labels"),
+    ("restart", "spec.restartPolicy"),
+    ("healthcheck", "spec.healthCheck"),
+    ("depends_on", "spec.dependsOn"),
+    ("scale", "spec.replicas"),
+    ("stop_signal", "spec.stopSignal"),
+    ("stop_grace_period", "spec.stopGracePeriodSeconds"),
+    ("cap_add", "spec.capAdd"),
+    ("cap_drop", "spec.capDrop"),
+    ("extra_hosts", "spec.extraHosts"),
+    ("pull_policy", "spec.pullPolicy"),
+];
+
+impl Spots {
+    fn record(&mut self, field: String, at: &Node, key: &str) {
+        self.0.insert(field, (at.clone(), key.to_string()));
+    }
+
+    /// A service key and, for a list that maps item by item, its items.
+    fn record_key(&mut self, compose_key: &str, at: &Node, key: &str) {
+        let Some((_, field)) = SPOT_FIELDS.iter().find(|(k, _)| *k == compose_key) else {
+            return;
+        };
+        self.record((*field).to_string(), at, key);
+        match (compose_key, &at.value) {
+            ("cap_add" | "cap_drop", Value::Seq(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.record(format!("{field}[{i}]"), item, &format!("{key}[{i}]"));
+                }
+            }
+            ("healthcheck", Value::Map(entries)) => {
+                for (k, v) in entries {
+                    let sub = match k.name.as_str() {
+                        "start_period" => "startPeriod",
+                        "start_interval" => "startInterval",
+                        other => other,
+                    };
+                    self.record(format!("{field}.{sub}"), v, &format!("{key}.{}", k.name));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Where `field` (or its nearest recorded parent) was written.
+    fn of(&self, field: &str) -> Option<&(Node, String)> {
+        let mut f = field;
+        loop {
+            if let Some(s) = self.0.get(f) {
+                return Some(s);
+            }
+            f = &f[..f.rfind(['.', '['])?];
+        }
+    }
+
+    /// The positions written in `file`, as a declaration's field positions.
+    fn positions(&self, file: &str) -> berth_core::merge::FieldPositions {
+        berth_core::merge::FieldPositions::new(
+            self.0
+                .iter()
+                .filter(|(_, (n, _))| &*n.file == file)
+                .map(|(f, (n, _))| (f.clone(), (n.line, n.column)))
+                .collect(),
+        )
+    }
 }
 
 fn meta(name: &str, ns: &str) -> ManifestMetadata {
@@ -270,6 +440,45 @@ pub(super) fn strings(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Vec<String> {
             .collect(),
         Value::Null => Vec::new(),
         _ => text(ctx, n, key).into_iter().collect(),
+    }
+}
+
+/// A list of strings (compose-spec `list_of_strings`, and `cap_add`…): a single string is an
+/// error, as in Compose, not a one-item list.
+fn list_of_strings(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Vec<String> {
+    match &n.value {
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, x)| match &x.value {
+                Value::Str(s) => Some(s.clone()),
+                _ => {
+                    let k = format!("{key}[{i}]");
+                    ctx.finding(
+                        Invalid,
+                        x,
+                        &k,
+                        format!("expected a string, got {}", x.kind_name()),
+                    );
+                    None
+                }
+            })
+            .collect(),
+        Value::Null => Vec::new(),
+        _ => {
+            let got = n.kind_name();
+            let example = n
+                .scalar()
+                .map(|s| format!(" (write [{s}])"))
+                .unwrap_or_default();
+            ctx.finding(
+                Invalid,
+                n,
+                key,
+                format!("expected a list of strings, got {got}{example}"),
+            );
+            Vec::new()
+        }
     }
 }
 
@@ -445,6 +654,7 @@ fn service(
     name: &str,
     svc: &Node,
     refs: &Refs<'_>,
+    spots: &mut Spots,
 ) -> Option<(ContainerSpec, bool)> {
     let base = format!("services.{name}");
     let Some(entries) = svc.as_map() else {
@@ -467,12 +677,15 @@ fn service(
     let mut env_files: Vec<(String, String)> = Vec::new();
     let mut networks: Option<Vec<NetworkAttachment>> = None;
     let mut replicas: Option<u32> = None;
+    // Known keys that unknown ones seem to misspell.
+    let mut meant: Vec<&str> = Vec::new();
     for (k, v) in entries {
         let key = format!("{base}.{}", k.name);
         let key = key.as_str();
+        spots.record_key(&k.name, v, key);
         match k.name.as_str() {
             "image" => spec.image = text(ctx, v, key),
-            "build" => spec.build = build(ctx, v, key),
+            "build" => spec.build = build(ctx, v, key, spots),
             "entrypoint" => spec.command = command(ctx, v, key),
             "command" => spec.args = command(ctx, v, key),
             "environment" => env.extend(environment(ctx, v, key)),
@@ -561,8 +774,8 @@ fn service(
             "stop_grace_period" => spec.stop_grace_period_seconds = seconds(ctx, v, key),
             "init" => spec.init = boolean(ctx, v, key),
             "read_only" => spec.read_only_root_filesystem = boolean(ctx, v, key),
-            "cap_add" => spec.cap_add = strings(ctx, v, key),
-            "cap_drop" => spec.cap_drop = strings(ctx, v, key),
+            "cap_add" => spec.cap_add = list_of_strings(ctx, v, key),
+            "cap_drop" => spec.cap_drop = list_of_strings(ctx, v, key),
             "extra_hosts" => spec.extra_hosts = extra_hosts(ctx, v, key),
             "secrets" => files(ctx, v, key, refs.secrets, "/run/secrets/", &mut spec.files),
             "configs" => files(ctx, v, key, refs.configs, "/", &mut spec.files),
@@ -591,12 +804,28 @@ fn service(
             n if n.starts_with("x-") => {}
             n => match UNSUPPORTED_SERVICE_KEYS.iter().find(|(u, _)| *u == n) {
                 Some((_, why)) => ctx.key_finding(Unsupported, v, k, key, *why),
-                None => ctx.key_finding(Invalid, v, k, key, "unknown service key"),
+                None => match closest_service_key(n) {
+                    Some(close) => {
+                        meant.push(close);
+                        let msg = format!("unknown service key; did you mean {close}?");
+                        ctx.key_finding(Invalid, v, k, key, msg);
+                    }
+                    None => ctx.key_finding(Invalid, v, k, key, "unknown service key"),
+                },
             },
         }
     }
-    if spec.image.is_none() && spec.build.is_none() {
-        ctx.finding(Invalid, svc, &base, "a service needs an image (or build)");
+    // A misspelled image or build (`imagee`) is one problem, reported at its key above.
+    if spec.image.is_none()
+        && spec.build.is_none()
+        && !meant.iter().any(|k| ["image", "build"].contains(k))
+    {
+        ctx.finding(
+            Invalid,
+            svc,
+            &base,
+            "a service needs an image (or build); neither is given",
+        );
     }
     if let Some(r) = replicas {
         spec.replicas = Some(r);
@@ -646,7 +875,7 @@ fn service(
 
 /// `build: ./dir` or `build: {context, dockerfile, args, target}` → `spec.build`, the context
 /// made absolute against the directory of the file that wrote it.
-fn build(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Option<berth_api::Build> {
+fn build(ctx: &mut Ctx<'_>, n: &Node, key: &str, spots: &mut Spots) -> Option<berth_api::Build> {
     let mut out = berth_api::Build {
         context: ".".into(),
         ..Default::default()
@@ -655,6 +884,9 @@ fn build(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Option<berth_api::Build> {
         Value::Map(entries) => {
             for (k, v) in entries {
                 let kk = format!("{key}.{}", k.name);
+                if ["context", "dockerfile", "args", "target"].contains(&k.name.as_str()) {
+                    spots.record(format!("spec.build.{}", k.name), v, &kk);
+                }
                 match k.name.as_str() {
                     "context" => out.context = text(ctx, v, &kk).unwrap_or_default(),
                     "dockerfile" => out.dockerfile = text(ctx, v, &kk),
@@ -698,7 +930,10 @@ fn build(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Option<berth_api::Build> {
                 }
             }
         }
-        _ => out.context = text(ctx, n, key)?,
+        _ => {
+            out.context = text(ctx, n, key)?;
+            spots.record("spec.build.context".into(), n, key);
+        }
     }
     if out.context.contains("://") || out.context.starts_with("git@") {
         ctx.finding(
@@ -744,6 +979,20 @@ pub(super) fn keyed(ctx: &mut Ctx<'_>, n: &Node, key: &str) -> Vec<(String, Opti
             })
             .collect(),
         Value::Null => Vec::new(),
+        // Left a list by `normalize_keyed`: an item is not a string.
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if !matches!(item.value, Value::Str(_)) {
+                    ctx.finding(
+                        Invalid,
+                        item,
+                        &format!("{key}[{i}]"),
+                        format!("expected a string KEY=VALUE, got {}", item.kind_name()),
+                    );
+                }
+            }
+            Vec::new()
+        }
         _ => {
             ctx.finding(
                 Invalid,

@@ -439,3 +439,73 @@ volumes:
     );
     assert!(keys.contains(&("volumes.v.name", 8)), "{keys:?}");
 }
+
+/// The printed findings of a project that must be refused.
+fn refused(compose: &str) -> Vec<String> {
+    let d = tempfile::tempdir().expect("tmp");
+    write(d.path(), "compose.yaml", compose);
+    load_project(&d.path().join("compose.yaml"), &show, &env(&[]))
+        .expect_err("refused")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn a_berth_check_points_at_the_compose_field_that_set_it() {
+    assert_eq!(
+        refused(
+            "services:\n  web:\n    image: web:dev\n    build:\n      context: .\n      dockerfile: ../x\n"
+        ),
+        vec![
+            "compose.yaml:6:19: services.web.build.dockerfile: valid Compose that berth does not implement: as berth Container spec.build.dockerfile: expected a path relative to the context and inside it, like Dockerfile or docker/app.Dockerfile, got \"../x\""
+        ]
+    );
+    assert_eq!(
+        refused("services:\n  web:\n    image: busybox\n    cap_add: [NET_ADMIN, NOT_A_CAP]\n"),
+        vec![
+            "compose.yaml:4:26: services.web.cap_add[1]: valid Compose that berth does not implement: as berth Container spec.capAdd[1]: expected a Linux capability such as NET_ADMIN or CAP_NET_ADMIN (or ALL), got \"NOT_A_CAP\""
+        ]
+    );
+}
+
+#[test]
+fn a_misspelled_image_is_one_finding_at_its_key() {
+    assert_eq!(
+        refused("services:\n  web:\n    imagee: busybox\n"),
+        vec![
+            "compose.yaml:3:5: services.web.imagee: not valid Compose: unknown service key; did you mean image?"
+        ]
+    );
+    // No image and no key like it: one finding, in Compose's words.
+    assert_eq!(
+        refused("services:\n  web:\n    command: [sleep, \"1\"]\n"),
+        vec![
+            "compose.yaml:3:5: services.web: not valid Compose: a service needs an image (or build); neither is given"
+        ]
+    );
+}
+
+#[test]
+fn list_items_and_lists_have_compose_spec_types() {
+    assert_eq!(
+        refused(
+            "services:\n  web:\n    image: busybox\n    environment:\n      - A=1\n      - [A, B]\n"
+        ),
+        vec![
+            "compose.yaml:6:9: services.web.environment[1]: not valid Compose: expected a string KEY=VALUE, got a list"
+        ]
+    );
+    assert_eq!(
+        refused("services:\n  web:\n    image: busybox\n    profiles: debug\n"),
+        vec![
+            "compose.yaml:4:15: services.web.profiles: not valid Compose: expected a list of strings, got a string (write [debug])"
+        ]
+    );
+    assert_eq!(
+        refused("services:\n  web:\n    image: busybox\n    cap_add: NET_ADMIN\n"),
+        vec![
+            "compose.yaml:4:14: services.web.cap_add: not valid Compose: expected a list of strings, got a string (write [NET_ADMIN])"
+        ]
+    );
+}
