@@ -151,6 +151,10 @@ pub struct Merged {
     pub objects: BTreeMap<ObjectKey, Declaration>,
     /// Conflicts found (their objects keep the previously applied version).
     pub conflicts: Vec<Conflict>,
+    /// The declarations the security policy refused, as declared (`objects` holds the version
+    /// applied before, when one stays in force): what the views show as the object's spec.
+    /// Filled by the caller of [`crate::policy::admit`], empty from [`merge`].
+    pub refused: BTreeMap<ObjectKey, Declaration>,
 }
 
 /// Merges `declarations`; `previous` is the last merge's result, used to keep conflicting

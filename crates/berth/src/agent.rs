@@ -571,8 +571,21 @@ impl Sources {
             self.fresh.extend(fresh);
             self.refused = refused;
         }
-        let merged = merge(&self.previous, admitted);
+        let mut merged = merge(&self.previous, admitted);
         self.previous = merged.objects.clone();
+        // What was refused, as declared (the local API shows it as the object's spec).
+        merged.refused = self
+            .refused
+            .iter()
+            .filter_map(|r| {
+                let snap = match r.source {
+                    Source::Directory => &dir,
+                    Source::Kubernetes => &kube,
+                };
+                let d = snap.as_ref()?.objects.get(&r.key)?;
+                Some((r.key.clone(), d.clone()))
+            })
+            .collect();
         if merged.conflicts != self.last_conflicts {
             for c in &merged.conflicts {
                 tracing::warn!(conflict = %c, "object declared by more than one source; neither new version applied");

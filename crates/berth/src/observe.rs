@@ -91,7 +91,10 @@ pub struct ObjectView {
     /// Name, namespace, and the origin (file:line:column or custom resource) as annotation
     /// `berth.dev/origin`.
     pub metadata: MetaView,
-    /// The declared spec, env values and file contents elided.
+    /// The declared spec (for an object the security policy refused, the version refused), env
+    /// values and file contents elided; absent when unknown (`get` without an agent shows what
+    /// the engine's labels tell, which holds no spec).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub spec: Value,
     /// This host's status.
     pub status: StatusView,
@@ -396,7 +399,9 @@ impl Observer {
             let e = entry(&self.base.node, 0, s, self.previous.get(key), &now);
             let previous = self.conditions.get(key).map(Vec::as_slice).unwrap_or(&[]);
             let (conds, _) = aggregate(0, std::slice::from_ref(&e), previous, &now);
-            let manifest = merged.objects.get(key);
+            // The object's spec as declared, as kubectl shows it: for a refused object the
+            // version refused (its status says what runs).
+            let manifest = merged.refused.get(key).or_else(|| merged.objects.get(key));
             let spec = manifest
                 .map(|d| redacted_spec(&d.manifest))
                 .unwrap_or(Value::Null);
@@ -582,17 +587,21 @@ mod tests {
 
     /// One pass in which `key` is refused with `why`.
     fn refused_pass(observer: &mut Observer, key: &ObjectKey, why: &str) {
+        refused_pass_of(observer, key, why, &Merged::default());
+    }
+
+    /// One pass in which `key` is refused with `why`; `merged` holds what was declared.
+    fn refused_pass_of(observer: &mut Observer, key: &ObjectKey, why: &str, merged: &Merged) {
         let mut desired = DesiredState::default();
         desired.refused.insert(key.clone(), why.into());
         let observed = ObservedState::default();
         let retries = berth_core::backoff::RetryBook::default();
         let plan = berth_core::plan(&desired, &observed, &retries, Instant::now());
         let states = berth_core::conditions::host_states(&desired, &observed, &plan, &retries);
-        let merged = Merged::default();
         observer.pass(
             "test",
             Instant::now(),
-            &merged,
+            merged,
             &desired,
             &observed,
             &plan,
@@ -619,6 +628,48 @@ mod tests {
             .map(|e| e.message.clone())
             .collect();
         assert_eq!(messages, [both, one]);
+    }
+
+    /// A refused object with no version applied before shows its spec as declared (what was
+    /// refused), as kubectl shows an object's spec; a view without a spec (the engine's labels)
+    /// leaves the key out rather than `"spec": null`.
+    #[test]
+    fn a_refused_object_shows_its_declared_spec_and_an_unknown_one_is_left_out() {
+        let key = ObjectKey::new(Kind::Container, "app", "bad");
+        let manifest = Manifest::Container {
+            metadata: ManifestMetadata {
+                name: "bad".into(),
+                namespace: Some("app".into()),
+                ..Default::default()
+            },
+            spec: Box::new(ContainerSpec {
+                image: Some("busybox".into()),
+                cap_add: vec!["SYS_ADMIN".into()],
+                ..Default::default()
+            }),
+        };
+        let origin = berth_core::merge::Origin::File {
+            path: "m.yaml".into(),
+            line: 1,
+            column: 1,
+        };
+        let mut merged = Merged::default();
+        merged.refused.insert(
+            key.clone(),
+            berth_core::merge::Declaration::new(manifest, origin),
+        );
+        let (mut observer, rx) = Observer::new("i", "host", Arc::new(Metrics::new()));
+        refused_pass_of(&mut observer, &key, "refused", &merged);
+        let view = serde_json::to_value(&**rx.borrow()).expect("json");
+        let object = &view["objects"][0];
+        assert_eq!(object["spec"]["image"], "busybox", "{object}");
+        assert_eq!(object["spec"]["capAdd"][0], "SYS_ADMIN", "{object}");
+        assert_eq!(
+            object["metadata"]["annotations"]["berth.dev/origin"],
+            "m.yaml:1:1"
+        );
+        let unknown = serde_json::to_value(ObjectView::default()).expect("json");
+        assert!(unknown.get("spec").is_none(), "{unknown}");
     }
 
     #[test]

@@ -297,6 +297,8 @@ async fn refusal_in_local_api(
         .and_then(|items| items.iter().find(|o| o["metadata"]["name"] == name))
         .cloned()
         .unwrap_or_default();
+    // Its spec as declared (no version of it was applied before), not null.
+    assert_eq!(object["spec"]["image"], BUSYBOX, "{object}");
     let message = object["status"]["hosts"][0]["message"]
         .as_str()
         .unwrap_or_default();
