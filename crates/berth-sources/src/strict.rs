@@ -20,7 +20,6 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use berth_api::Kind;
-use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Schema;
@@ -156,31 +155,83 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-/// The OpenAPI schema of `spec` of a kind, from its CRD (built once).
+/// The scalar types of `spec` of each kind: the CRDs' OpenAPI schemas pruned to what [`Walk`]
+/// reads (`type`, `properties`, `additionalProperties`, `items`,
+/// `x-kubernetes-int-or-string`), as `{"Container": …, "Network": …, "Volume": …}`.
+///
+/// Committed rather than derived at run time: deriving them (kube's `crd()`: schemars and the
+/// structural-schema rewrite of three CRDs) cost about a quarter of a no-op `berth apply`'s CPU
+/// and left megabytes of heap behind in every process. The test `spec_types_match_the_crds`
+/// fails when the types change; `BERTH_BLESS=1 cargo test -p berth-sources spec_types`
+/// rewrites the file.
+const SPEC_TYPES: &str = include_str!("strict_types.json");
+
+/// The pruned OpenAPI schema of `spec` of a kind (see [`SPEC_TYPES`]; parsed once).
 fn spec_schema(kind: Kind) -> &'static Schema {
     static SCHEMAS: OnceLock<[Schema; 3]> = OnceLock::new();
     let all = SCHEMAS.get_or_init(|| {
-        let spec_of = |crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
-            crd.spec
-                .versions
-                .first()
-                .and_then(|v| v.schema.as_ref())
-                .and_then(|s| s.open_api_v3_schema.as_ref())
-                .and_then(|s| serde_json::to_value(s).ok())
-                .and_then(|v| v.pointer("/properties/spec").cloned())
-                .unwrap_or(Schema::Null)
-        };
-        [
-            spec_of(berth_api::Container::crd()),
-            spec_of(berth_api::Network::crd()),
-            spec_of(berth_api::Volume::crd()),
-        ]
+        let mut all: serde_json::Map<String, Schema> =
+            serde_json::from_str(SPEC_TYPES).unwrap_or_default();
+        let mut take = |k: &str| all.remove(k).unwrap_or(Schema::Null);
+        [take("Container"), take("Network"), take("Volume")]
     });
     match kind {
         Kind::Container => &all[0],
         Kind::Network => &all[1],
         Kind::Volume => &all[2],
     }
+}
+
+/// [`SPEC_TYPES`] as the CRDs generated from the Rust types give it (what the committed file
+/// must equal).
+#[cfg(test)]
+fn spec_types_from_crds() -> Schema {
+    use kube::CustomResourceExt;
+    let spec_of = |crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
+        crd.spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref())
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.pointer("/properties/spec").cloned())
+            .map(|v| prune(&v))
+            .unwrap_or(Schema::Null)
+    };
+    serde_json::json!({
+        "Container": spec_of(berth_api::Container::crd()),
+        "Network": spec_of(berth_api::Network::crd()),
+        "Volume": spec_of(berth_api::Volume::crd()),
+    })
+}
+
+/// A schema reduced to the keys [`Walk`] reads.
+#[cfg(test)]
+fn prune(schema: &Schema) -> Schema {
+    let Some(obj) = schema.as_object() else {
+        return schema.clone();
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in obj {
+        match k.as_str() {
+            "type" | "x-kubernetes-int-or-string" => {
+                out.insert(k.clone(), v.clone());
+            }
+            "items" | "additionalProperties" => {
+                out.insert(k.clone(), prune(v));
+            }
+            "properties" => {
+                let props = v.as_object().map(|p| {
+                    p.iter()
+                        .map(|(name, s)| (name.clone(), prune(s)))
+                        .collect::<serde_json::Map<_, _>>()
+                });
+                out.insert(k.clone(), props.map_or(Schema::Null, Schema::Object));
+            }
+            _ => {}
+        }
+    }
+    Schema::Object(out)
 }
 
 fn metadata_schema() -> &'static Schema {
@@ -394,5 +445,25 @@ mod tests {
                 "2:10: spec.image: the value is 101 bytes, more than the limit of 100 bytes per value"
             ]
         );
+    }
+
+    #[test]
+    fn spec_types_match_the_crds() {
+        let derived = spec_types_from_crds();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/strict_types.json");
+        if std::env::var_os("BERTH_BLESS").is_some() {
+            let text = serde_json::to_string_pretty(&derived).expect("json") + "\n";
+            std::fs::write(path, text).expect("write strict_types.json");
+            return; // the build embedded the previous file; the next run compares
+        }
+        let committed: Schema = serde_json::from_str(SPEC_TYPES).expect("strict_types.json parses");
+        assert!(
+            committed == derived,
+            "{path} differs from the CRDs' schemas; regenerate it with \
+             BERTH_BLESS=1 cargo test -p berth-sources spec_types"
+        );
+        for kind in [Kind::Container, Kind::Network, Kind::Volume] {
+            assert!(spec_schema(kind).get("properties").is_some(), "{kind:?}");
+        }
     }
 }
