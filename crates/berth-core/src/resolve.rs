@@ -114,35 +114,34 @@ pub fn resolve_for<'a>(
 fn block_shared_addresses(desired: &mut DesiredState) {
     let mut clashes: BTreeMap<ObjectKey, String> = BTreeMap::new();
     let containers: Vec<(&ObjectKey, &DesiredContainer)> = desired.containers.iter().collect();
-    for (i, (ka, a)) in containers.iter().enumerate() {
-        for (kb, b) in &containers[i + 1..] {
-            let port = a.config.ports.iter().find_map(|pa| {
-                b.config
-                    .ports
-                    .iter()
-                    .find(|pb| same_host_port(pa, pb))
-                    .map(|_| {
-                        format!(
-                            "host port {}:{}/{:?}",
-                            pa.host_ip.as_deref().unwrap_or("0.0.0.0"),
-                            pa.host_port.unwrap_or_default(),
-                            pa.protocol
-                        )
-                    })
-            });
-            let address = a.config.networks.iter().find_map(|na| {
-                let ip = na.ipv4_address.as_ref()?;
-                b.config
-                    .networks
-                    .iter()
-                    .any(|nb| nb.network == na.network && nb.ipv4_address.as_ref() == Some(ip))
-                    .then(|| format!("address {ip} on network {}", na.network))
-            });
-            for what in [port, address].into_iter().flatten() {
-                let why = format!("{what} is wanted by both {ka} and {kb}");
-                for k in [*ka, *kb] {
-                    clashes.entry(k.clone()).or_insert_with(|| why.clone());
-                }
+    for (i, j) in address_sharing_pairs(&containers) {
+        let ((ka, a), (kb, b)) = (containers[i], containers[j]);
+        let port = a.config.ports.iter().find_map(|pa| {
+            b.config
+                .ports
+                .iter()
+                .find(|pb| same_host_port(pa, pb))
+                .map(|_| {
+                    format!(
+                        "host port {}:{}/{:?}",
+                        pa.host_ip.as_deref().unwrap_or("0.0.0.0"),
+                        pa.host_port.unwrap_or_default(),
+                        pa.protocol
+                    )
+                })
+        });
+        let address = a.config.networks.iter().find_map(|na| {
+            let ip = na.ipv4_address.as_ref()?;
+            b.config
+                .networks
+                .iter()
+                .any(|nb| nb.network == na.network && nb.ipv4_address.as_ref() == Some(ip))
+                .then(|| format!("address {ip} on network {}", na.network))
+        });
+        for what in [port, address].into_iter().flatten() {
+            let why = format!("{what} is wanted by both {ka} and {kb}");
+            for k in [ka, kb] {
+                clashes.entry(k.clone()).or_insert_with(|| why.clone());
             }
         }
     }
@@ -150,6 +149,43 @@ fn block_shared_addresses(desired: &mut DesiredState) {
         desired.containers.remove(&k);
         desired.blocked.insert(k, why);
     }
+}
+
+/// The pairs `(i, j)`, `i < j`, in increasing order, of containers that publish the same host
+/// port and protocol or hold an address on the same network: the only pairs that can clash,
+/// found through an index instead of comparing every pair (quadratic in the number of
+/// containers).
+fn address_sharing_pairs(
+    containers: &[(&ObjectKey, &DesiredContainer)],
+) -> BTreeSet<(usize, usize)> {
+    let mut ports: BTreeMap<(u16, berth_api::Protocol), Vec<usize>> = BTreeMap::new();
+    let mut addresses: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, (_, c)) in containers.iter().enumerate() {
+        for p in &c.config.ports {
+            if let Some(port) = p.host_port {
+                ports.entry((port, p.protocol)).or_default().push(i);
+            }
+        }
+        for n in &c.config.networks {
+            if let Some(ip) = &n.ipv4_address {
+                addresses
+                    .entry((n.network.as_str(), ip.as_str()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+    }
+    let mut pairs = BTreeSet::new();
+    for group in ports.values().chain(addresses.values()) {
+        for (x, &i) in group.iter().enumerate() {
+            for &j in &group[x + 1..] {
+                if i != j {
+                    pairs.insert((i.min(j), i.max(j)));
+                }
+            }
+        }
+    }
+    pairs
 }
 
 /// True when two published ports would bind the same host socket.
