@@ -365,7 +365,10 @@ impl DirectorySource {
         let root_touched = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let touched = root_touched.clone();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Not for reads: every scan opens the directory, which its own watch and the
+            // parent's report as an access to it.
             if let Ok(ev) = &res
+                && !matches!(ev.kind, notify::EventKind::Access(_))
                 && ev.paths.iter().any(|p| p == &root_ev)
             {
                 touched.store(true, std::sync::atomic::Ordering::SeqCst);
