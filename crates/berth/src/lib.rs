@@ -75,8 +75,14 @@ fn init_logging(format: LogFormat, default: &str) {
 }
 
 /// Parses the command line and runs the command; the whole `berth` program.
+///
+/// Every command, the agent included, runs on a single-threaded runtime: berth's work is
+/// waiting on the engine and the API server, and its CPU work (decode, plan) takes
+/// milliseconds. A worker thread per core cost start-up time in every one-shot command and
+/// memory in the agent (each thread's stack and malloc arena); blocking work (file reads,
+/// credential helpers, build contexts) still goes to tokio's blocking pool.
 pub fn main_entry() -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
