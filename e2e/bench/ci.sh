@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CI hook for the benchmark harness: run berth-bench and the fleet simulation in --quick mode
-# and check that they produced every expected row (the figures themselves are not asserted: CI machines vary).
+# CI hook for the benchmark harness: run berth-bench and the fleet simulation in --quick mode and
+# the plan-growth micro-benchmark at two sizes, and check that they produced every expected row
+# (the figures themselves are not asserted: CI machines vary).
 #
 #   bash e2e/bench/ci.sh            from the workspace root (needs dockerd, python3 + pip)
 #
@@ -81,8 +82,21 @@ for f in results.md results.csv latency.svg; do
 done
 grep -qF '### Fleet:' "$FLEET.stdout" || { echo "berth-bench ci: fleet table missing" >&2; fail=1; }
 
+# The plan-growth micro-benchmark, short version: 100 and 1,000 containers, 2 rounds.
+GROWTH=target/plan-growth-ci
+rm -rf "$GROWTH"
+started=$SECONDS
+cargo run --release -p berth-bench --bin plan-growth -- --sizes 100,1000 --rounds 2 --out "$GROWTH" \
+  >"$GROWTH.stdout"
+growth_took=$((SECONDS - started))
+cat "$GROWTH.stdout"
+for stage in decode resolve observe_rollouts plan; do
+  grep -q "^$stage,1000," "$GROWTH/plan-growth.csv" ||
+    { echo "berth-bench ci: plan-growth row $stage missing" >&2; fail=1; }
+done
+
 if ((fail)); then
-  echo "berth-bench ci: FAILED (quick runs took ${took}s and ${fleet_took}s)" >&2
+  echo "berth-bench ci: FAILED (quick runs took ${took}s, ${fleet_took}s and ${growth_took}s)" >&2
   exit 1
 fi
-echo "berth-bench ci: all rows present; quick runs took ${took}s (bench) and ${fleet_took}s (fleet)"
+echo "berth-bench ci: all rows present; quick runs took ${took}s (bench), ${fleet_took}s (fleet) and ${growth_took}s (plan growth)"
