@@ -985,9 +985,15 @@ fn main() -> ExitCode {
             eprintln!("[fleet] removed {left} containers left by an earlier run");
         }
         let mut fleet = Fleet::default();
+        // SIGTERM as well as Ctrl-C: the default action would end the harness without stopping
+        // its agents (they would keep running, each with its API listener and engine proxy
+        // gone).
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install the SIGTERM handler")?;
         let r = tokio::select! {
             r = run(&args, &cfg, &docker, &mut fleet) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated (SIGTERM)")),
         };
         fleet.stop().await;
         match clean(&docker).await {
