@@ -76,24 +76,37 @@ fn init_logging(format: LogFormat, default: &str) {
 
 /// Parses the command line and runs the command; the whole `berth` program.
 ///
-/// Every command, the agent included, runs on a single-threaded runtime: berth's work is
-/// waiting on the engine and the API server, and its CPU work (decode, plan) takes
-/// milliseconds. A worker thread per core cost start-up time in every one-shot command and
-/// memory in the agent (each thread's stack and malloc arena); blocking work (file reads,
-/// credential helpers, build contexts) still goes to tokio's blocking pool.
+/// One-shot commands run on a single-threaded runtime: their work is waiting on the engine,
+/// and starting a worker thread per core cost start-up time in every `berth apply`. The agent
+/// runs on two worker threads whatever the number of cores (tokio's default is one per core,
+/// each with its stack and malloc arena): its reconcile loop, local API, metrics and
+/// watchers stay responsive to each other (the systemd watchdog is fed from the loop) without
+/// growing with the machine. Blocking work (file reads, credential helpers, build contexts)
+/// goes to tokio's blocking pool either way.
 pub fn main_entry() -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let cli = Cli::parse();
+    let rt = if matches!(cli.command, Command::Agent(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(AGENT_WORKER_THREADS)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(cli::EXIT_ERROR);
         }
     };
-    rt.block_on(run(Cli::parse()))
+    rt.block_on(run(cli))
 }
+
+/// Worker threads of the agent's runtime (see [`main_entry`]).
+const AGENT_WORKER_THREADS: usize = 2;
 
 /// The berth(1) man page (roff): clap_mangen's page for `berth`, then a section per
 /// subcommand with its description and options.
