@@ -10,7 +10,7 @@ use std::time::Duration;
 pub struct Notifier {
     enabled: bool,
     ready_sent: bool,
-    /// Half the watchdog timeout or less; `None` without `WATCHDOG_USEC`.
+    /// [`watchdog_interval`] of `WATCHDOG_USEC`; `None` without it.
     watchdog_every: Option<Duration>,
 }
 
@@ -30,8 +30,7 @@ impl Notifier {
         Notifier {
             enabled,
             ready_sent: false,
-            // A third of the timeout: systemd's advice is half, with room for a slow pass.
-            watchdog_every: usec.map(|u| Duration::from_micros(u / 3)),
+            watchdog_every: usec.map(watchdog_interval),
         }
     }
 
@@ -74,6 +73,22 @@ impl Notifier {
     }
 }
 
+/// How often the loop pings the watchdog, given `WATCHDOG_USEC`: a quarter of the timeout
+/// (250 ms for 1 s). systemd advises half (sd_watchdog_enabled(3)); the pings come from the
+/// loop itself, so a pass holding the loop delays the next one, and a quarter leaves the rest
+/// of the half for that pass on a loaded host.
+pub fn watchdog_interval(usec: u64) -> Duration {
+    Duration::from_micros(usec / 4)
+}
+
+/// Whether an iteration of the loop pings, `since` the last ping, when it pings `every`
+/// ([`watchdog_interval`]): from a quarter of the interval on, so that an iteration about to
+/// run a pass pings before it (the pass then has the rest of the time), without a datagram on
+/// every iteration of a burst.
+pub fn ping_due(every: Duration, since: Duration) -> bool {
+    since >= every / 4
+}
+
 /// Test hook: while the file named by `BERTH_TEST_STALL_FILE` exists, the loop waits here (as
 /// a wedged loop would), so that tests can check that the watchdog pings stop.
 pub async fn stall_hook() {
@@ -83,5 +98,24 @@ pub async fn stall_hook() {
     let path = std::path::PathBuf::from(path);
     while path.exists() {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under `WATCHDOG_USEC=1000000` (the e2e test's) the loop pings every 250 ms, and an
+    /// iteration 100 ms after a ping pings again before its pass: a pass of up to ~430 ms
+    /// still keeps the gap under half the timeout.
+    #[test]
+    fn the_watchdog_is_pinged_at_a_quarter_of_its_timeout() {
+        let every = watchdog_interval(1_000_000);
+        assert_eq!(every, Duration::from_millis(250));
+        assert!(ping_due(every, Duration::from_millis(100)));
+        assert!(
+            !ping_due(every, Duration::from_millis(50)),
+            "not on every iteration"
+        );
     }
 }

@@ -87,7 +87,7 @@ impl Watchers {
     pub fn beat(&mut self) {
         self.liveness.beat();
         if let Some(every) = self.notifier.watchdog_every()
-            && self.last_ping.elapsed() >= every / 2
+            && crate::notify::ping_due(every, self.last_ping.elapsed())
         {
             self.notifier.watchdog();
             self.last_ping = Instant::now();
