@@ -26,14 +26,14 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     match compose::load_project(&main, &show, &Environment::process()) {
         Ok(project) => {
             for w in &project.warnings {
-                eprintln!("{w}");
+                crate::errln!("{w}");
             }
             crate::out!("{}", to_yaml(project.objects.iter().map(|l| &l.manifest))?);
             Ok(ExitCode::SUCCESS)
         }
         Err(findings) => {
             for f in &findings {
-                eprintln!(
+                crate::errln!(
                     "{}{f}",
                     if f.kind == FindingKind::Warning {
                         ""

@@ -171,13 +171,13 @@ pub async fn get(instance: &str, socket: Option<&Path>, args: GetArgs) -> anyhow
         Ok(v) => {
             let outage = engine_outage_line(&v);
             if let Some(line) = &outage {
-                eprintln!("{line}");
+                crate::errln!("{line}");
             }
             (v, outage.is_none())
         }
         Err(e) => match from_engine(instance).await {
             Ok(v) => {
-                eprintln!(
+                crate::errln!(
                     "no agent is running for instance {instance:?} ({e:#}); showing what the engine's labels tell (no spec, no reasons)"
                 );
                 (v, false)
@@ -439,7 +439,7 @@ pub async fn describe(
     let view = match fetch_view(&path).await {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("no agent is running for instance {instance:?}: {e:#}");
+            crate::errln!("no agent is running for instance {instance:?}: {e:#}");
             return Ok(ExitCode::from(1));
         }
     };
@@ -448,7 +448,7 @@ pub async fn describe(
     });
     let outage = engine_outage_line(&view);
     if let Some(line) = &outage {
-        eprintln!("{line}");
+        crate::errln!("{line}");
     }
     match found {
         Some(o) => {
@@ -460,7 +460,7 @@ pub async fn describe(
             })
         }
         None => {
-            eprintln!("error: {ns}/{name} not found");
+            crate::errln!("error: {ns}/{name} not found");
             Ok(ExitCode::from(1))
         }
     }
@@ -489,12 +489,12 @@ pub async fn events(
     let view = match fetch_view(&path).await {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("no agent is running for instance {instance:?}: {e:#}");
+            crate::errln!("no agent is running for instance {instance:?}: {e:#}");
             return Ok(ExitCode::from(1));
         }
     };
     if let Some(line) = engine_outage_line(&view) {
-        eprintln!("{line}");
+        crate::errln!("{line}");
     }
     crate::outln!(
         "{:<20}  {:<7}  {:<18}  {:<40}  MESSAGE",

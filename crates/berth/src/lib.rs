@@ -1,6 +1,6 @@
 #![forbid(unsafe_code)]
-// Standard output goes through `out` (a closed pipe is a quiet exit, not a panic).
-#![deny(clippy::print_stdout)]
+// Standard output and error go through `out` (a closed pipe is a quiet exit, not a panic).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 //! `berth`: keeps a Docker host exactly as declared.
 //!
 //! Subcommands: `agent` (long-running), `apply` (one converge), `diff` (the plan, no change),
@@ -98,7 +98,7 @@ pub fn main_entry() -> ExitCode {
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(cli::EXIT_ERROR);
         }
     };
@@ -187,7 +187,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::errln!("error: {e:#}");
             ExitCode::from(cli::EXIT_ERROR)
         }
     }

@@ -1,12 +1,15 @@
-//! Standard output of the commands. Everything they print there goes through [`print`] (the
-//! [`outln!`](crate::outln) and [`out!`](crate::out) macros; `clippy::print_stdout` is denied
-//! elsewhere).
+//! Standard output and standard error of the commands. Everything they print goes through
+//! [`print`] (the [`outln!`](crate::outln) and [`out!`](crate::out) macros) or [`eprint`]
+//! ([`errln!`](crate::errln)); `clippy::print_stdout` and `clippy::print_stderr` are denied
+//! elsewhere.
 //!
 //! A closed standard output — `berth get -o json | head -1` — ends the command at once and
 //! quietly, as a program killed by SIGPIPE would end (coreutils, kubectl): exit status 141
 //! (128 + SIGPIPE), nothing on standard error. Rust ignores SIGPIPE, so such a write fails with
 //! `EPIPE`, on which `println!` panics ("failed printing to stdout: Broken pipe"). Any other
-//! write error is one line on standard error and exit status 2.
+//! write error is one line on standard error and exit status 2. The same for a closed standard
+//! error (`berth get 2>&1 | head -1`), whose other write errors are ignored (there is nowhere
+//! left to report them).
 
 use std::io::Write;
 
@@ -51,6 +54,13 @@ pub fn print(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Writes `args` to standard error; a closed one ends the process quietly (exit status 141).
+pub fn eprint(args: std::fmt::Arguments<'_>) {
+    if let Written::Closed(code) = write_to(&mut std::io::stderr().lock(), args) {
+        std::process::exit(code)
+    }
+}
+
 /// `print!` through [`print`].
 #[macro_export]
 macro_rules! out {
@@ -67,6 +77,14 @@ macro_rules! outln {
     };
     ($($arg:tt)*) => {
         $crate::out::print(::std::format_args!("{}\n", ::std::format_args!($($arg)*)))
+    };
+}
+
+/// `eprintln!` through [`eprint`].
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::out::eprint(::std::format_args!("{}\n", ::std::format_args!($($arg)*)))
     };
 }
 

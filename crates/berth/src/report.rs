@@ -35,7 +35,7 @@ pub fn read_strict(
     let snap = DirectorySource::new(dir).scan()?;
     if !snap.errors.is_empty() || !snap.conflicts.is_empty() {
         print_input_problems(&snap);
-        eprintln!("nothing was changed: fix the manifests first");
+        crate::errln!("nothing was changed: fix the manifests first");
         return Ok(Err(ExitCode::from(EXIT_ERROR)));
     }
     // Objects whose hostSelector targets other hosts are not this host's business.
@@ -58,10 +58,10 @@ pub fn read_strict(
 
 fn print_input_problems(snap: &Snapshot) {
     for e in &snap.errors {
-        eprintln!("error: {e}");
+        crate::errln!("error: {e}");
     }
     for c in &snap.conflicts {
-        eprintln!("error: {c}");
+        crate::errln!("error: {c}");
     }
 }
 
@@ -112,8 +112,8 @@ fn print_unreadable_contexts(snap: &Snapshot, desired: &DesiredState) {
     for (key, why) in &desired.blocked {
         if why.starts_with("spec.build") {
             match snap.objects.get(key) {
-                Some(d) => eprintln!("error: {}: {key}: {why}", d.origin),
-                None => eprintln!("error: {key}: {why}"),
+                Some(d) => crate::errln!("error: {}: {key}: {why}", d.origin),
+                None => crate::errln!("error: {key}: {why}"),
             }
         }
     }
@@ -333,7 +333,7 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let snap = match source.scan() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             return Ok(ExitCode::from(EXIT_ERROR));
         }
     };
@@ -351,8 +351,8 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         match first.get(key) {
-            Some(l) => eprintln!("error: {}: {key}: {why}", l.origin),
-            None => eprintln!("error: {key}: {why}"),
+            Some(l) => crate::errln!("error: {}: {key}: {why}", l.origin),
+            None => crate::errln!("error: {key}: {why}"),
         }
     }
     let refused = policy_check(args, &policy, first.values().copied());
@@ -362,7 +362,7 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             let at =
                 v.at.as_ref()
                     .map_or_else(|| origin.clone(), ToString::to_string);
-            eprintln!(
+            crate::errln!(
                 "error: {at}: {}: PolicyViolation: {} is refused by the {} profile of the {} source: {}",
                 v.field,
                 r.key,

@@ -219,16 +219,26 @@ async fn get_describe_events_and_metrics_show_what_the_agent_sees() {
     assert!(out.contains("container/crash"), "{out}");
 }
 
-/// `berth ARGS…` with its standard output a pipe whose reader is already gone (`berth get | head
-/// -1` once `head` exited): (exit code, standard error).
-fn with_stdout_closed(env: &Env, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+/// `berth ARGS…` with its standard output (and its standard error, with `stderr_too`) a pipe
+/// whose reader is already gone (`berth get | head -1` once `head` exited): (exit code,
+/// standard error).
+fn with_stdout_closed(
+    env: &Env,
+    args: &[&std::ffi::OsStr],
+    stderr_too: bool,
+) -> (Option<i32>, String) {
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);
+    let stderr = if stderr_too {
+        std::process::Stdio::from(writer.try_clone().expect("dup"))
+    } else {
+        std::process::Stdio::piped()
+    };
     let out = env
         .berth()
         .args(args)
         .stdout(writer)
-        .stderr(std::process::Stdio::piped())
+        .stderr(stderr)
         .output()
         .expect("run berth");
     (
@@ -240,7 +250,8 @@ fn with_stdout_closed(env: &Env, args: &[&std::ffi::OsStr]) -> (Option<i32>, Str
 /// Every command that prints on standard output ends quietly when its reader went away, as a
 /// program killed by SIGPIPE does: exit status 141, no panic ("failed printing to stdout:
 /// Broken pipe"), no message — the one-shot commands, and `get` (each output), `describe` and
-/// `events` (also `--watch`) of a running agent.
+/// `events` (also `--watch`) of a running agent; and with standard error on the same pipe
+/// (`2>&1 | head`), commands that print there first.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_command_exits_quietly_when_stdout_is_closed() {
     let env = test_env!("epipe").await;
@@ -248,16 +259,23 @@ async fn every_command_exits_quietly_when_stdout_is_closed() {
     let socket = sockdir.path().join("agent.sock");
     env.write("a.yaml", &env.container("web", BUSYBOX, ""));
     let dir = env.dir.path().as_os_str();
-    let check = |args: &[&str], extra: Option<&std::ffi::OsStr>| {
+    let check_with = |args: &[&str], extra: Option<&std::ffi::OsStr>, stderr_too: bool| {
         let mut all: Vec<&std::ffi::OsStr> = vec!["--socket".as_ref(), socket.as_os_str()];
         all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
         all.extend(extra);
-        let (code, err) = with_stdout_closed(&env, &all);
+        let (code, err) = with_stdout_closed(&env, &all, stderr_too);
         assert!(
             code == Some(141) && !err.contains("panicked") && !err.contains("Broken pipe"),
-            "berth {args:?} with standard output closed: exit {code:?}, stderr:\n{err}"
+            "berth {args:?} with standard output closed (and standard error: {stderr_too}): exit {code:?}, stderr:\n{err}"
         );
     };
+    let check = |args: &[&str], extra: Option<&std::ffi::OsStr>| check_with(args, extra, false);
+    // Standard error first: a manifest that does not decode, and no agent running.
+    let bad = tempfile::tempdir().expect("tempdir");
+    std::fs::write(bad.path().join("bad.yaml"), "kind: Nope\n").expect("write");
+    check_with(&["validate"], Some(bad.path().as_os_str()), true);
+    check_with(&["get"], None, true);
+    check_with(&["events"], None, true);
     for args in [&["validate"][..], &["diff"], &["apply"]] {
         check(args, Some(dir));
     }
