@@ -164,7 +164,14 @@ pub async fn run(cli: Cli) -> ExitCode {
             inspect::describe(&cli.instance, cli.socket.as_deref(), args).await
         }
         Command::Events(args) => inspect::events(&cli.instance, cli.socket.as_deref(), args).await,
-        Command::Apply(args) => report::apply(&cli.instance, &host, args).await,
+        Command::Apply(args) => {
+            // An agent of this instance converges the same engine objects from its own
+            // sources: the two would undo each other's work (as would two applies).
+            match lock::acquire(&cli.instance) {
+                Ok(_lock) => report::apply(&cli.instance, &host, args).await,
+                Err(e) => Err(e),
+            }
+        }
         Command::Diff(args) => diff::diff(&cli.instance, &host, args).await,
         Command::Validate(args) => report::validate(&args),
         Command::Completions(args) => {

@@ -1,6 +1,7 @@
-//! One agent per instance and machine: an exclusive lock on `/run/berth/<instance>.lock`
-//! (falling back to `$TMPDIR/berth/` where `/run` is not writable), held while the agent runs
-//! and released by the kernel when the process ends, however it ends.
+//! One agent (or `berth apply`) per instance and machine: an exclusive lock on
+//! `/run/berth/<instance>.lock` (falling back to `$TMPDIR/berth/` where `/run` is not
+//! writable), held while the agent or apply runs and released by the kernel when the process
+//! ends, however it ends.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ pub fn acquire(instance: &str) -> anyhow::Result<InstanceLock> {
     match file.try_lock() {
         Ok(()) => Ok(InstanceLock { _file: file, path }),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another berth agent of instance {instance:?} is already running on this machine (it holds {}); two agents of one instance would race each other, so this one refuses to start: stop the other one, or give this one its own --instance",
+            "another berth agent or apply of instance {instance:?} is already running on this machine (it holds {}); two of them would undo each other's work, so this one refuses to start: change what that agent reads (its manifest directory), stop it, or give this one its own --instance",
             path.display()
         ),
         Err(std::fs::TryLockError::Error(e)) => {

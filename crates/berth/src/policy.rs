@@ -45,8 +45,13 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Policy> {
 /// wrong type (`readOnly: "false"`); one line, `FILE:LINE:COLUMN: field: expected …`, as a
 /// manifest's errors.
 pub fn parse(file: &str, text: &str) -> anyhow::Result<Policy> {
+    // An empty file is far more often a save caught half-way (or an editor's truncation) than
+    // a wish for the defaults, which would relax a stricter policy at once: it is an error, so
+    // the policy in force stays. `{}` asks for the defaults.
     if text.trim().is_empty() {
-        return Ok(Policy::default());
+        anyhow::bail!(
+            "{file}: the policy file is empty; write {{}} for the default profiles (the policy in force stays)"
+        );
     }
     Ok(berth_sources::decode::decode_config(file, text)?)
 }
@@ -182,7 +187,13 @@ mod tests {
             format!("{e:#}").contains("hostPathAllowlist[0].path"),
             "{e:#}"
         );
-        assert_eq!(parse("p", "").expect("empty"), Policy::default());
+        assert_eq!(parse("p", "{}\n").expect("{}"), Policy::default());
+        // An empty file (a save caught half-way) keeps the policy in force: an error.
+        let e = parse("p.yaml", " \n").expect_err("empty");
+        assert!(
+            format!("{e:#}").contains("p.yaml: the policy file is empty"),
+            "{e:#}"
+        );
     }
 
     /// The policy file is read as strictly as a manifest, and its mistakes are printed as a

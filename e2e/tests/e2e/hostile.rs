@@ -187,6 +187,35 @@ async fn a_second_agent_is_refused_and_sighup_rereads() {
     );
     assert!(first.running());
 
+    let a = env.cname("a");
+    env.until("a running", Duration::from_secs(60), || env.running(&a))
+        .await;
+    // `berth apply` of the same instance is refused too (it would remove what the agent
+    // declares and fight it), naming the lock file; nothing of the agent's is touched.
+    let other_dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        other_dir.path().join("b.yaml"),
+        env.container("b", BUSYBOX, ""),
+    )
+    .expect("b");
+    let out = env
+        .berth()
+        .arg("apply")
+        .arg(other_dir.path())
+        .output()
+        .expect("apply");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(".lock") && said.contains("already running"),
+        "{said}"
+    );
+    assert!(
+        env.running(&env.cname("a")).await,
+        "the agent's container stays"
+    );
+    assert!(env.container_id(&env.cname("b")).await.is_none());
+
     // SIGHUP: logged (the directory is re-read), and the agent keeps running.
     signal(first.pid(), "HUP");
     first

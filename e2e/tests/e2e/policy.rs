@@ -176,7 +176,7 @@ async fn custom_resource_host_network_refused_then_accepted_by_namespace_overrid
     );
     let dir = tempfile::tempdir().expect("tmp");
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, "").expect("empty policy = the defaults");
+    std::fs::write(&policy, "{}\n").expect("{} = the default profiles");
     let socket = dir.path().join("agent.sock");
     let addr = "127.0.0.1:19472";
     let mut agent = InProcessAgent::start(
