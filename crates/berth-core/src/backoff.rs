@@ -168,11 +168,30 @@ impl RetryBook {
     /// failure at another hash stays: restoring the previous container after a failed
     /// replacement succeeds without clearing the new spec's back-off. Restart entries are
     /// kept: they expire through [`RetryBook::expire_restarts`].
+    ///
+    /// An undone replacement ([`FailureKind::ReplacementStopped`]) stays too: each new attempt's
+    /// actions succeed (its container is created and started, then stops), so clearing it
+    /// then would keep the count at 1 and retry every 10 s for ever; it is forgotten once the
+    /// update is done ([`RetryBook::settle_replacements`]).
     pub fn clear_failures(&mut self, owner: &Owner, hash: &str) {
         let key = (owner.clone(), RetryKind::Failure);
-        if self.entries.get(&key).is_some_and(|e| e.hash == hash) {
+        if self
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.hash == hash && e.failure != Some(FailureKind::ReplacementStopped))
+        {
             self.entries.remove(&key);
         }
+    }
+
+    /// Forgets the undone replacements of owners that now run their spec (`settled` says so
+    /// for an owner and the spec hash of its entry).
+    pub fn settle_replacements(&mut self, settled: impl Fn(&Owner, &str) -> bool) {
+        self.entries.retain(|(owner, kind), e| {
+            !(*kind == RetryKind::Failure
+                && e.failure == Some(FailureKind::ReplacementStopped)
+                && settled(owner, &e.hash))
+        });
     }
 
     /// Forgets restart counts of containers that have been running (`running` returns true)
@@ -225,6 +244,39 @@ mod tests {
             .collect();
         assert_eq!(d, vec![10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(Backoff::CRASH_LOOP.delay(1000).as_secs(), 300);
+    }
+
+    /// Found by a new-user review: a crash-looping new version was retried every few seconds
+    /// for ever, each attempt stopping the old container: the success of the next attempt's
+    /// create cleared the count, which never passed 1.
+    #[test]
+    fn an_undone_replacement_counts_until_the_update_is_done() {
+        let owner = Owner::replica(ObjectKey::new(Kind::Container, "default", "web"), 0);
+        let t0 = Instant::now();
+        let mut book = RetryBook::default();
+        let undone = || Failure::new(FailureKind::ReplacementStopped, "stopped");
+        book.record_failure(owner.clone(), "v1-b", t0, undone(), |n| {
+            Backoff::FAILURE.delay(n)
+        });
+        book.clear_failures(&owner, "v1-b");
+        let e = book.record_failure(owner.clone(), "v1-b", t0, undone(), |n| {
+            Backoff::FAILURE.delay(n)
+        });
+        assert_eq!(
+            e.attempts, 2,
+            "the next attempt's success does not reset the count"
+        );
+        book.settle_replacements(|_, _| false);
+        assert!(book.get(&owner, "v1-b", RetryKind::Failure).is_some());
+        book.settle_replacements(|o, h| o == &owner && h == "v1-b");
+        assert!(book.get(&owner, "v1-b", RetryKind::Failure).is_none());
+        // Other failures are still cleared by success.
+        let engine = Failure::new(FailureKind::Engine, "409");
+        book.record_failure(owner.clone(), "v1-b", t0, engine, |n| {
+            Backoff::FAILURE.delay(n)
+        });
+        book.clear_failures(&owner, "v1-b");
+        assert!(book.get(&owner, "v1-b", RetryKind::Failure).is_none());
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub fn pass(
         |owner, hash| wanted(desired, owner, hash),
         |owner| running.contains(owner),
     );
+    book.settle_replacements(|owner, hash| settled(observed, owner, hash));
     let rolled_back = book.rollouts.observe(desired, observed, now);
     let mut plan = plan(desired, observed, book, now);
     if !busy.is_empty() {
@@ -92,6 +93,23 @@ pub fn pass(
         rolled_back,
         restarts,
     }
+}
+
+/// True when `owner`'s replica runs spec `hash` and is ready, and nothing of it runs or is
+/// kept at another spec (no `_prev` to roll back to): its update is done.
+fn settled(observed: &ObservedState, owner: &Owner, hash: &str) -> bool {
+    let mut ready = false;
+    for c in observed
+        .containers
+        .iter()
+        .filter(|c| c.key.as_ref() == Some(&owner.key) && c.replica == owner.replica)
+    {
+        if c.hash.as_deref() != Some(hash) {
+            return false;
+        }
+        ready |= c.ready();
+    }
+    ready
 }
 
 /// True when the desired state still wants `owner` at `hash` (its retry entry stays relevant).

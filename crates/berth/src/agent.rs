@@ -198,7 +198,8 @@ impl<E: Engine> Reconciler<E> {
                         berth_core::FailureKind::ReplacementStopped,
                         format!("the new container {to} stopped before the update was done; the previous container was restored"),
                     ),
-                    jittered,
+                    // Each undone attempt stopped the old container: as slow as a crash loop.
+                    |n| jittered_with(Backoff::CRASH_LOOP, n),
                 );
                 tracing::warn!(owner = %a.owner, attempts = e.attempts, retry_in = ?e.not_before.saturating_duration_since(now), "replacement failed; previous container restored");
             }
@@ -320,8 +321,14 @@ fn now_instant() -> Instant {
 /// Failure backoff (1 s doubling to 300 s) with ±20 % jitter, so that many failing objects do
 /// not retry in lockstep.
 fn jittered(attempts: u32) -> Duration {
-    let base = Backoff::FAILURE.delay(attempts);
-    base.mul_f64(rand::rng().random_range(0.8..1.2))
+    jittered_with(Backoff::FAILURE, attempts)
+}
+
+/// `backoff`'s delay before the attempt after `attempts`, ±20 %.
+fn jittered_with(backoff: Backoff, attempts: u32) -> Duration {
+    backoff
+        .delay(attempts)
+        .mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
 /// Objects in force and where they come from.

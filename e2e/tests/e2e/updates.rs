@@ -335,3 +335,58 @@ async fn network_and_containers_edited_together_converge_in_one_apply() {
         assert_eq!(out.status.code(), Some(0), "converged: {}", text(&out));
     }
 }
+
+/// Found by a new-user review: a start-first update to a version that exits at once was
+/// promoted, undone, and tried again every second or two until the progress deadline, each attempt
+/// stopping the old container, with "1 failed attempt(s)" every time (the next attempt's
+/// successful create cleared the count, and the delay was an engine failure's 1 s). Now each
+/// undone attempt counts and waits as a crash loop does (10 s, 20 s, …) until the progress
+/// deadline rolls the update back.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_that_keeps_crashing_backs_off_more_each_time() {
+    let env = test_env!("upd-crash").await;
+    let web = |cmd: &str| {
+        env.container("web", BUSYBOX, "  init: true\n")
+            .replace(r#"[sleep, "3600"]"#, cmd)
+    };
+    env.write("web.yaml", &web(r#"[sleep, "3600"]"#));
+    let mut agent = env.agent_with(&["--resync-seconds", "300"]);
+    let name = env.cname("web");
+    env.until("v1 running", Duration::from_secs(60), || env.running(&name))
+        .await;
+    env.write("web.yaml", &web(r#"[sh, -c, "exit 3"]"#));
+    let undone = |log: &str, n: u32| {
+        log.lines().any(|l| {
+            l.contains("replacement failed; previous container restored")
+                && l.contains(&format!("attempts={n}"))
+        })
+    };
+    // A hang bound, not a timing: the second undone attempt comes after a 10 s back-off.
+    let start = Instant::now();
+    while !undone(&agent.log(), 2) && start.elapsed() < Duration::from_secs(150) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = agent.log();
+    agent.stop();
+    assert!(
+        undone(&log, 1),
+        "the first undone attempt is logged:\n{log}"
+    );
+    assert!(
+        undone(&log, 2),
+        "the second undone attempt counts 2:\n{log}"
+    );
+    // The back-off before the third attempt: 20 s ± 20 % (a crash loop's), not an engine
+    // failure's 2 s.
+    let retry = log
+        .lines()
+        .find(|l| l.contains("replacement failed") && l.contains("attempts=2"))
+        .and_then(|l| l.split("retry_in=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_default();
+    let secs = match retry.strip_suffix("ms") {
+        Some(ms) => ms.parse::<f64>().unwrap_or(0.0) / 1000.0,
+        None => retry.trim_end_matches('s').parse::<f64>().unwrap_or(0.0),
+    };
+    assert!(secs >= 15.0, "retry_in={retry}:\n{log}");
+}
