@@ -174,7 +174,7 @@ pub enum Manifest {
         /// Its metadata.
         metadata: ManifestMetadata,
         /// Its spec.
-        spec: Box<ContainerSpec>,
+        spec: std::sync::Arc<ContainerSpec>,
     },
 }
 

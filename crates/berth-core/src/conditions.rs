@@ -420,7 +420,7 @@ mod tests {
                 name: name.into(),
                 ..Default::default()
             },
-            spec: Box::new(ContainerSpec {
+            spec: std::sync::Arc::new(ContainerSpec {
                 image: Some("busybox:1".into()),
                 ..Default::default()
             }),

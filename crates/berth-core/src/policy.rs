@@ -781,7 +781,7 @@ mod tests {
                 namespace: Some("ns".into()),
                 ..Default::default()
             },
-            spec: Box::new(spec),
+            spec: std::sync::Arc::new(spec),
         }
     }
 
@@ -1305,6 +1305,7 @@ mod tests {
             .collect();
         let mut changed = with(Some("host"));
         if let Manifest::Container { spec, .. } = &mut changed.manifest {
+            let spec = std::sync::Arc::make_mut(spec);
             spec.args = Some(vec!["edited".into()]);
         }
         let (ok, refused) = admit(

@@ -124,6 +124,7 @@ fn image_change_recreates_one_container_image_first() {
     let web_id = sim.container_id("app_web_0");
     let mut objs = stack();
     if let Manifest::Container { spec, .. } = &mut objs[3] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.image = Some("busybox:2".into());
     }
     let p = converge(&mut sim, &objs);
@@ -155,6 +156,7 @@ fn scheduling_fields_do_not_recreate() {
     converge(&mut sim, &stack());
     let mut objs = stack();
     if let Manifest::Container { spec, .. } = &mut objs[2] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.restart_policy = RestartPolicy::OnFailure;
         spec.pull_policy = PullPolicy::Always;
     }
@@ -414,6 +416,7 @@ fn restart_policy_decides_restarts_with_crash_loop_backoff() {
     let mut objs = stack();
     for m in &mut objs {
         if let Manifest::Container { spec, .. } = m {
+            let spec = std::sync::Arc::make_mut(spec);
             spec.restart_policy = RestartPolicy::OnFailure;
         }
     }
@@ -443,11 +446,13 @@ fn a_paused_container_is_unpaused() {
 fn scaling_down_removes_highest_indexes() {
     let mut objs = stack();
     if let Manifest::Container { spec, .. } = &mut objs[2] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.replicas = Some(3);
     }
     let mut sim = Sim::default();
     converge(&mut sim, &objs);
     if let Manifest::Container { spec, .. } = &mut objs[2] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.replicas = Some(1);
     }
     let p = converge(&mut sim, &objs);
@@ -471,6 +476,7 @@ fn duplicate_engine_names_block_both_objects() {
     let mut objs = stack();
     for m in &mut objs {
         if let Manifest::Container { spec, .. } = m {
+            let spec = std::sync::Arc::make_mut(spec);
             spec.container_name = Some("same".into());
         }
     }
@@ -515,6 +521,7 @@ fn golden_spec_hashes() {
 fn with_deps(condition: DependencyCondition) -> Vec<Manifest> {
     let mut objs = stack();
     if let Manifest::Container { spec, .. } = &mut objs[2] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.depends_on = vec![Dependency {
             name: "db".into(),
             condition,
@@ -620,6 +627,7 @@ fn completed_condition_needs_exit_zero() {
     set_db(&mut sim, RunState::Exited, None, Some(0));
     let mut objs = objs;
     if let Manifest::Container { spec, .. } = &mut objs[3] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.restart_policy = RestartPolicy::OnFailure;
     }
     let p = plan(
@@ -639,6 +647,7 @@ fn completed_condition_needs_exit_zero() {
 fn cycles_and_unknown_dependencies_are_blocked() {
     let mut objs = with_deps(DependencyCondition::Started);
     if let Manifest::Container { spec, .. } = &mut objs[3] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.depends_on = vec![Dependency {
             name: "web".into(),
             ..Default::default()
@@ -653,6 +662,7 @@ fn cycles_and_unknown_dependencies_are_blocked() {
     );
     let mut objs = with_deps(DependencyCondition::Started);
     if let Manifest::Container { spec, .. } = &mut objs[2] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.depends_on[0].name = "nope".into();
     }
     let d = resolve(&objs);
@@ -698,6 +708,7 @@ fn unhealthy_container_is_restarted_with_backoff_but_not_while_starting() {
 fn shared_network_namespace_follows_a_replaced_target() {
     let mut objs = stack();
     if let Manifest::Container { spec, .. } = &mut objs[2] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.networks.clear();
         spec.network_mode = Some("container:db".into());
     }
@@ -825,6 +836,7 @@ fn incomplete_desired_set_removes_nothing() {
 fn renamed_object_with_host_port_waits_for_the_old_container() {
     let mut objs = stack();
     if let Manifest::Container { spec, .. } = &mut objs[2] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.ports = vec![ContainerPort {
             container_port: 80,
             host_port: Some(8080),
@@ -893,6 +905,7 @@ fn busy_owners_are_left_out_with_their_dependents() {
 
 fn always(objs: &mut [Manifest]) {
     if let Manifest::Container { spec, .. } = &mut objs[2] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.pull_policy = PullPolicy::Always;
     }
 }
@@ -957,6 +970,7 @@ fn image_pull_secrets_reach_the_pull_and_are_not_hashed() {
     converge(&mut sim, &stack());
     let mut objs = stack();
     if let Manifest::Container { spec, .. } = &mut objs[2] {
+        let spec = std::sync::Arc::make_mut(spec);
         spec.image_pull_secrets = vec![ImagePullSecret {
             file: "/etc/berth/auth.json".into(),
         }];
@@ -1055,7 +1069,7 @@ fn web_stack(replicas: u32, version: &str, edit: impl Fn(&mut ContainerSpec)) ->
         },
         Manifest::Container {
             metadata: meta("app", "web"),
-            spec: Box::new(spec),
+            spec: std::sync::Arc::new(spec),
         },
     ]
 }
@@ -1847,7 +1861,7 @@ fn a_newer_spec_supersedes_a_surge_container_in_order() {
 fn built(name: &str, context: &str) -> Manifest {
     Manifest::Container {
         metadata: meta("app", name),
-        spec: Box::new(ContainerSpec {
+        spec: std::sync::Arc::new(ContainerSpec {
             build: Some(Build {
                 context: context.into(),
                 ..Default::default()
@@ -2165,6 +2179,7 @@ fn new_fields_enter_the_hash_only_when_set() {
     let hash_with = |f: &dyn Fn(&mut ContainerSpec)| {
         let mut objs = stack();
         if let Manifest::Container { spec, .. } = &mut objs[2] {
+            let spec = std::sync::Arc::make_mut(spec);
             f(spec);
         }
         resolve(&objs).containers[&web].hash.clone()

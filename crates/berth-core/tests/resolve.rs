@@ -30,7 +30,7 @@ fn web(name: &str, edit: impl Fn(&mut ContainerSpec)) -> Manifest {
     edit(&mut spec);
     Manifest::Container {
         metadata: meta(name),
-        spec: Box::new(spec),
+        spec: std::sync::Arc::new(spec),
     }
 }
 
@@ -123,7 +123,7 @@ fn duplicate_host_ports_block_both_and_unspecified_addresses_overlap() {
 fn the_default_build_tag_names_a_non_default_instance() {
     let built = Manifest::Container {
         metadata: meta("site"),
-        spec: Box::new(ContainerSpec {
+        spec: std::sync::Arc::new(ContainerSpec {
             build: Some(Build {
                 context: "/srv/site".into(),
                 ..Default::default()
@@ -147,7 +147,7 @@ fn the_default_build_tag_names_a_non_default_instance() {
     // An explicit image is the tag, whatever the instance.
     let tagged = Manifest::Container {
         metadata: meta("site"),
-        spec: Box::new(ContainerSpec {
+        spec: std::sync::Arc::new(ContainerSpec {
             image: Some("registry.example/site:2".into()),
             build: Some(Build {
                 context: "/srv/site".into(),

@@ -294,7 +294,7 @@ fn decode_document(
             let d: Doc<ContainerSpec> = with_path(&chunk.text).map_err(from_saphyr_path)?;
             Manifest::Container {
                 metadata: d.metadata,
-                spec: Box::new(d.spec),
+                spec: std::sync::Arc::new(d.spec),
             }
         }
         Kind::Network => {
@@ -477,7 +477,8 @@ fn cluster_forbidden(manifest: &Manifest) -> Vec<berth_api::FieldError> {
 /// file that declares it (lexically: `.` and `..` are folded, symlinks are not resolved).
 pub fn resolve_build_context(manifest: &mut Manifest, base: &std::path::Path) {
     if let Manifest::Container { spec, .. } = manifest
-        && let Some(build) = &mut spec.build
+        && spec.build.is_some()
+        && let Some(build) = &mut std::sync::Arc::make_mut(spec).build
     {
         let mut out = std::path::PathBuf::new();
         for c in base.join(&build.context).components() {
@@ -555,7 +556,7 @@ pub fn decode_object(
             let d: Doc<ContainerSpec> = serde_path_to_error::deserialize(doc).map_err(from_json)?;
             Manifest::Container {
                 metadata: d.metadata,
-                spec: Box::new(d.spec),
+                spec: std::sync::Arc::new(d.spec),
             }
         }
         Kind::Network => {

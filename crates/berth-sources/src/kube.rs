@@ -102,6 +102,7 @@ pub fn resolve_value_from(manifest: &mut Manifest, data: &RefData) -> Result<(),
         return Ok(());
     };
     let ns = metadata.namespace_or_default().to_string();
+    let spec = std::sync::Arc::make_mut(spec);
     let mut env = Vec::with_capacity(spec.env.len());
     for (i, mut e) in std::mem::take(&mut spec.env).into_iter().enumerate() {
         match e.value_from.take() {

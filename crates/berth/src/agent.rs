@@ -1278,7 +1278,7 @@ mod tests {
                 name: "crash".into(),
                 ..Default::default()
             },
-            spec: Box::new(ContainerSpec {
+            spec: std::sync::Arc::new(ContainerSpec {
                 image: Some("busybox".into()),
                 ..Default::default()
             }),
@@ -1438,7 +1438,7 @@ mod source_tests {
                     namespace: Some("team".into()),
                     ..Default::default()
                 },
-                spec: Box::new(berth_api::ContainerSpec {
+                spec: std::sync::Arc::new(berth_api::ContainerSpec {
                     image: Some("busybox".into()),
                     network_mode: mode.map(berth_api::NetworkMode::parse),
                     ..Default::default()

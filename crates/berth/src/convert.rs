@@ -56,7 +56,7 @@ pub fn to_yaml<'a>(manifests: impl Iterator<Item = &'a Manifest>) -> anyhow::Res
     for m in manifests {
         let meta = m.metadata();
         let spec = match m {
-            Manifest::Container { spec, .. } => serde_json::to_value(spec)?,
+            Manifest::Container { spec, .. } => serde_json::to_value(&**spec)?,
             Manifest::Network { spec, .. } => serde_json::to_value(spec)?,
             Manifest::Volume { spec, .. } => serde_json::to_value(spec)?,
         };

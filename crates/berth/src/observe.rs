@@ -504,7 +504,7 @@ pub fn state_of(v: &ObjectView) -> HostObjectState {
 /// `<elided: N bytes>` (their names and paths stay).
 pub fn redacted_spec(m: &Manifest) -> Value {
     let mut spec = match m {
-        Manifest::Container { spec, .. } => serde_json::to_value(spec),
+        Manifest::Container { spec, .. } => serde_json::to_value(&**spec),
         Manifest::Network { spec, .. } => serde_json::to_value(spec),
         Manifest::Volume { spec, .. } => serde_json::to_value(spec),
     }
@@ -642,7 +642,7 @@ mod tests {
                 namespace: Some("app".into()),
                 ..Default::default()
             },
-            spec: Box::new(ContainerSpec {
+            spec: std::sync::Arc::new(ContainerSpec {
                 image: Some("busybox".into()),
                 cap_add: vec!["SYS_ADMIN".into()],
                 ..Default::default()
@@ -679,7 +679,7 @@ mod tests {
                 name: "web".into(),
                 ..Default::default()
             },
-            spec: Box::new(ContainerSpec {
+            spec: std::sync::Arc::new(ContainerSpec {
                 image: Some("nginx".into()),
                 env: vec![EnvVar {
                     name: "PASSWORD".into(),

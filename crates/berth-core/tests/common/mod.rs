@@ -508,7 +508,7 @@ impl ContainerBuilder {
     pub fn build(self) -> Manifest {
         Manifest::Container {
             metadata: self.metadata,
-            spec: Box::new(self.spec),
+            spec: std::sync::Arc::new(self.spec),
         }
     }
 }

@@ -234,7 +234,7 @@ pub(super) fn project(
             let mut l = located(
                 Manifest::Container {
                     metadata: meta(name, ns),
-                    spec: Box::new(spec),
+                    spec: std::sync::Arc::new(spec),
                 },
                 svc,
                 *line,
