@@ -16,6 +16,7 @@
 //! - fields that take a number or a percentage (`maxSurge`) take both;
 //! - no value (nor key) longer than [`crate::read::ReadLimits::max_scalar_bytes`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -166,19 +167,83 @@ impl<'de> Deserialize<'de> for Key {
 /// rewrites the file.
 const SPEC_TYPES: &str = include_str!("strict_types.json");
 
+/// The type of a schema node, as [`Walk`] checks scalars against it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SchemaType {
+    Integer,
+    Number,
+    Boolean,
+    String,
+    /// `object`, `array`, or none given: no scalar check.
+    Other,
+}
+
+/// What [`Walk`] reads of one node of an OpenAPI schema: kept instead of the JSON it is parsed
+/// from (a tenth of its heap, held by every process that decodes a manifest).
+#[derive(Debug)]
+struct TypeNode {
+    ty: SchemaType,
+    int_or_string: bool,
+    properties: BTreeMap<String, TypeNode>,
+    /// `additionalProperties` when it is a schema (not `true`/`false`).
+    additional: Option<Box<TypeNode>>,
+    items: Option<Box<TypeNode>>,
+}
+
+impl TypeNode {
+    /// `None` for a null or non-object schema (nothing to check).
+    fn from_json(v: &Schema) -> Option<TypeNode> {
+        let o = v.as_object()?;
+        let ty = match o.get("type").and_then(Schema::as_str) {
+            Some("integer") => SchemaType::Integer,
+            Some("number") => SchemaType::Number,
+            Some("boolean") => SchemaType::Boolean,
+            Some("string") => SchemaType::String,
+            _ => SchemaType::Other,
+        };
+        let properties = o
+            .get("properties")
+            .and_then(Schema::as_object)
+            .map(|p| {
+                p.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), TypeNode::from_json(v)?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(TypeNode {
+            ty,
+            int_or_string: o
+                .get("x-kubernetes-int-or-string")
+                .and_then(Schema::as_bool)
+                .unwrap_or(false),
+            properties,
+            additional: o
+                .get("additionalProperties")
+                .and_then(TypeNode::from_json)
+                .map(Box::new),
+            items: o.get("items").and_then(TypeNode::from_json).map(Box::new),
+        })
+    }
+
+    /// The schema of a mapping's entry `key`.
+    fn entry(&self, key: &str) -> Option<&TypeNode> {
+        self.properties.get(key).or(self.additional.as_deref())
+    }
+}
+
 /// The pruned OpenAPI schema of `spec` of a kind (see [`SPEC_TYPES`]; parsed once).
-fn spec_schema(kind: Kind) -> &'static Schema {
-    static SCHEMAS: OnceLock<[Schema; 3]> = OnceLock::new();
+fn spec_schema(kind: Kind) -> Option<&'static TypeNode> {
+    static SCHEMAS: OnceLock<[Option<TypeNode>; 3]> = OnceLock::new();
     let all = SCHEMAS.get_or_init(|| {
-        let mut all: serde_json::Map<String, Schema> =
+        let all: serde_json::Map<String, Schema> =
             serde_json::from_str(SPEC_TYPES).unwrap_or_default();
-        let mut take = |k: &str| all.remove(k).unwrap_or(Schema::Null);
+        let take = |k: &str| all.get(k).and_then(TypeNode::from_json);
         [take("Container"), take("Network"), take("Volume")]
     });
     match kind {
-        Kind::Container => &all[0],
-        Kind::Network => &all[1],
-        Kind::Volume => &all[2],
+        Kind::Container => all[0].as_ref(),
+        Kind::Network => all[1].as_ref(),
+        Kind::Volume => all[2].as_ref(),
     }
 }
 
@@ -234,15 +299,18 @@ fn prune(schema: &Schema) -> Schema {
     Schema::Object(out)
 }
 
-fn metadata_schema() -> &'static Schema {
-    static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let map = serde_json::json!({"type": "object", "additionalProperties": {"type": "string"}});
-        serde_json::json!({"type": "object", "properties": {
-            "name": {"type": "string"}, "namespace": {"type": "string"},
-            "labels": map, "annotations": map,
-        }})
-    })
+fn metadata_schema() -> Option<&'static TypeNode> {
+    static SCHEMA: OnceLock<Option<TypeNode>> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let map =
+                serde_json::json!({"type": "object", "additionalProperties": {"type": "string"}});
+            TypeNode::from_json(&serde_json::json!({"type": "object", "properties": {
+                "name": {"type": "string"}, "namespace": {"type": "string"},
+                "labels": map, "annotations": map,
+            }}))
+        })
+        .as_ref()
 }
 
 /// Checks one document's scalar types against the kind's schema and every value's size.
@@ -260,8 +328,8 @@ pub fn check(text: &str, kind: Kind, max_scalar_bytes: usize) -> Vec<Problem> {
     if let Tree::Map(entries) = &root.value {
         for (k, v) in entries {
             let schema = match k.as_str() {
-                "spec" => Some(spec_schema(kind)),
-                "metadata" => Some(metadata_schema()),
+                "spec" => spec_schema(kind),
+                "metadata" => metadata_schema(),
                 _ => None,
             };
             w.walk(v, schema, k);
@@ -296,7 +364,7 @@ impl Walk<'_> {
             .is_some_and(|c| c == '"' || c == '\'')
     }
 
-    fn walk(&mut self, node: &Spanned<Tree>, schema: Option<&Schema>, field: &str) {
+    fn walk(&mut self, node: &Spanned<Tree>, schema: Option<&TypeNode>, field: &str) {
         if let Tree::Str(s) = &node.value
             && s.len() > self.max_scalar_bytes
         {
@@ -308,12 +376,8 @@ impl Walk<'_> {
             self.problem(node, field, msg);
             return;
         }
-        let schema = schema.filter(|s| !s.is_null());
-        let ty = schema.and_then(|s| s.get("type")).and_then(Schema::as_str);
-        let int_or_string = schema
-            .and_then(|s| s.get("x-kubernetes-int-or-string"))
-            .and_then(Schema::as_bool)
-            .unwrap_or(false);
+        let ty = schema.map_or(SchemaType::Other, |s| s.ty);
+        let int_or_string = schema.is_some_and(|s| s.int_or_string);
         match &node.value {
             Tree::Map(entries) => {
                 for (k, v) in entries {
@@ -326,23 +390,19 @@ impl Walk<'_> {
                         self.problem(v, field, msg);
                         continue;
                     }
-                    let sub = schema.and_then(|s| {
-                        s.get("properties")
-                            .and_then(|p| p.get(k))
-                            .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
-                    });
+                    let sub = schema.and_then(|s| s.entry(k));
                     self.walk(v, sub, &format!("{field}.{k}"));
                 }
             }
             Tree::Seq(items) => {
-                let sub = schema.and_then(|s| s.get("items"));
+                let sub = schema.and_then(|s| s.items.as_deref());
                 for (i, v) in items.iter().enumerate() {
                     self.walk(v, sub, &format!("{field}[{i}]"));
                 }
             }
             Tree::Null => {}
             _ if int_or_string => {}
-            Tree::Str(s) if matches!(ty, Some("integer" | "number")) => {
+            Tree::Str(s) if matches!(ty, SchemaType::Integer | SchemaType::Number) => {
                 let digits = s.trim_start_matches(['-', '+']);
                 let msg = if self.quoted(node) {
                     format!("expected a number, got the quoted string \"{s}\"; remove the quotes")
@@ -361,10 +421,10 @@ impl Walk<'_> {
                 };
                 self.problem(node, field, msg);
             }
-            Tree::Bool(b) if matches!(ty, Some("integer" | "number")) => {
+            Tree::Bool(b) if matches!(ty, SchemaType::Integer | SchemaType::Number) => {
                 self.problem(node, field, format!("expected a number, got {b}"));
             }
-            Tree::Str(s) if ty == Some("boolean") => {
+            Tree::Str(s) if ty == SchemaType::Boolean => {
                 let msg = if self.quoted(node) {
                     format!(
                         "expected true or false, got the quoted string \"{s}\"; remove the quotes"
@@ -376,10 +436,10 @@ impl Walk<'_> {
                 };
                 self.problem(node, field, msg);
             }
-            Tree::Num(n) if ty == Some("boolean") => {
+            Tree::Num(n) if ty == SchemaType::Boolean => {
                 self.problem(node, field, format!("expected true or false, got {n}"));
             }
-            Tree::Num(n) if ty == Some("string") => {
+            Tree::Num(n) if ty == SchemaType::String => {
                 let msg = if field.ends_with(".mode") {
                     format!(
                         "expected permission bits as a quoted octal string like \"0644\", got the number {n}; quote it (a bare number is ambiguous: kubectl prints 0644 as 420)"
@@ -389,7 +449,7 @@ impl Walk<'_> {
                 };
                 self.problem(node, field, msg);
             }
-            Tree::Bool(b) if ty == Some("string") => {
+            Tree::Bool(b) if ty == SchemaType::String => {
                 let msg = format!("expected a string, got the boolean {b}; quote it: \"{b}\"");
                 self.problem(node, field, msg);
             }
@@ -463,7 +523,10 @@ mod tests {
              BERTH_BLESS=1 cargo test -p berth-sources spec_types"
         );
         for kind in [Kind::Container, Kind::Network, Kind::Volume] {
-            assert!(spec_schema(kind).get("properties").is_some(), "{kind:?}");
+            assert!(
+                spec_schema(kind).is_some_and(|s| !s.properties.is_empty()),
+                "{kind:?}"
+            );
         }
     }
 }

@@ -45,8 +45,9 @@ pub struct AgentView {
     /// Set while the Docker Engine does not answer (the agent waits for it; `/readyz` fails).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_unreachable: Option<EngineOutage>,
-    /// Every desired (or blocked) object, sorted by kind, namespace and name.
-    pub objects: Vec<ObjectView>,
+    /// Every desired (or blocked) object, sorted by kind, namespace and name. Shared between the
+    /// observer and each published view (a pass replaces it; other publications reuse it).
+    pub objects: Arc<[ObjectView]>,
     /// Recent events, oldest first (at most [`EVENTS_KEPT`]).
     pub events: Vec<EventView>,
 }
@@ -347,7 +348,7 @@ impl Observer {
         let objects = self.objects(merged, desired, observed, plan, states);
         self.metrics.objects(&objects);
         self.metrics.synced();
-        self.publish(objects);
+        self.publish(objects.into());
     }
 
     /// Records a pass that could not observe the engine.
@@ -377,7 +378,7 @@ impl Observer {
         self.publish(self.base.objects.clone());
     }
 
-    fn publish(&mut self, objects: Vec<ObjectView>) {
+    fn publish(&mut self, objects: Arc<[ObjectView]>) {
         self.base.objects = objects;
         self.base.events = self.events.iter().cloned().collect();
         self.tx.send_replace(Arc::new(self.base.clone()));
