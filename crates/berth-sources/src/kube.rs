@@ -352,6 +352,13 @@ pub struct KubeSource {
     config: KubeSourceConfig,
 }
 
+/// Drops `metadata.managedFields` before an object enters a store: nothing here reads them, and
+/// an API server keeps one entry per field manager, so one per host that wrote the object's
+/// status (every agent would cache every host's entry of every object it watches).
+fn forget_managed_fields<K: kube::Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+}
+
 /// A watcher's news for the rebuild loop: its index, and what it saw (or its error).
 type Tick = (usize, Result<Seen, String>);
 
@@ -457,10 +464,13 @@ impl KubeSource {
                 names.push(format!("{kind} ({where_})"));
                 let mut fingerprints = Fingerprints::default();
                 streams.push(
-                    reflector::reflector(writer, watcher(api, wc.clone()))
-                        .backoff(self.backoff())
-                        .map(move |r| fingerprints.tick(i, r))
-                        .boxed(),
+                    reflector::reflector(
+                        writer,
+                        watcher(api, wc.clone()).modify(forget_managed_fields),
+                    )
+                    .backoff(self.backoff())
+                    .map(move |r| fingerprints.tick(i, r))
+                    .boxed(),
                 );
                 crd_stores.push((kind, reader));
             }
@@ -472,10 +482,13 @@ impl KubeSource {
             let i = streams.len();
             names.push(format!("Secret ({where_})"));
             streams.push(
-                reflector::reflector(writer, watcher(secrets, wc.clone()))
-                    .backoff(self.backoff())
-                    .map(move |r| tick(i, r))
-                    .boxed(),
+                reflector::reflector(
+                    writer,
+                    watcher(secrets, wc.clone()).modify(forget_managed_fields),
+                )
+                .backoff(self.backoff())
+                .map(move |r| tick(i, r))
+                .boxed(),
             );
             secret_stores.push(reader);
             let cms: Api<ConfigMap> = match &scope {
@@ -486,10 +499,13 @@ impl KubeSource {
             let i = streams.len();
             names.push(format!("ConfigMap ({where_})"));
             streams.push(
-                reflector::reflector(writer, watcher(cms, wc.clone()))
-                    .backoff(self.backoff())
-                    .map(move |r| tick(i, r))
-                    .boxed(),
+                reflector::reflector(
+                    writer,
+                    watcher(cms, wc.clone()).modify(forget_managed_fields),
+                )
+                .backoff(self.backoff())
+                .map(move |r| tick(i, r))
+                .boxed(),
             );
             cm_stores.push(reader);
         }

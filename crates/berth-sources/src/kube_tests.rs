@@ -468,3 +468,25 @@ fn only_spec_labels_annotations_and_generation_changes_mark_the_set_changed() {
     assert!(changed(&mut fp, watcher::Event::Delete(annotations)));
     assert!(changed(&mut fp, watcher::Event::InitDone));
 }
+
+#[tokio::test]
+async fn managed_fields_are_not_cached() {
+    let (api, client) = FakeApi::new();
+    let managed = json!([{"manager": "berth-host-a", "operation": "Apply", "apiVersion": "berth.dev/v1alpha1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:hosts": {}}}}]);
+    let mut web = container("shop", "web", json!({"image": "nginx:1.27"}));
+    web["metadata"]["managedFields"] = managed;
+    api.put(CONTAINERS, web);
+    assert!(
+        api.get(CONTAINERS, "shop", "web")
+            .is_some_and(|o| o["metadata"]["managedFields"].is_array()),
+        "the fake API serves them"
+    );
+    let (mut rx, view) = KubeSource::new(client, fast()).watch();
+    wait_for(&mut rx, "initial list", |s| s.objects.len() == 1).await;
+    let cached = view
+        .get(&ObjectKey::new(Kind::Container, "shop", "web"))
+        .expect("web is cached");
+    assert_eq!(cached.metadata.managed_fields, None);
+    assert_eq!(cached.metadata.name.as_deref(), Some("web"));
+}
