@@ -15,6 +15,11 @@ pub enum InterpolationError {
         /// The whole string.
         template: String,
     },
+    /// Defaults or replacements nested deeper than [`MAX_NESTING`] (each level would take stack).
+    #[error(
+        "interpolation nested more than {MAX_NESTING} levels deep (`${{A:-${{B:-…}}}}`); flatten it"
+    )]
+    TooDeep,
     /// `${NAME?msg}` / `${NAME:?msg}` with the variable missing.
     #[error("required variable {name} is missing a value{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
     Required {
@@ -25,14 +30,30 @@ pub enum InterpolationError {
     },
 }
 
+/// The deepest nesting of `${…}` in defaults, replacements and messages that is interpolated
+/// (the YAML reader's own nesting limit is 64 too).
+pub const MAX_NESTING: usize = 64;
+
 /// Interpolates `template` with `lookup` (the variable's value, `None` when unset).
 ///
 /// # Errors
-/// [`InterpolationError`] for a malformed `${…}` or a missing required variable.
+/// [`InterpolationError`] for a malformed `${…}`, a missing required variable or nesting deeper
+/// than [`MAX_NESTING`].
 pub fn interpolate(
     template: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolationError> {
+    interpolate_at(template, lookup, 0)
+}
+
+fn interpolate_at(
+    template: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, InterpolationError> {
+    if depth > MAX_NESTING {
+        return Err(InterpolationError::TooDeep);
+    }
     let invalid = || InterpolationError::Invalid {
         template: template.to_string(),
     };
@@ -46,10 +67,12 @@ pub fn interpolate(
             rest = r;
         } else if let Some(inner) = after.strip_prefix('{') {
             let close = closing_brace(inner).ok_or_else(invalid)?;
-            out.push_str(&braced(&inner[..close], lookup).map_err(|e| match e {
-                InterpolationError::Invalid { .. } => invalid(),
-                other => other,
-            })?);
+            out.push_str(
+                &braced(&inner[..close], lookup, depth).map_err(|e| match e {
+                    InterpolationError::Invalid { .. } => invalid(),
+                    other => other,
+                })?,
+            );
             rest = &inner[close + 1..];
         } else {
             let len = name_len(after);
@@ -98,6 +121,7 @@ fn name_len(s: &str) -> usize {
 fn braced(
     content: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
 ) -> Result<String, InterpolationError> {
     let len = name_len(content);
     if len == 0 {
@@ -120,7 +144,7 @@ fn braced(
         })?;
     let non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
     let set = value.is_some();
-    let nested = |s: &str| interpolate(s, lookup);
+    let nested = |s: &str| interpolate_at(s, lookup, depth + 1);
     match op.as_str() {
         ":-" if !non_empty => nested(arg),
         "-" if !set => nested(arg),
@@ -204,6 +228,18 @@ mod tests {
                 sub(t)
             );
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nest = |n: usize| "${A:-".repeat(n) + "x" + &"}".repeat(n);
+        assert_eq!(sub(&nest(MAX_NESTING)), Ok("x".to_string()));
+        assert_eq!(
+            sub(&nest(MAX_NESTING + 1)),
+            Err(InterpolationError::TooDeep)
+        );
+        // Deep enough to overflow a worker thread's stack without the bound.
+        assert_eq!(sub(&nest(20_000)), Err(InterpolationError::TooDeep));
     }
 
     #[test]
