@@ -205,39 +205,122 @@ fn same_host_port(a: &PortConfig, b: &PortConfig) -> bool {
 /// Blocks every container that is part of a `dependsOn` cycle (a validation error: the cycle
 /// can never start).
 fn block_cycles(desired: &mut DesiredState) {
-    let mut in_cycle: BTreeMap<ObjectKey, String> = BTreeMap::new();
-    for start in desired.containers.keys() {
-        // Depth-first search for a path from `start` back to itself.
-        let mut stack: Vec<(ObjectKey, Vec<ObjectKey>)> =
-            vec![(start.clone(), vec![start.clone()])];
-        let mut seen = BTreeSet::new();
-        while let Some((k, path)) = stack.pop() {
-            let Some(c) = desired.containers.get(&k) else {
-                continue;
-            };
-            for (d, _) in &c.depends_on {
-                if d == start {
-                    let names: Vec<&str> = path
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .chain([start.name.as_str()])
-                        .collect();
-                    in_cycle.insert(
-                        start.clone(),
-                        format!("dependsOn cycle: {}", names.join(" → ")),
-                    );
-                } else if seen.insert(d.clone()) {
-                    let mut p = path.clone();
-                    p.push(d.clone());
-                    stack.push((d.clone(), p));
+    // Containers as indices and their dependsOn edges to declared containers.
+    let keys: Vec<&ObjectKey> = desired.containers.keys().collect();
+    let index: BTreeMap<&ObjectKey, usize> =
+        keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    let edges: Vec<Vec<usize>> = desired
+        .containers
+        .values()
+        .map(|c| {
+            c.depends_on
+                .iter()
+                .filter_map(|(d, _)| index.get(d).copied())
+                .collect()
+        })
+        .collect();
+    // Only a container in a strongly connected component of two or more, or that depends on
+    // itself, is on a cycle: found in linear time, so long dependsOn chains cost what they hold.
+    let component = strongly_connected(&edges);
+    let mut size = vec![0usize; edges.len()];
+    for c in &component {
+        size[*c] += 1;
+    }
+    let mut in_cycle: Vec<(ObjectKey, String)> = Vec::new();
+    for (start, out) in edges.iter().enumerate() {
+        if size[component[start]] < 2 && !out.contains(&start) {
+            continue;
+        }
+        // Breadth-first within the component for the shortest way back to `start`.
+        let mut parent: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        let mut last = None;
+        while let Some(k) = queue.pop_front() {
+            if edges[k].contains(&start) {
+                last = Some(k);
+                break;
+            }
+            for &d in &edges[k] {
+                if d != start && component[d] == component[start] && !parent.contains_key(&d) {
+                    parent.insert(d, k);
+                    queue.push_back(d);
                 }
             }
         }
+        let Some(mut k) = last else { continue };
+        let mut path = vec![k];
+        while let Some(&p) = parent.get(&k) {
+            path.push(p);
+            k = p;
+        }
+        if path.last() != Some(&start) {
+            path.push(start);
+        }
+        path.reverse();
+        let names: Vec<&str> = path
+            .iter()
+            .chain([&start])
+            .map(|i| keys[*i].name.as_str())
+            .collect();
+        in_cycle.push((
+            keys[start].clone(),
+            format!("dependsOn cycle: {}", names.join(" → ")),
+        ));
     }
     for (k, why) in in_cycle {
         desired.containers.remove(&k);
         desired.blocked.insert(k, why);
     }
+}
+
+/// The strongly connected component of each node of a directed graph (Tarjan's algorithm,
+/// iterative: a dependsOn chain of any length takes no stack).
+fn strongly_connected(edges: &[Vec<usize>]) -> Vec<usize> {
+    const NONE: usize = usize::MAX;
+    let n = edges.len();
+    let (mut order, mut low, mut component) = (vec![NONE; n], vec![0; n], vec![NONE; n]);
+    let (mut on_stack, mut stack) = (vec![false; n], Vec::new());
+    let (mut next, mut components) = (0, 0);
+    for root in 0..n {
+        if order[root] != NONE {
+            continue;
+        }
+        // (node, index of its next edge to follow)
+        let mut work = vec![(root, 0usize)];
+        while let Some(&mut (v, ref mut e)) = work.last_mut() {
+            if *e == 0 && order[v] == NONE {
+                order[v] = next;
+                low[v] = next;
+                next += 1;
+                stack.push(v);
+                on_stack[v] = true;
+            }
+            if let Some(&w) = edges[v].get(*e) {
+                *e += 1;
+                if order[w] == NONE {
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(order[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == order[v] {
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component[w] = components;
+                    if w == v {
+                        break;
+                    }
+                }
+                components += 1;
+            }
+        }
+    }
+    component
 }
 
 fn health_check(h: &berth_api::HealthCheck) -> Result<HealthCheckConfig, String> {
