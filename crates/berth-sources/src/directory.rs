@@ -258,7 +258,12 @@ impl DirectorySource {
                 Ok(text) => {
                     match decode_with(&display, &text, &self.limits) {
                         Ok(mut objs) => {
-                            let base = path.parent().unwrap_or(&self.root);
+                            // A bare file name (`berth apply app.yaml`) has the parent "",
+                            // which is the current directory.
+                            let base = path
+                                .parent()
+                                .filter(|p| !p.as_os_str().is_empty())
+                                .unwrap_or(Path::new("."));
                             let base = std::path::absolute(base).unwrap_or(base.to_path_buf());
                             for o in &mut objs {
                                 crate::decode::resolve_build_context(&mut o.manifest, &base);

@@ -266,3 +266,27 @@ async fn the_agent_builds_in_the_background_and_follows_a_changed_context() {
     assert_eq!(served(&env, "app").as_deref(), Some("agent v2"));
     agent.stop();
 }
+
+#[tokio::test]
+async fn a_relative_context_of_a_manifest_named_by_its_bare_file_name_is_found() {
+    // `cd sub && berth diff app.yaml` with `context: ../ctx`: the manifest's directory is the
+    // current one (its path's parent is empty), not nothing.
+    let env = test_env!("build-bare").await;
+    let ctx = context("bare name\n");
+    let top = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(ctx.path(), top.path().join("ctx")).expect("symlink");
+    write(
+        top.path(),
+        "sub/app.yaml",
+        &env.built("app", Path::new("../ctx")),
+    );
+    let out = env
+        .berth()
+        .current_dir(top.path().join("sub"))
+        .args(["diff", "app.yaml"])
+        .output()
+        .expect("berth diff");
+    let all = text(&out);
+    assert!(!all.contains("expected a directory"), "{all}");
+    assert!(all.contains("build"), "the plan builds the image: {all}");
+}
