@@ -306,8 +306,9 @@ pub struct ApplyArgs {
     /// Seconds to wait for rolling updates to finish (each step waits for the new replica's
     /// readiness) and for `dependsOn` conditions to hold (a dependent is created once its
     /// dependency is ready); when they have not, exit 1 and leave the host where it is (an agent
-    /// finishes it). Updates that make no progress roll back at `progressDeadlineSeconds`.
-    #[arg(long, default_value_t = 900)]
+    /// finishes it). Updates that make no progress roll back at `progressDeadlineSeconds`. At
+    /// most a year (31536000).
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub timeout: u64,
 }
 
@@ -410,5 +411,14 @@ mod tests {
         ] {
             assert!(parse_label(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_apply_timeout_beyond_a_year_is_refused_by_the_parser() {
+        let parse = |t: &str| Cli::try_parse_from(["berth", "apply", "--timeout", t, "dir"]);
+        assert!(parse("31536000").is_ok());
+        // It once overflowed the deadline's Instant and panicked.
+        let e = parse("18446744073709551615").expect_err("out of range");
+        assert!(e.to_string().contains("0..=31536000"), "{e}");
     }
 }
