@@ -435,6 +435,38 @@ impl KubeSource {
         }
     }
 
+    /// The store and watch stream (as the `i`-th watcher) of a kind that manifests reference
+    /// (`valueFrom`): Secrets, ConfigMaps.
+    fn referenced<K>(
+        &self,
+        scope: Option<&str>,
+        wc: &watcher::Config,
+        i: usize,
+    ) -> (Store<K>, BoxStream<'static, Tick>)
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let api: Api<K> = match scope {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let (reader, writer) = reflector::store();
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, wc.clone()).modify(forget_managed_fields),
+        )
+        .backoff(self.backoff())
+        .map(move |r| tick(i, r))
+        .boxed();
+        (reader, stream)
+    }
+
     /// Starts the watchers and publishes each complete set on the returned channel (`None` until
     /// every store has completed its initial list). Runs until the receiver is dropped.
     pub fn watch(self) -> (watch::Receiver<Option<Arc<Snapshot>>>, KubeView) {
@@ -474,39 +506,14 @@ impl KubeSource {
                 );
                 crd_stores.push((kind, reader));
             }
-            let secrets: Api<Secret> = match &scope {
-                Some(ns) => Api::namespaced(self.client.clone(), ns),
-                None => Api::all(self.client.clone()),
-            };
-            let (reader, writer) = reflector::store();
-            let i = streams.len();
+            let (reader, stream) = self.referenced::<Secret>(scope.as_deref(), &wc, streams.len());
             names.push(format!("Secret ({where_})"));
-            streams.push(
-                reflector::reflector(
-                    writer,
-                    watcher(secrets, wc.clone()).modify(forget_managed_fields),
-                )
-                .backoff(self.backoff())
-                .map(move |r| tick(i, r))
-                .boxed(),
-            );
+            streams.push(stream);
             secret_stores.push(reader);
-            let cms: Api<ConfigMap> = match &scope {
-                Some(ns) => Api::namespaced(self.client.clone(), ns),
-                None => Api::all(self.client.clone()),
-            };
-            let (reader, writer) = reflector::store();
-            let i = streams.len();
+            let (reader, stream) =
+                self.referenced::<ConfigMap>(scope.as_deref(), &wc, streams.len());
             names.push(format!("ConfigMap ({where_})"));
-            streams.push(
-                reflector::reflector(
-                    writer,
-                    watcher(cms, wc.clone()).modify(forget_managed_fields),
-                )
-                .backoff(self.backoff())
-                .map(move |r| tick(i, r))
-                .boxed(),
-            );
+            streams.push(stream);
             cm_stores.push(reader);
         }
         let view = KubeView {
